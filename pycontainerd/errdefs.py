@@ -1,0 +1,122 @@
+"""Error kinds shared by every layer, and their one mapping to status codes.
+
+Stores raise these; services never pick status codes themselves. The classes
+mirror containerd's errdefs package so that clients see the same codes
+containerd would send for the same mistake. The codes are the numeric gRPC
+status codes (also used by ttrpc); this module does not import grpc so the
+shim can use it without paying for grpc's import.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Code(enum.IntEnum):
+    """gRPC status codes (google.rpc.Code), shared by gRPC and ttrpc."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class ContainerdError(Exception):
+    """Base of all errors that carry a status code."""
+
+    code: Code = Code.UNKNOWN
+
+
+class NotFound(ContainerdError):
+    code = Code.NOT_FOUND
+
+
+class AlreadyExists(ContainerdError):
+    code = Code.ALREADY_EXISTS
+
+
+class InvalidArgument(ContainerdError):
+    code = Code.INVALID_ARGUMENT
+
+
+class FailedPrecondition(ContainerdError):
+    code = Code.FAILED_PRECONDITION
+
+
+class Unavailable(ContainerdError):
+    code = Code.UNAVAILABLE
+
+
+class NotImplemented_(ContainerdError):  # noqa: N801 - avoid shadowing the builtin
+    code = Code.UNIMPLEMENTED
+
+
+class Aborted(ContainerdError):
+    code = Code.ABORTED
+
+
+class Canceled(ContainerdError):
+    code = Code.CANCELLED
+
+
+class DeadlineExceeded(ContainerdError):
+    code = Code.DEADLINE_EXCEEDED
+
+
+class OutOfRange(ContainerdError):
+    code = Code.OUT_OF_RANGE
+
+
+class ResourceExhausted(ContainerdError):
+    code = Code.RESOURCE_EXHAUSTED
+
+
+_BY_CODE: dict[Code, type[ContainerdError]] = {
+    cls.code: cls
+    for cls in (
+        NotFound,
+        AlreadyExists,
+        InvalidArgument,
+        FailedPrecondition,
+        Unavailable,
+        NotImplemented_,
+        Aborted,
+        Canceled,
+        DeadlineExceeded,
+        OutOfRange,
+        ResourceExhausted,
+    )
+}
+
+
+def from_code(code: int, message: str) -> ContainerdError:
+    """Turn a status received from a peer back into our error kind."""
+    try:
+        kind = _BY_CODE.get(Code(code), ContainerdError)
+    except ValueError:
+        kind = ContainerdError
+    return kind(message)
+
+
+def code_of(exc: BaseException) -> Code:
+    """The status code an exception should be reported with."""
+    if isinstance(exc, ContainerdError):
+        return exc.code
+    if isinstance(exc, FileNotFoundError):
+        return Code.NOT_FOUND
+    if isinstance(exc, FileExistsError):
+        return Code.ALREADY_EXISTS
+    return Code.UNKNOWN
