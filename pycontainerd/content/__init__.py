@@ -1,1 +1,14 @@
-"""content"""
+"""The local content store: blobs on disk addressed by digest, resumable writes."""
+
+from pycontainerd.content.models import BlobInfo, IngestStatus, StoreUsage
+from pycontainerd.content.store import CONTENT_PLUGIN_DIR, LocalContentStore
+from pycontainerd.content.writer import ContentWriter
+
+__all__ = [
+    "CONTENT_PLUGIN_DIR",
+    "BlobInfo",
+    "ContentWriter",
+    "IngestStatus",
+    "LocalContentStore",
+    "StoreUsage",
+]

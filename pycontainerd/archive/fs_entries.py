@@ -1,0 +1,185 @@
+"""Create one file-system object from a tar header, relative to a directory descriptor.
+
+Every call names its object by (directory fd, single component), never by a
+path string, and never follows a symlink in the last component, so writes
+stay in the directory the caller resolved. Whatever already sits at the name
+is replaced, except that a directory over a directory is kept (its metadata
+is updated), as tar and containerd do.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import stat
+from collections.abc import Callable
+
+from pycontainerd.archive.scoped_root import ScopedRoot
+from pycontainerd.archive.tar_reader import EntryType, TarHeader, TarReader
+
+log = logging.getLogger(__name__)
+
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_NODE_TYPES = {
+    EntryType.CHAR_DEVICE: stat.S_IFCHR,
+    EntryType.BLOCK_DEVICE: stat.S_IFBLK,
+    EntryType.FIFO: stat.S_IFIFO,
+}
+_MAX_TIME_NS = (1 << 63) - 1
+
+
+def entry_times(header: TarHeader) -> tuple[int, int]:
+    """(atime, mtime) in ns: atime is never older than mtime; out-of-range times become 0."""
+    mtime = header.mtime_ns if 0 <= header.mtime_ns <= _MAX_TIME_NS else 0
+    atime = header.atime_ns if header.atime_ns is not None else mtime
+    atime = max(atime, mtime) if 0 <= atime <= _MAX_TIME_NS else mtime
+    return atime, mtime
+
+
+def _proc_path(dir_fd: int, base: str) -> str:
+    """A path naming ``base`` in ``dir_fd`` without re-resolving the directory."""
+    return f"/proc/self/fd/{dir_fd}/{base}"
+
+
+class EntryWriter:
+    """Creates archive members on disk; one instance serves a whole layer."""
+
+    def __init__(self, root: ScopedRoot, *, buffer_size: int = 1 << 20) -> None:
+        self._root = root
+        self._buffer = memoryview(bytearray(buffer_size))
+
+    # -- removal -----------------------------------------------------------------
+
+    def remove(self, dir_fd: int, base: str) -> bool:
+        """Remove ``base`` (a whole tree if it is a directory); False if it was absent."""
+        try:
+            st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(base, dir_fd=dir_fd)
+        else:
+            os.unlink(base, dir_fd=dir_fd)
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            self._root.invalidate()  # cached lookups may have gone through it
+        return True
+
+    def _create_replacing(self, dir_fd: int, base: str, create: Callable[[], object]) -> object:
+        try:
+            return create()
+        except FileExistsError:
+            self.remove(dir_fd, base)
+            return create()
+
+    # -- members -----------------------------------------------------------------
+
+    def write_file(self, dir_fd: int, base: str, header: TarHeader, data: TarReader) -> None:
+        fd = self._create_replacing(
+            dir_fd, base, lambda: os.open(base, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+        )
+        assert isinstance(fd, int)
+        try:
+            buffer = self._buffer
+            while n := data.readinto(buffer):
+                written = os.write(fd, buffer[:n])
+                while written < n:
+                    written += os.write(fd, buffer[written:n])
+            os.fchown(fd, header.uid, header.gid)
+            if header.xattrs:
+                self._set_xattrs(fd, header, user_xattrs_ok=True)
+            os.fchmod(fd, header.mode)
+            os.utime(fd, ns=entry_times(header))
+        finally:
+            os.close(fd)
+
+    def make_dir(self, dir_fd: int, base: str, header: TarHeader) -> None:
+        """Create (or keep) a directory and set its owner, xattrs and mode; not its times."""
+        try:
+            os.mkdir(base, 0o700, dir_fd=dir_fd)
+        except FileExistsError:
+            st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(base, dir_fd=dir_fd)
+                os.mkdir(base, 0o700, dir_fd=dir_fd)
+        self._set_metadata_at(dir_fd, base, header, user_xattrs_ok=True, times=False)
+
+    def make_symlink(self, dir_fd: int, base: str, header: TarHeader) -> None:
+        self._create_replacing(
+            dir_fd, base, lambda: os.symlink(header.linkname, base, dir_fd=dir_fd)
+        )
+        self._set_metadata_at(dir_fd, base, header, user_xattrs_ok=False, chmod=False)
+
+    def make_node(self, dir_fd: int, base: str, header: TarHeader) -> None:
+        """Create a device node or fifo."""
+        mode = _NODE_TYPES[header.type] | header.mode
+        device = os.makedev(header.devmajor, header.devminor)
+        self._create_replacing(dir_fd, base, lambda: os.mknod(base, mode, device, dir_fd=dir_fd))
+        self._set_metadata_at(dir_fd, base, header, user_xattrs_ok=False)
+
+    def make_hardlink(self, dir_fd: int, base: str, source_fd: int, source_base: str) -> None:
+        """Link ``base`` to the existing ``source_base`` (a symlink is linked, not followed).
+
+        Hard links share their inode's metadata, so none is set here.
+        """
+        source = os.stat(source_base, dir_fd=source_fd, follow_symlinks=False)
+        if stat.S_ISDIR(source.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "hard link target is a directory")
+        try:
+            existing = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None:
+            if (existing.st_dev, existing.st_ino) == (source.st_dev, source.st_ino):
+                return
+            self.remove(dir_fd, base)
+        os.link(
+            source_base,
+            base,
+            src_dir_fd=source_fd,
+            dst_dir_fd=dir_fd,
+            follow_symlinks=False,
+        )
+
+    # -- metadata ------------------------------------------------------------------
+
+    def _set_metadata_at(
+        self,
+        dir_fd: int,
+        base: str,
+        header: TarHeader,
+        *,
+        user_xattrs_ok: bool,
+        chmod: bool = True,
+        times: bool = True,
+    ) -> None:
+        # Owner first: chown clears setuid/setgid bits and file capabilities.
+        os.chown(base, header.uid, header.gid, dir_fd=dir_fd, follow_symlinks=False)
+        if header.xattrs:
+            self._set_xattrs(_proc_path(dir_fd, base), header, user_xattrs_ok=user_xattrs_ok)
+        if chmod:
+            # Follows a symlink in `base`, but `base` is the directory or node
+            # this writer has just made, never a symlink.
+            os.chmod(base, header.mode, dir_fd=dir_fd)
+        if times:
+            os.utime(base, ns=entry_times(header), dir_fd=dir_fd, follow_symlinks=False)
+
+    @staticmethod
+    def _set_xattrs(target: int | str, header: TarHeader, *, user_xattrs_ok: bool) -> None:
+        for key, value in header.xattrs.items():
+            if key.startswith("trusted."):
+                # Like containerd: admin attributes from an archive are not honoured
+                # (in an overlay upper dir they would steer overlayfs itself).
+                log.debug("ignoring xattr %s of %s", key, header.name)
+                continue
+            try:
+                os.setxattr(target, key, value, follow_symlinks=False)
+            except OSError as exc:
+                unsupported = exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP)
+                user_on_special = (
+                    exc.errno == errno.EPERM and key.startswith("user.") and not user_xattrs_ok
+                )
+                if not (unsupported or user_on_special):
+                    raise
+                log.warning("ignoring xattr %s of %s: %s", key, header.name, exc.strerror)

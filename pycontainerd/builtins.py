@@ -1,0 +1,22 @@
+"""The modules whose import registers the daemon's built-in plugins."""
+
+from __future__ import annotations
+
+import importlib
+
+BUILTIN_PLUGIN_MODULES = (
+    "pycontainerd.events.plugins",
+    "pycontainerd.metadata.plugins",
+    "pycontainerd.services.version",
+    "pycontainerd.services.namespaces",
+    "pycontainerd.services.content",
+    "pycontainerd.services.images",
+    "pycontainerd.services.leases",
+    "pycontainerd.services.events",
+    "pycontainerd.services.introspection",
+)
+
+
+def load_builtin_plugins() -> None:
+    for name in BUILTIN_PLUGIN_MODULES:
+        importlib.import_module(name)

@@ -1,0 +1,82 @@
+"""Small crash-safe filesystem helpers used by the content store.
+
+The rule they serve: a reader after a crash sees either the old state or the
+new one, never a torn file. Files are written beside their target, fsynced,
+renamed into place, and the directory holding them is fsynced.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+TEMP_PREFIX = ".tmp-"
+WRITABLE_MODE = 0o644
+
+
+def utc_from_ns(timestamp_ns: int) -> datetime:
+    return datetime.fromtimestamp(timestamp_ns / 1e9, tz=UTC)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def temp_name() -> str:
+    """A name that directory scans recognise as unfinished work."""
+    return f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` (and parents) so that the new entries survive a crash."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o755)
+        except FileExistsError:
+            continue
+        fsync_dir(directory.parent)
+
+
+def write_file_synced(path: Path, data: bytes) -> None:
+    """Write a new file and fsync it (no rename: for files in a private temp dir)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, WRITABLE_MODE)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably."""
+    temp = path.with_name(temp_name())
+    try:
+        write_file_synced(temp, data)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """os.write until every byte is out (os.write may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

@@ -1,0 +1,152 @@
+"""On-disk layout of one in-progress write: ``ingest/<sha256 of ref>/``.
+
+The directory holds ``ref`` (the client's name for the write), ``startedat``,
+``total`` and ``expected`` (what the client announced, if anything) and
+``data`` (the bytes written so far). The directory is named by a hash of the
+ref so that any client string maps to a fixed-length, path-safe name.
+
+A new directory is populated under a temporary name and renamed into place, so
+after a crash an ingest either exists with all its metadata or not at all.
+Metadata updates replace single files atomically. The offset is the size of
+``data`` and the update time its mtime, so neither needs a write per chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from pycontainerd.content.fsutil import (
+    TEMP_PREFIX,
+    atomic_write,
+    fsync_dir,
+    temp_name,
+    utc_from_ns,
+    write_file_synced,
+)
+from pycontainerd.content.models import IngestStatus
+from pycontainerd.digest import Digest
+from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotFound
+
+REF_FILE = "ref"
+STARTED_FILE = "startedat"
+TOTAL_FILE = "total"
+EXPECTED_FILE = "expected"
+DATA_FILE = "data"
+
+
+def ingest_dir_name(ref: str) -> str:
+    """The directory name for ``ref`` (not related to the content's digest)."""
+    if not ref:
+        raise InvalidArgument("ingest ref must not be empty: name the write with a unique ref")
+    return hashlib.sha256(ref.encode("utf-8")).hexdigest()
+
+
+def is_temporary(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX)
+
+
+class IngestDir:
+    """Paths and metadata of one ingest directory. Holds no open files."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def data_path(self) -> Path:
+        return self.path / DATA_FILE
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def create(self, ref: str, total: int, expected: Digest | None, started_at: datetime) -> bool:
+        """Create the directory atomically; False when it already existed."""
+        staging = self.path.with_name(temp_name())
+        staging.mkdir(mode=0o755)
+        try:
+            write_file_synced(staging / REF_FILE, ref.encode("utf-8"))
+            write_file_synced(staging / STARTED_FILE, started_at.isoformat().encode())
+            write_file_synced(staging / TOTAL_FILE, str(total).encode())
+            if expected is not None:
+                write_file_synced(staging / EXPECTED_FILE, expected.encode())
+            write_file_synced(staging / DATA_FILE, b"")
+            fsync_dir(staging)
+            try:
+                os.rename(staging, self.path)
+            except OSError:
+                if self.path.is_dir():  # a concurrent creator won; use theirs
+                    return False
+                raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        fsync_dir(self.path.parent)
+        return True
+
+    def record_expectations(self, total: int | None, expected: Digest | None) -> None:
+        """Durably store a total and/or expected digest announced after the start."""
+        if total is not None:
+            atomic_write(self.path / TOTAL_FILE, str(total).encode())
+        if expected is not None:
+            atomic_write(self.path / EXPECTED_FILE, expected.encode())
+
+    def read_ref(self) -> str:
+        try:
+            return (self.path / REF_FILE).read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            if self.exists():
+                raise self._corrupt("its ref file is missing") from None
+            raise NotFound(f"ingest {self.path.name} not found") from None
+
+    def read_status(self) -> IngestStatus:
+        """Read the status from disk; NotFound if gone, FailedPrecondition if corrupt."""
+        ref = self.read_ref()
+        try:
+            started_at = datetime.fromisoformat((self.path / STARTED_FILE).read_text())
+            total = int((self.path / TOTAL_FILE).read_text())
+            expected = self._read_expected()
+        except (OSError, ValueError, InvalidArgument) as exc:
+            raise self._corrupt(f"its metadata is unreadable ({exc})", ref) from None
+        try:
+            data = self.data_path.stat()
+        except FileNotFoundError:
+            # Left by a crash right after commit moved the data out.
+            offset, updated_at = 0, started_at
+        else:
+            offset, updated_at = data.st_size, utc_from_ns(data.st_mtime_ns)
+        return IngestStatus(
+            ref=ref,
+            offset=offset,
+            total=total,
+            expected=expected,
+            started_at=started_at,
+            updated_at=max(started_at, updated_at),
+        )
+
+    def modified_at(self) -> datetime:
+        """Last sign of life: the data file's mtime, else the directory's."""
+        for candidate in (self.data_path, self.path):
+            try:
+                return utc_from_ns(candidate.stat().st_mtime_ns)
+            except FileNotFoundError:
+                continue
+        raise NotFound(f"ingest {self.path.name} not found")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def _read_expected(self) -> Digest | None:
+        try:
+            text = (self.path / EXPECTED_FILE).read_text()
+        except FileNotFoundError:
+            return None
+        return Digest(text)
+
+    def _corrupt(self, why: str, ref: str | None = None) -> FailedPrecondition:
+        name = f"ref {ref!r}" if ref is not None else f"directory {self.path.name}"
+        return FailedPrecondition(f"ingest for {name} is corrupt: {why}; abort it and start over")

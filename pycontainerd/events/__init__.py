@@ -1,0 +1,1 @@
+"""The event exchange: publish, forward and subscribe, as containerd's events service."""

@@ -1,0 +1,284 @@
+"""The namespaced view of the content store.
+
+Blobs on disk are shared, but each namespace holds its own references (with
+labels): a blob written in namespace `a` is not visible in `b` until `b`
+writes it too ("isolated" sharing, the bytes are checked again). Deleting a
+reference only drops it from the namespace; garbage collection removes bytes
+no namespace refers to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pycontainerd import errdefs
+from pycontainerd.content.models import IngestStatus
+from pycontainerd.content.store import LocalContentStore
+from pycontainerd.content.writer import ContentWriter
+from pycontainerd.digest import parse_digest
+from pycontainerd.identifiers import validate_labels
+from pycontainerd.metadata.db import Database, dump_labels, load_labels, now_ns
+from pycontainerd.metadata.fieldpaths import apply_map_paths, refuse_unknown
+from pycontainerd.metadata.leases import LeaseStore, Resource
+from pycontainerd.metadata.namespaces import NamespaceStore
+from pycontainerd.rwlock import RWLock
+
+
+@dataclass
+class ContentInfo:
+    digest: str
+    size: int
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+def _ts(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+
+
+def _info(row) -> ContentInfo:  # type: ignore[no-untyped-def]
+    return ContentInfo(
+        row["digest"], row["size"], load_labels(row["labels"]),
+        _ts(row["created_at"]), _ts(row["updated_at"]),
+    )
+
+
+class NamespacedContentStore:
+    def __init__(
+        self,
+        db: Database,
+        backend: LocalContentStore,
+        namespaces: NamespaceStore,
+        leases: LeaseStore,
+    ) -> None:
+        self.db = db
+        self.backend = backend
+        self.namespaces = namespaces
+        self.leases = leases
+        # Commits hold it shared, the sweep of unreferenced blobs exclusively:
+        # a blob committed on disk but not yet recorded must not be swept.
+        self.commit_lock = RWLock()
+
+    # -- committed content -------------------------------------------------
+
+    def info(self, namespace: str, digest: str) -> ContentInfo:
+        parse_digest(digest)
+        rows = self.db.query(
+            "SELECT * FROM content WHERE namespace = ? AND digest = ?", (namespace, digest)
+        )
+        if not rows:
+            raise errdefs.NotFound(f"content {digest} not found in namespace {namespace!r}")
+        return _info(rows[0])
+
+    def list(self, namespace: str) -> list[ContentInfo]:
+        rows = self.db.query(
+            "SELECT * FROM content WHERE namespace = ? ORDER BY digest", (namespace,)
+        )
+        return [_info(r) for r in rows]
+
+    def update(self, namespace: str, info: ContentInfo, paths: list[str]) -> ContentInfo:
+        with self.db.tx() as c:
+            current = self.info(namespace, info.digest)
+            if paths:
+                labels, rest = apply_map_paths(current.labels, info.labels, paths, "labels")
+                refuse_unknown(rest, "content", info.digest)
+            else:
+                labels = dict(info.labels)
+            labels = validate_labels(labels, f"content {info.digest} labels")
+            c.execute(
+                "UPDATE content SET labels = ?, updated_at = ? WHERE namespace = ? AND digest = ?",
+                (dump_labels(labels), now_ns(), namespace, info.digest),
+            )
+        return self.info(namespace, info.digest)
+
+    def delete(self, namespace: str, digest: str) -> None:
+        parse_digest(digest)
+        with self.db.tx() as c:
+            cur = c.execute(
+                "DELETE FROM content WHERE namespace = ? AND digest = ?", (namespace, digest)
+            )
+            if cur.rowcount == 0:
+                raise errdefs.NotFound(f"content {digest} not found in namespace {namespace!r}")
+
+    def read(self, namespace: str, digest: str, offset: int, size: int) -> Iterator[bytes]:
+        """Bytes from `offset`; a size of 0 (or past the end) reads to the end.
+
+        As containerd: a negative offset reads from the start, an offset past
+        the end is OutOfRange.
+        """
+        info = self.info(namespace, digest)
+        offset = max(offset, 0)
+        if offset > info.size:
+            raise errdefs.OutOfRange(
+                f"read offset {offset} is past the end of {digest} ({info.size} bytes)"
+            )
+        if size <= 0 or offset + size > info.size:
+            size = info.size - offset
+        if size == 0:
+            return iter(())
+        return self.backend.read(digest, offset, size)
+
+    # -- writes ------------------------------------------------------------
+
+    def _backend_ref(self, namespace: str, ref: str) -> str | None:
+        rows = self.db.query(
+            "SELECT backend_ref FROM ingests WHERE namespace = ? AND ref = ?", (namespace, ref)
+        )
+        return rows[0]["backend_ref"] if rows else None
+
+    def writer(
+        self,
+        namespace: str,
+        ref: str,
+        total: int = 0,
+        expected: str = "",
+        lease: str = "",
+    ) -> NamespacedWriter:
+        """Open (or resume) the write `ref` in a namespace."""
+        if not ref:
+            raise errdefs.InvalidArgument("a write needs a non-empty ref")
+        if expected:
+            parse_digest(expected)
+            if self.db.query(
+                "SELECT 1 FROM content WHERE namespace = ? AND digest = ?", (namespace, expected)
+            ):
+                raise errdefs.AlreadyExists(f"content {expected} already exists")
+        with self.db.tx() as c:
+            self.namespaces.ensure(namespace)
+            backend_ref = self._backend_ref(namespace, ref)
+            if backend_ref is None:
+                seq = self.db.next_sequence("ingest")
+                backend_ref = f"{namespace}-{seq}-{ref}"
+                c.execute(
+                    "INSERT INTO ingests(namespace, ref, backend_ref, expected) VALUES (?, ?, ?, ?)",
+                    (namespace, ref, backend_ref, expected),
+                )
+            elif expected:
+                c.execute(
+                    "UPDATE ingests SET expected = ? WHERE namespace = ? AND ref = ?",
+                    (expected, namespace, ref),
+                )
+            if lease:
+                self.leases.add_resource(namespace, lease, Resource(ref, "ingests"))
+        # The backend refuses an expected digest it holds already; in isolated
+        # sharing the client must still send the bytes, checked on commit.
+        backend_expected = expected if expected and not self.backend.exists(expected) else None
+        inner = self.backend.writer(backend_ref, total=total, expected=backend_expected)
+        return NamespacedWriter(self, namespace, ref, inner, lease)
+
+    def status(self, namespace: str, ref: str) -> IngestStatus:
+        backend_ref = self._backend_ref(namespace, ref)
+        if backend_ref is None:
+            raise errdefs.NotFound(f"no write in progress for ref {ref!r}")
+        return _with_ref(self.backend.status(backend_ref), ref)
+
+    def list_statuses(self, namespace: str) -> list[IngestStatus]:
+        rows = self.db.query(
+            "SELECT ref, backend_ref FROM ingests WHERE namespace = ? ORDER BY ref", (namespace,)
+        )
+        result = []
+        for row in rows:
+            try:
+                result.append(_with_ref(self.backend.status(row["backend_ref"]), row["ref"]))
+            except errdefs.NotFound:
+                continue  # the write was opened but no byte reached the disk yet
+        return result
+
+    def abort(self, namespace: str, ref: str) -> None:
+        with self.db.tx() as c:
+            backend_ref = self._backend_ref(namespace, ref)
+            if backend_ref is None:
+                raise errdefs.NotFound(f"no write in progress for ref {ref!r}")
+            c.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (namespace, ref))
+        try:
+            self.backend.abort(backend_ref)
+        except errdefs.NotFound:
+            pass
+
+    def sweep_unreferenced(self, referenced_now: Callable[[], set[str]]) -> list[str]:
+        """Remove blobs that no namespace refers to; returns their digests.
+
+        The referenced set is read under the lock, so no commit slips between.
+        """
+        removed = []
+        with self.commit_lock.exclusive():
+            referenced = referenced_now()
+            for info in list(self.backend.walk()):
+                if str(info.digest) not in referenced:
+                    try:
+                        self.backend.delete(info.digest)
+                    except errdefs.NotFound:
+                        continue
+                    removed.append(str(info.digest))
+        return removed
+
+    def _record_commit(
+        self, namespace: str, ref: str, digest: str, size: int, labels: dict[str, str], lease: str
+    ) -> None:
+        stamp = now_ns()
+        with self.db.tx() as c:
+            c.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (namespace, ref))
+            if c.execute(
+                "SELECT 1 FROM content WHERE namespace = ? AND digest = ?", (namespace, digest)
+            ).fetchone():
+                raise errdefs.AlreadyExists(f"content {digest} already exists")
+            c.execute(
+                "INSERT INTO content(namespace, digest, size, labels, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (namespace, digest, size, dump_labels(labels), stamp, stamp),
+            )
+            if lease:
+                self.leases.add_resource(namespace, lease, Resource(digest, "content"))
+                self.leases.delete_resource(namespace, lease, Resource(ref, "ingests"))
+
+
+def _with_ref(status: IngestStatus, ref: str) -> IngestStatus:
+    return IngestStatus(
+        ref, status.offset, status.total, status.expected, status.started_at, status.updated_at
+    )
+
+
+class NamespacedWriter:
+    """A backend writer whose commit also records the blob in the namespace."""
+
+    def __init__(
+        self,
+        store: NamespacedContentStore,
+        namespace: str,
+        ref: str,
+        inner: ContentWriter,
+        lease: str,
+    ) -> None:
+        self.store = store
+        self.namespace = namespace
+        self.ref = ref
+        self.inner = inner
+        self.lease = lease
+
+    def status(self) -> IngestStatus:
+        return _with_ref(self.inner.status(), self.ref)
+
+    def commit(self, size: int, expected: str, labels: dict[str, str]) -> str:
+        """Verify and commit; runs off the event loop (fsync)."""
+        labels = validate_labels(labels, "content labels")
+        if expected:
+            parse_digest(expected)
+        with self.store.commit_lock.shared():
+            written = str(self.inner.digest())
+            try:
+                digest = str(self.inner.commit(size=size, expected=expected or None))
+            except errdefs.AlreadyExists:
+                # The bytes were already on disk for another namespace; the
+                # writer checked what this client sent before reporting that.
+                digest = written
+            committed_size = self.store.backend.info(digest).size
+            self.store._record_commit(
+                self.namespace, self.ref, digest, committed_size, labels, self.lease
+            )
+        return digest
+
+    def close(self) -> None:
+        self.inner.close()

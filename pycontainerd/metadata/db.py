@@ -1,0 +1,192 @@
+"""The metadata database: SQLite in WAL mode with synchronous commits.
+
+All access goes through one dedicated thread, so that the asyncio loop never
+blocks on fsync and SQLite sees a single writer. Stores are plain classes
+whose methods run inside `Database.run` and use `Database.tx` for writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS namespaces (
+    name TEXT PRIMARY KEY,
+    labels TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS images (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    annotations TEXT NOT NULL DEFAULT '{}',
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE IF NOT EXISTS content (
+    namespace TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, digest)
+);
+CREATE TABLE IF NOT EXISTS ingests (
+    namespace TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    backend_ref TEXT NOT NULL UNIQUE,
+    expected TEXT NOT NULL DEFAULT '',
+    expires_at INTEGER,
+    PRIMARY KEY (namespace, ref)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    namespace TEXT NOT NULL,
+    id TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, id)
+);
+CREATE TABLE IF NOT EXISTS lease_resources (
+    namespace TEXT NOT NULL,
+    lease TEXT NOT NULL,
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (namespace, lease, type, id)
+);
+CREATE TABLE IF NOT EXISTS containers (
+    namespace TEXT NOT NULL,
+    id TEXT NOT NULL,
+    image TEXT NOT NULL DEFAULT '',
+    runtime_name TEXT NOT NULL DEFAULT '',
+    runtime_options BLOB,
+    runtime_options_type TEXT NOT NULL DEFAULT '',
+    spec BLOB,
+    spec_type TEXT NOT NULL DEFAULT '',
+    snapshotter TEXT NOT NULL DEFAULT '',
+    snapshot_key TEXT NOT NULL DEFAULT '',
+    sandbox TEXT NOT NULL DEFAULT '',
+    extensions TEXT NOT NULL DEFAULT '{}',
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, id)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    namespace TEXT NOT NULL,
+    snapshotter TEXT NOT NULL,
+    key TEXT NOT NULL,
+    backend_key TEXT NOT NULL,
+    parent TEXT NOT NULL DEFAULT '',
+    kind INTEGER NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, snapshotter, key)
+);
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def dump_labels(labels: dict[str, str] | None) -> str:
+    return json.dumps(dict(labels or {}), sort_keys=True)
+
+
+def load_labels(text: str | None) -> dict[str, str]:
+    return json.loads(text) if text else {}
+
+
+class Database:
+    """One SQLite database file, used from one worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metadata")
+        self._thread_lock = threading.RLock()
+        self.conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(SCHEMA)
+        with self.tx() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        self._in_tx = False
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store function on the database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn, args)
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with self._thread_lock:
+            return fn(*args)
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, committed (and fsynced) on success, rolled back on error.
+
+        Nested use joins the outer transaction.
+        """
+        with self._thread_lock:
+            if getattr(self, "_in_tx", False):
+                yield self.conn
+                return
+            self._in_tx = True
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+            finally:
+                self._in_tx = False
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._thread_lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def next_sequence(self, name: str) -> int:
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO sequences(name, value) VALUES (?, 1) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                (name,),
+            )
+            return int(
+                c.execute("SELECT value FROM sequences WHERE name = ?", (name,)).fetchone()[0]
+            )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        with self._thread_lock:
+            self.conn.close()

@@ -1,0 +1,114 @@
+"""The daemon: plugins loaded in order, served over gRPC on a Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import socket
+from pathlib import Path
+
+import grpc
+
+from pycontainerd import errdefs, plugin
+from pycontainerd.builtins import load_builtin_plugins
+from pycontainerd.config import Config
+from pycontainerd.rootlock import RootLock
+
+log = logging.getLogger(__name__)
+
+SOCKET_MODE = 0o660
+DIR_MODE = 0o711
+
+
+def _socket_in_use(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+def prepare_socket_path(path: Path) -> None:
+    """Refuse a live socket; remove a stale one left by a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    if path.exists() or path.is_symlink():
+        if _socket_in_use(path):
+            raise errdefs.FailedPrecondition(
+                f"{path} is in use by another process; stop it or pass another --address"
+            )
+        path.unlink()
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.plugins = plugin.PluginSet()
+        self.lock = RootLock(config.root)
+        self.server: grpc.aio.Server | None = None
+        self._stopped = asyncio.Event()
+
+    def _init_context(self, reg: plugin.Registration) -> plugin.InitContext:
+        return plugin.InitContext(
+            root=self.config.root / reg.uri,
+            state=self.config.state / reg.uri,
+            config=self.config.plugin_config(reg.uri, reg.config),
+            daemon_config=self.config,
+            registry=self.plugins,
+        )
+
+    async def start(self) -> None:
+        cfg = self.config
+        for directory in (cfg.root, cfg.state):
+            directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        self.lock.acquire()
+        load_builtin_plugins()
+        await self.plugins.load(
+            plugin.registrations(), self._init_context, set(cfg.disabled_plugins)
+        )
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", cfg.grpc.max_recv_message_size),
+                ("grpc.max_send_message_length", cfg.grpc.max_send_message_size),
+            ]
+        )
+        for service in self.plugins.get_all(plugin.GRPC).values():
+            service.register(self.server)
+        address = Path(cfg.grpc.address)
+        prepare_socket_path(address)
+        self.server.add_insecure_port(f"unix://{address}")
+        old_umask = os.umask(0o777 & ~SOCKET_MODE)
+        try:
+            await self.server.start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(address, SOCKET_MODE)
+        os.chown(address, cfg.grpc.uid, cfg.grpc.gid)
+        log.info("pycontainerd serving on %s (root %s, state %s)", address, cfg.root, cfg.state)
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def wait(self) -> None:
+        await self._stopped.wait()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(grace=2)
+        for loaded in reversed(self.plugins.loaded):
+            instance = loaded.instance
+            for name in ("stop", "close"):
+                closer = getattr(instance, name, None)
+                if callable(closer):
+                    with contextlib.suppress(Exception):
+                        result = closer()
+                        if inspect.isawaitable(result):
+                            await result
+                    break
+        with contextlib.suppress(FileNotFoundError):
+            Path(self.config.grpc.address).unlink()
+        self.lock.release()
+        log.info("pycontainerd stopped")

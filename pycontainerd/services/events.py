@@ -1,0 +1,50 @@
+"""The events service: publish, forward and subscribe."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import empty_pb2
+
+from pycontainerd import errdefs, filters, plugin
+from pycontainerd.api.services.events.v1 import events_pb2 as api
+from pycontainerd.api.services.events.v1 import events_pb2_grpc
+from pycontainerd.events.exchange import Exchange, validate_topic
+from pycontainerd.identifiers import validate_identifier
+from pycontainerd.services.base import namespace_of, rpc
+
+
+class EventsService(events_pb2_grpc.EventsServicer):
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+
+    @rpc
+    async def Publish(self, request: api.PublishRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        namespace = namespace_of(context)
+        validate_topic(request.topic)
+        if not request.event.type_url:
+            raise errdefs.InvalidArgument("an event needs a payload with a type URL")
+        envelope = api.Envelope(namespace=namespace, topic=request.topic, event=request.event)
+        self.exchange.forward(envelope)
+        return empty_pb2.Empty()
+
+    @rpc
+    async def Forward(self, request: api.ForwardRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        envelope = request.envelope
+        validate_identifier(envelope.namespace, "namespace")
+        validate_topic(envelope.topic)
+        self.exchange.forward(envelope)
+        return empty_pb2.Empty()
+
+    @rpc
+    async def Subscribe(self, request: api.SubscribeRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        filters.parse_all(request.filters)  # refuse bad filters before streaming
+        async for envelope in self.exchange.subscribe(list(request.filters)):
+            yield envelope
+
+    def register(self, server: grpc.aio.Server) -> None:
+        events_pb2_grpc.add_EventsServicer_to_server(self, server)
+
+
+@plugin.register(plugin.GRPC, "events", requires=(plugin.EVENT,))
+def init_events(ic: plugin.InitContext) -> EventsService:
+    return EventsService(ic.get(plugin.EVENT))

@@ -1,0 +1,79 @@
+"""The introspection service: the plugin list (`ctr plugins ls`) and the server UUID."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import grpc
+from google.protobuf import empty_pb2
+
+from pycontainerd import errdefs, filters, plugin
+from pycontainerd.api.rpc import status_pb2
+from pycontainerd.api.services.introspection.v1 import introspection_pb2 as api
+from pycontainerd.api.services.introspection.v1 import introspection_pb2_grpc
+from pycontainerd.api.types import platform_pb2
+from pycontainerd.content.fsutil import atomic_write
+from pycontainerd.services.base import rpc
+
+
+def _plugin_to_api(loaded: plugin.LoadedPlugin) -> api.Plugin:
+    reg = loaded.registration
+    message = api.Plugin(
+        type=reg.type,
+        id=reg.id,
+        requires=list(reg.requires),
+        exports=loaded.exports,
+        capabilities=loaded.capabilities,
+        platforms=[platform_pb2.Platform(**p) for p in loaded.platforms],
+    )
+    if loaded.error is not None:
+        code = errdefs.code_of(loaded.error)
+        message.init_err.CopyFrom(status_pb2.Status(code=int(code), message=str(loaded.error)))
+    return message
+
+
+def _plugin_adaptor(p: api.Plugin) -> filters.Adaptor:
+    return filters.adapt(
+        {
+            "type": p.type,
+            "id": p.id,
+            "capabilities": list(p.capabilities),
+            "platforms": [f"{x.os}/{x.architecture}" for x in p.platforms],
+        }
+    )
+
+
+def load_server_uuid(path: Path) -> str:
+    """The daemon's UUID, made once and kept under its root."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        value = str(uuid.uuid4())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, value.encode())
+        return value
+
+
+class IntrospectionService(introspection_pb2_grpc.IntrospectionServicer):
+    def __init__(self, plugins: plugin.PluginSet, server_uuid: str) -> None:
+        self.plugins = plugins
+        self.server_uuid = server_uuid
+
+    @rpc
+    async def Plugins(self, request: api.PluginsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        match = filters.parse_all(request.filters)
+        listed = [_plugin_to_api(p) for p in self.plugins.loaded]
+        return api.PluginsResponse(plugins=[p for p in listed if match.match(_plugin_adaptor(p))])
+
+    @rpc
+    async def Server(self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext):  # noqa: N802
+        return api.ServerResponse(uuid=self.server_uuid)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        introspection_pb2_grpc.add_IntrospectionServicer_to_server(self, server)
+
+
+@plugin.register(plugin.GRPC, "introspection", requires=(plugin.ALL_TYPES,))
+def init_introspection(ic: plugin.InitContext) -> IntrospectionService:
+    return IntrospectionService(ic.registry, load_server_uuid(ic.root / "uuid"))

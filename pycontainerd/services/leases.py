@@ -1,0 +1,95 @@
+"""The leases service."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import empty_pb2
+
+from pycontainerd import filters, plugin
+from pycontainerd.api.services.leases.v1 import leases_pb2 as api
+from pycontainerd.api.services.leases.v1 import leases_pb2_grpc
+from pycontainerd.metadata.leases import LABEL_GC_EXPIRE, Lease, Resource
+from pycontainerd.metadata.scheduler import GCScheduler
+from pycontainerd.metadata.store import MetadataStore
+from pycontainerd.services.base import namespace_of, rpc, timestamp
+
+
+def _to_api(lease: Lease) -> api.Lease:
+    return api.Lease(id=lease.id, labels=lease.labels, created_at=timestamp(lease.created_at))
+
+
+def _resource(resource: api.Resource) -> Resource:
+    return Resource(resource.id, resource.type)
+
+
+class LeasesService(leases_pb2_grpc.LeasesServicer):
+    def __init__(self, metadata: MetadataStore, gc: GCScheduler) -> None:
+        self.db = metadata.db
+        self.store = metadata.leases
+        self.gc = gc
+
+    @rpc
+    async def Create(self, request: api.CreateRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        lease = await self.db.run(
+            self.store.create, namespace_of(context), request.id, dict(request.labels)
+        )
+        if LABEL_GC_EXPIRE in lease.labels:
+            self.gc.retime()
+        return api.CreateResponse(lease=_to_api(lease))
+
+    @rpc
+    async def Delete(self, request: api.DeleteRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        await self.db.run(self.store.delete, namespace_of(context), request.id)
+        if request.sync:
+            await self.gc.collect()
+        else:
+            self.gc.schedule()
+        return empty_pb2.Empty()
+
+    @rpc
+    async def List(self, request: api.ListRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        match = filters.parse_all(request.filters)
+        found = await self.db.run(self.store.list, namespace_of(context))
+        return api.ListResponse(
+            leases=[
+                _to_api(lease)
+                for lease in found
+                if match.match(filters.adapt({"id": lease.id}, lease.labels))
+            ]
+        )
+
+    @rpc
+    async def AddResource(self, request: api.AddResourceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        await self.db.run(
+            self.store.add_resource, namespace_of(context), request.id, _resource(request.resource)
+        )
+        return empty_pb2.Empty()
+
+    @rpc
+    async def DeleteResource(  # noqa: N802
+        self, request: api.DeleteResourceRequest, context: grpc.aio.ServicerContext
+    ):
+        await self.db.run(
+            self.store.delete_resource,
+            namespace_of(context),
+            request.id,
+            _resource(request.resource),
+        )
+        return empty_pb2.Empty()
+
+    @rpc
+    async def ListResources(  # noqa: N802
+        self, request: api.ListResourcesRequest, context: grpc.aio.ServicerContext
+    ):
+        found = await self.db.run(self.store.list_resources, namespace_of(context), request.id)
+        return api.ListResourcesResponse(
+            resources=[api.Resource(id=r.id, type=r.type) for r in found]
+        )
+
+    def register(self, server: grpc.aio.Server) -> None:
+        leases_pb2_grpc.add_LeasesServicer_to_server(self, server)
+
+
+@plugin.register(plugin.GRPC, "leases", requires=(plugin.METADATA, plugin.GC))
+def init_leases(ic: plugin.InitContext) -> LeasesService:
+    return LeasesService(ic.get(plugin.METADATA), ic.get(plugin.GC))

@@ -1,0 +1,74 @@
+"""The namespaces service."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import empty_pb2
+
+from pycontainerd import plugin
+from pycontainerd.api.events import namespace_pb2 as events
+from pycontainerd.api.services.namespaces.v1 import namespace_pb2 as api
+from pycontainerd.api.services.namespaces.v1 import namespace_pb2_grpc
+from pycontainerd.events.exchange import Exchange
+from pycontainerd.metadata.namespaces import Namespace
+from pycontainerd.metadata.store import MetadataStore
+from pycontainerd.services.base import field_paths, rpc
+
+
+def _to_api(ns: Namespace) -> api.Namespace:
+    return api.Namespace(name=ns.name, labels=ns.labels)
+
+
+class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
+    def __init__(self, metadata: MetadataStore, exchange: Exchange) -> None:
+        self.db = metadata.db
+        self.store = metadata.namespaces
+        self.exchange = exchange
+
+    @rpc
+    async def Get(self, request: api.GetNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        ns = await self.db.run(self.store.get, request.name)
+        return api.GetNamespaceResponse(namespace=_to_api(ns))
+
+    @rpc
+    async def List(self, request: api.ListNamespacesRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        found = await self.db.run(self.store.list)
+        return api.ListNamespacesResponse(namespaces=[_to_api(ns) for ns in found])
+
+    @rpc
+    async def Create(self, request: api.CreateNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        ns = request.namespace
+        created = await self.db.run(self.store.create, ns.name, dict(ns.labels))
+        self.exchange.publish(
+            created.name,
+            "/namespaces/create",
+            events.NamespaceCreate(name=created.name, labels=created.labels),
+        )
+        return api.CreateNamespaceResponse(namespace=_to_api(created))
+
+    @rpc
+    async def Update(self, request: api.UpdateNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        ns = Namespace(request.namespace.name, dict(request.namespace.labels))
+        updated = await self.db.run(self.store.update, ns, field_paths(request.update_mask))
+        self.exchange.publish(
+            updated.name,
+            "/namespaces/update",
+            events.NamespaceUpdate(name=updated.name, labels=updated.labels),
+        )
+        return api.UpdateNamespaceResponse(namespace=_to_api(updated))
+
+    @rpc
+    async def Delete(self, request: api.DeleteNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        await self.db.run(self.store.delete, request.name)
+        self.exchange.publish(
+            request.name, "/namespaces/delete", events.NamespaceDelete(name=request.name)
+        )
+        return empty_pb2.Empty()
+
+    def register(self, server: grpc.aio.Server) -> None:
+        namespace_pb2_grpc.add_NamespacesServicer_to_server(self, server)
+
+
+@plugin.register(plugin.GRPC, "namespaces", requires=(plugin.METADATA, plugin.EVENT))
+def init_namespaces(ic: plugin.InitContext) -> NamespacesService:
+    return NamespacesService(ic.get(plugin.METADATA), ic.get(plugin.EVENT))

@@ -1,0 +1,1 @@
+"""Helpers shared by tests: a throwaway registry and deterministic test images."""

@@ -1,0 +1,155 @@
+"""A pycontainerd daemon started by a test, on private root, state and socket."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+START_TIMEOUT = 20.0
+
+
+class DaemonProcess:
+    """Start, kill -9 and restart a pycontainerd on one private root."""
+
+    def __init__(self, base: Path | None = None, extra_config: str = "") -> None:
+        # Unix socket paths are limited to 108 bytes: keep the base short.
+        self.base = base or Path(tempfile.mkdtemp(prefix="pcd-"))
+        self.root = self.base / "root"
+        self.state = self.base / "state"
+        self.address = self.base / "pcd.sock"
+        self.log_path = self.base / "daemon.log"
+        self.config_path = self.base / "config.toml"
+        self.config_path.write_text(
+            f'version = 2\nroot = "{self.root}"\nstate = "{self.state}"\n'
+            f'[grpc]\n  address = "{self.address}"\n' + extra_config
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DaemonProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pycontainerd.cmd.daemon",
+                "-c",
+                str(self.config_path),
+                "-l",
+                "debug",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pycontainerd exited early:\n{self.log()}")
+            if self._answers():
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"pycontainerd did not start in {START_TIMEOUT}s:\n{self.log()}")
+
+    def _answers(self) -> bool:
+        if not self.address.exists():
+            return False
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(self.address))
+            except OSError:
+                return False
+        return True
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def restart(self) -> DaemonProcess:
+        self.stop()
+        return self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        _unmount_below(self.base)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _unmount_below(base: Path) -> None:
+    """Unmount anything a test left mounted under its private base."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return
+    prefix = str(base) + "/"
+    targets = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+    for target in sorted(targets, key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+
+
+class Ctr:
+    """Runs Debian's real `ctr` against a daemon's socket."""
+
+    def __init__(self, address: Path, namespace: str = "default") -> None:
+        self.address = address
+        self.namespace = namespace
+        self.binary = shutil.which("ctr")
+        if self.binary is None:
+            raise RuntimeError("ctr is not installed: apt-get install containerd")
+
+    def run(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        namespace: str | None = None,
+        timeout: float = 120,
+        stdin: Path | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run ctr; `stdin` names a file to read from (seekable, unlike a pipe)."""
+        cmd = [self.binary, "-a", str(self.address), "-n", namespace or self.namespace, *args]
+        env = {**os.environ, "CONTAINERD_ADDRESS": ""}
+        if stdin is not None:
+            with open(stdin, "rb") as source:
+                return subprocess.run(
+                    cmd, stdin=source, capture_output=True, timeout=timeout, env=env
+                )
+        return subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, env=env)
+
+    def ok(self, *args: str, **kwargs) -> str:  # type: ignore[no-untyped-def]
+        result = self.run(*args, **kwargs)
+        assert result.returncode == 0, (
+            f"ctr {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stderr.decode(errors='replace')}"
+        )
+        return result.stdout.decode(errors="replace")
+
+    def fails(self, *args: str, **kwargs) -> str:  # type: ignore[no-untyped-def]
+        result = self.run(*args, **kwargs)
+        assert result.returncode != 0, f"ctr {' '.join(args)} unexpectedly succeeded"
+        return result.stderr.decode(errors="replace")
