@@ -6,14 +6,20 @@ import importlib
 
 BUILTIN_PLUGIN_MODULES = (
     "pycontainerd.events.plugins",
+    "pycontainerd.snapshots.plugins",
     "pycontainerd.metadata.plugins",
     "pycontainerd.services.version",
     "pycontainerd.services.namespaces",
     "pycontainerd.services.content",
     "pycontainerd.services.images",
+    "pycontainerd.services.containers",
+    "pycontainerd.services.snapshots",
     "pycontainerd.services.leases",
     "pycontainerd.services.events",
     "pycontainerd.services.introspection",
+    "pycontainerd.runtime.plugin",
+    "pycontainerd.services.tasks",
+    "pycontainerd.services.ttrpc_events",
 )
 
 

@@ -84,6 +84,22 @@ class ResourceExhausted(ContainerdError):
     code = Code.RESOURCE_EXHAUSTED
 
 
+class PermissionDenied(ContainerdError):
+    code = Code.PERMISSION_DENIED
+
+
+class Unauthenticated(ContainerdError):
+    code = Code.UNAUTHENTICATED
+
+
+class Internal(ContainerdError):
+    code = Code.INTERNAL
+
+
+class DataLoss(ContainerdError):
+    code = Code.DATA_LOSS
+
+
 _BY_CODE: dict[Code, type[ContainerdError]] = {
     cls.code: cls
     for cls in (
@@ -98,6 +114,10 @@ _BY_CODE: dict[Code, type[ContainerdError]] = {
         DeadlineExceeded,
         OutOfRange,
         ResourceExhausted,
+        PermissionDenied,
+        Unauthenticated,
+        Internal,
+        DataLoss,
     )
 }
 

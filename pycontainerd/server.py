@@ -16,6 +16,7 @@ from pycontainerd import errdefs, plugin
 from pycontainerd.builtins import load_builtin_plugins
 from pycontainerd.config import Config
 from pycontainerd.rootlock import RootLock
+from pycontainerd.ttrpc import TtrpcServer
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Daemon:
         self.plugins = plugin.PluginSet()
         self.lock = RootLock(config.root)
         self.server: grpc.aio.Server | None = None
+        self.ttrpc_server: TtrpcServer | None = None
         self._stopped = asyncio.Event()
 
     def _init_context(self, reg: plugin.Registration) -> plugin.InitContext:
@@ -69,6 +71,7 @@ class Daemon:
         await self.plugins.load(
             plugin.registrations(), self._init_context, set(cfg.disabled_plugins)
         )
+        await self._start_ttrpc()  # before gRPC: a client that sees gRPC up can run shims
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", cfg.grpc.max_recv_message_size),
@@ -89,6 +92,16 @@ class Daemon:
         os.chown(address, cfg.grpc.uid, cfg.grpc.gid)
         log.info("pycontainerd serving on %s (root %s, state %s)", address, cfg.root, cfg.state)
 
+    async def _start_ttrpc(self) -> None:
+        """Serve the ttrpc plugins (events forwarded by shims) at the ttrpc address."""
+        self.ttrpc_server = TtrpcServer()
+        for service in self.plugins.get_all(plugin.TTRPC).values():
+            service.register(self.ttrpc_server)
+        address = self.config.ttrpc
+        await self.ttrpc_server.serve_unix(address)
+        os.chmod(address, SOCKET_MODE)
+        os.chown(address, self.config.grpc.uid, self.config.grpc.gid)
+
     def request_stop(self) -> None:
         self._stopped.set()
 
@@ -98,6 +111,8 @@ class Daemon:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop(grace=2)
+        if self.ttrpc_server is not None:
+            await self.ttrpc_server.shutdown(timeout=2)
         for loaded in reversed(self.plugins.loaded):
             instance = loaded.instance
             for name in ("stop", "close"):

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.support.daemon import Ctr, DaemonProcess  # noqa: E402
+from tests.support.daemon import Ctr, DaemonProcess
 
 
 @pytest.fixture
@@ -25,3 +21,20 @@ def daemon() -> Iterator[DaemonProcess]:
 @pytest.fixture
 def ctr(daemon: DaemonProcess) -> Ctr:
     return Ctr(daemon.address)
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """A real docker-registry on loopback for the whole session."""
+    from tests.support.registry import TestRegistry
+
+    with TestRegistry() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def busybox_pushed(registry):
+    """The busybox test image (OCI, gzip) in the session registry."""
+    from tests.support.images import push_busybox
+
+    return push_busybox(registry)

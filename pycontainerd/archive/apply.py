@@ -27,6 +27,7 @@ from pycontainerd import errdefs
 from pycontainerd.archive.compression import Compression, decompress_stream
 from pycontainerd.archive.digesting import DigestingReader
 from pycontainerd.archive.fs_entries import EntryWriter, entry_times
+from pycontainerd.archive.prefetch import PrefetchingReader
 from pycontainerd.archive.scoped_root import ScopedRoot, normalize
 from pycontainerd.archive.tar_reader import EntryType, TarHeader, TarReader
 from pycontainerd.archive.whiteouts import OVERLAY_OPAQUE_XATTR, WhiteoutKind, classify
@@ -63,12 +64,15 @@ def apply_layer(
             f"unknown whiteout mode {whiteouts!r}: use 'overlay' or 'native'"
         )
     digesting = DigestingReader(decompress_stream(stream, compression))
-    reader = TarReader(io.BufferedReader(digesting, _READ_BUFFER))  # type: ignore[arg-type]
-    with _LayerApplier(target, whiteouts, allow_devices) as applier:
+    with (
+        _LayerApplier(target, whiteouts, allow_devices) as applier,
+        PrefetchingReader(digesting) as prefetched,  # type: ignore[arg-type]
+    ):
+        reader = TarReader(io.BufferedReader(prefetched, _READ_BUFFER))  # type: ignore[arg-type]
         for header in reader:
             applier.apply(header, reader)
         applier.set_directory_times()
-    reader.drain()  # the digest covers the whole stream, end padding included
+        reader.drain()  # the digest covers the whole stream, end padding included
     return ApplyResult(diff_id=digesting.digest, size=digesting.size)
 
 

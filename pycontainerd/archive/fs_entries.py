@@ -101,7 +101,7 @@ class EntryWriter:
         except FileExistsError:
             st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
-                os.unlink(base, dir_fd=dir_fd)
+                self.remove(dir_fd, base)
                 os.mkdir(base, 0o700, dir_fd=dir_fd)
         self._set_metadata_at(dir_fd, base, header, user_xattrs_ok=True, times=False)
 
@@ -174,7 +174,7 @@ class EntryWriter:
                 log.debug("ignoring xattr %s of %s", key, header.name)
                 continue
             try:
-                os.setxattr(target, key, value, follow_symlinks=False)
+                os.setxattr(target, key, value, follow_symlinks=isinstance(target, int))
             except OSError as exc:
                 unsupported = exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP)
                 user_on_special = (

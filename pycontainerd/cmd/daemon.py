@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-a", "--address", help="the gRPC socket path")
     parser.add_argument("-l", "--log-level", choices=LOG_LEVELS, help="log level")
     parser.add_argument(
-        "-v", "--version", action="version",
+        "-v",
+        "--version",
+        action="version",
         version=f"pycontainerd {__version__} (containerd API {CONTAINERD_COMPAT_VERSION})",
     )
     sub = parser.add_subparsers(dest="command")
@@ -51,8 +53,12 @@ def _apply_flags(cfg: config.Config, args: argparse.Namespace) -> config.Config:
 
 
 def _setup_logging(level: str) -> None:
-    levels = {"trace": logging.DEBUG, "warn": logging.WARNING, "fatal": logging.CRITICAL,
-              "panic": logging.CRITICAL}
+    levels = {
+        "trace": logging.DEBUG,
+        "warn": logging.WARNING,
+        "fatal": logging.CRITICAL,
+        "panic": logging.CRITICAL,
+    }
     logging.basicConfig(
         level=levels.get(level, getattr(logging, level.upper(), logging.INFO)),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -9,6 +9,7 @@ no namespace refers to.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,8 +42,11 @@ def _ts(ns: int) -> datetime:
 
 def _info(row) -> ContentInfo:  # type: ignore[no-untyped-def]
     return ContentInfo(
-        row["digest"], row["size"], load_labels(row["labels"]),
-        _ts(row["created_at"]), _ts(row["updated_at"]),
+        row["digest"],
+        row["size"],
+        load_labels(row["labels"]),
+        _ts(row["created_at"]),
+        _ts(row["updated_at"]),
     )
 
 
@@ -193,10 +197,8 @@ class NamespacedContentStore:
             if backend_ref is None:
                 raise errdefs.NotFound(f"no write in progress for ref {ref!r}")
             c.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (namespace, ref))
-        try:
+        with contextlib.suppress(errdefs.NotFound):
             self.backend.abort(backend_ref)
-        except errdefs.NotFound:
-            pass
 
     def sweep_unreferenced(self, referenced_now: Callable[[], set[str]]) -> list[str]:
         """Remove blobs that no namespace refers to; returns their digests.

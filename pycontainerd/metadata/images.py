@@ -101,9 +101,7 @@ class ImageStore:
         return self._from_row(rows[0])
 
     def list(self, namespace: str) -> list[Image]:
-        rows = self.db.query(
-            "SELECT * FROM images WHERE namespace = ? ORDER BY name", (namespace,)
-        )
+        rows = self.db.query("SELECT * FROM images WHERE namespace = ? ORDER BY name", (namespace,))
         return [self._from_row(r) for r in rows]
 
     def create(self, namespace: str, image: Image) -> Image:
@@ -154,6 +152,8 @@ class ImageStore:
 
     def delete(self, namespace: str, name: str) -> None:
         with self.db.tx() as c:
-            cur = c.execute("DELETE FROM images WHERE namespace = ? AND name = ?", (namespace, name))
+            cur = c.execute(
+                "DELETE FROM images WHERE namespace = ? AND name = ?", (namespace, name)
+            )
             if cur.rowcount == 0:
                 raise errdefs.NotFound(f"image {name!r} not found in namespace {namespace!r}")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from pycontainerd import errdefs
 from pycontainerd.digest import parse_digest
-from pycontainerd.identifiers import validate_identifier, validate_labels
+from pycontainerd.identifiers import validate_labels
 from pycontainerd.metadata.db import Database, dump_labels, load_labels, now_ns
 from pycontainerd.metadata.namespaces import NamespaceStore
 
@@ -68,7 +68,10 @@ class LeaseStore:
     def create(self, namespace: str, lease_id: str, labels: dict[str, str]) -> Lease:
         if not lease_id:
             lease_id = f"{time.time_ns()}-{secrets.token_hex(6)}"
-        validate_identifier(lease_id, "lease id")
+        # Not an identifier: clients generate ids with any characters (ctr's
+        # end in base64), and containerd only asks for one that is not empty.
+        if not lease_id.strip():
+            raise errdefs.InvalidArgument("lease id must not be empty")
         labels = validate_labels(labels)
         stamp = now_ns()
         with self.db.tx() as c:
@@ -88,7 +91,11 @@ class LeaseStore:
             "SELECT * FROM leases WHERE namespace = ? ORDER BY created_at, id", (namespace,)
         )
         return [
-            Lease(r["id"], load_labels(r["labels"]), datetime.fromtimestamp(r["created_at"] / 1e9, tz=UTC))
+            Lease(
+                r["id"],
+                load_labels(r["labels"]),
+                datetime.fromtimestamp(r["created_at"] / 1e9, tz=UTC),
+            )
             for r in rows
         ]
 

@@ -79,8 +79,9 @@ class NamespaceStore:
             held = [
                 word
                 for table, word in _NAMESPACED_TABLES
-                if c.execute(f"SELECT 1 FROM {table} WHERE namespace = ? LIMIT 1", (name,))
-                .fetchone()
+                if c.execute(
+                    f"SELECT 1 FROM {table} WHERE namespace = ? LIMIT 1", (name,)
+                ).fetchone()
             ]
             if held:
                 raise errdefs.FailedPrecondition(

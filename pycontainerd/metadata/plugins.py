@@ -21,7 +21,13 @@ def init_content(ic: plugin.InitContext) -> LocalContentStore:
 @plugin.register(plugin.METADATA, "sqlite", requires=(plugin.CONTENT, plugin.SNAPSHOTTER))
 def init_metadata(ic: plugin.InitContext) -> MetadataStore:
     ic.exports["database"] = str(ic.root / "meta.db")
-    return MetadataStore(Database(ic.root / "meta.db"), ic.get(plugin.CONTENT, "content"))
+    metadata = MetadataStore(
+        Database(ic.root / "meta.db"),
+        ic.get(plugin.CONTENT, "content"),
+        ic.get_all(plugin.SNAPSHOTTER),
+    )
+    metadata.snapshots.reconcile()
+    return metadata
 
 
 def _duration(value: Any) -> float:
@@ -55,5 +61,6 @@ async def init_gc(ic: plugin.InitContext) -> GCScheduler:
         metadata.content.sweep_unreferenced(collector.referenced_digests)
 
     scheduler.add_sweeper(sweep_blobs)
+    scheduler.add_sweeper(metadata.snapshots.sweep)
     await scheduler.start()
     return scheduler

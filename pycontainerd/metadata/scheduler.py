@@ -58,7 +58,10 @@ class GCScheduler:
             if sweep.content or sweep.snapshots or sweep.leases:
                 log.info(
                     "garbage collected %d content, %d snapshots, %d leases in %.3fs",
-                    len(sweep.content), len(sweep.snapshots), len(sweep.leases), sweep.duration,
+                    len(sweep.content),
+                    len(sweep.snapshots),
+                    len(sweep.leases),
+                    sweep.duration,
                 )
             return sweep
 

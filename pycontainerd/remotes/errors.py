@@ -1,8 +1,7 @@
 """Error kinds specific to talking to registries, and the HTTP status mapping.
 
-The shared kinds live in :mod:`pycontainerd.errdefs`; the two added here carry
-status codes errdefs has no class for yet (UNAUTHENTICATED, PERMISSION_DENIED,
-DATA_LOSS) so a client still sees the code containerd would send.
+The shared kinds live in :mod:`pycontainerd.errdefs`; the ones here narrow
+them with registry-specific meaning.
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ import json
 
 import requests
 
+from pycontainerd import errdefs
 from pycontainerd.errdefs import (
-    Code,
     ContainerdError,
     FailedPrecondition,
     InvalidArgument,
@@ -24,22 +23,16 @@ from pycontainerd.errdefs import (
 )
 
 
-class Unauthenticated(ContainerdError):
+class Unauthenticated(errdefs.Unauthenticated):
     """The registry wants credentials we do not have, or rejected the ones we sent."""
 
-    code = Code.UNAUTHENTICATED
 
-
-class PermissionDenied(ContainerdError):
+class PermissionDenied(errdefs.PermissionDenied):
     """The registry knows who we are and refuses the operation."""
 
-    code = Code.PERMISSION_DENIED
 
-
-class DataLoss(ContainerdError):
+class DataLoss(errdefs.DataLoss):
     """Content read back does not match its descriptor (digest or size)."""
-
-    code = Code.DATA_LOSS
 
 
 def registry_error_detail(response: requests.Response) -> str:

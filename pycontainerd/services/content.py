@@ -89,7 +89,9 @@ class ContentService(content_pb2_grpc.ContentServicer):
         namespace = namespace_of(context)
         parse_digest(request.digest)
         await self.db.run(self.store.delete, namespace, request.digest)
-        self.exchange.publish(namespace, "/content/delete", events.ContentDelete(digest=request.digest))
+        self.exchange.publish(
+            namespace, "/content/delete", events.ContentDelete(digest=request.digest)
+        )
         self.gc.schedule()
         return empty_pb2.Empty()
 
@@ -210,8 +212,7 @@ class _WriteSession:
             raise errdefs.InvalidArgument(f"unknown write action {request.action}")
         if request.offset > 0 and request.offset != status.offset:
             raise errdefs.OutOfRange(
-                f"write at offset {request.offset} must occur at the current offset "
-                f"{status.offset}"
+                f"write at offset {request.offset} must occur at the current offset {status.offset}"
             )
         if request.offset == 0 and status.offset > 0:
             await _blocking(inner.truncate, 0)

@@ -76,7 +76,9 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
         namespace = namespace_of(context)
         created = await self.db.run(self.store.create, namespace, image_from_api(request.image))
         self.exchange.publish(
-            namespace, "/images/create", events.ImageCreate(name=created.name, labels=created.labels)
+            namespace,
+            "/images/create",
+            events.ImageCreate(name=created.name, labels=created.labels),
         )
         return api.CreateImageResponse(image=image_to_api(created))
 
@@ -90,7 +92,9 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
             field_paths(request.update_mask),
         )
         self.exchange.publish(
-            namespace, "/images/update", events.ImageUpdate(name=updated.name, labels=updated.labels)
+            namespace,
+            "/images/update",
+            events.ImageUpdate(name=updated.name, labels=updated.labels),
         )
         return api.UpdateImageResponse(image=image_to_api(updated))
 

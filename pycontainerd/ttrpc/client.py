@@ -9,7 +9,6 @@ UNAVAILABLE ("ttrpc: closed", the text Go's ErrClosed carries).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -17,13 +16,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from pycontainerd.errdefs import (
-    ContainerdError,
-    DeadlineExceeded,
-    InvalidArgument,
-    ResourceExhausted,
-    Unavailable,
-)
+from pycontainerd.errdefs import Code, DeadlineExceeded, ResourceExhausted, Unavailable
 from pycontainerd.ttrpc.address import socket_path
 from pycontainerd.ttrpc.framing import (
     MESSAGE_LENGTH_MAX,
@@ -146,9 +139,10 @@ class TtrpcClient:
         try:
             return response_type.FromString(response.payload)
         except DecodeError as exc:
-            raise InvalidArgument(
+            raise error_from_status(
+                Code.INTERNAL,
                 f"ttrpc: {service}/{method} answered with a payload that is not a "
-                f"{response_type.DESCRIPTOR.full_name}: {exc}"
+                f"{response_type.DESCRIPTOR.full_name}: {exc}",
             ) from exc
 
     def close(self) -> None:
@@ -158,8 +152,7 @@ class TtrpcClient:
 
     async def wait_closed(self) -> None:
         """Wait until the connection is fully torn down (after ``close`` or peer loss)."""
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(self._receiver)
+        await asyncio.wait([self._receiver])
 
     async def __aenter__(self) -> TtrpcClient:
         return self
@@ -203,14 +196,19 @@ class TtrpcClient:
             waiter.set_exception(ResourceExhausted(oversized_message(frame.length)))
         elif frame.type != MessageType.RESPONSE:
             waiter.set_exception(
-                ContainerdError(f"ttrpc: unknown message type {frame.type} received")
+                error_from_status(
+                    Code.INTERNAL, f"ttrpc: unknown message type {frame.type} received"
+                )
             )
         else:
             try:
                 waiter.set_result(decode_response(frame.payload))
             except DecodeError as exc:
                 waiter.set_exception(
-                    ContainerdError(f"ttrpc: malformed response on stream {frame.stream_id}: {exc}")
+                    error_from_status(
+                        Code.INTERNAL,
+                        f"ttrpc: malformed response on stream {frame.stream_id}: {exc}",
+                    )
                 )
 
     def _fail_all(self) -> None:

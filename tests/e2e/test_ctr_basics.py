@@ -164,8 +164,8 @@ def test_leases_protect_content(ctr, daemon):
     data, digest = _blob(2048)
     # Written under the lease: the lease holds the blob.
     ctr.ok("content", "ingest", "ref-l", input=data, namespace="default")
-    from tests.support.grpc_client import RawClient
     from pycontainerd.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
+    from tests.support.grpc_client import RawClient
 
     raw = RawClient(daemon.address)
     try:

@@ -22,7 +22,7 @@ class LayerBuilder:
 
     def __init__(self, fmt: int = tarfile.PAX_FORMAT) -> None:
         self._buffer = io.BytesIO()
-        self._tar = tarfile.open(fileobj=self._buffer, mode="w", format=fmt)
+        self._tar = tarfile.TarFile(fileobj=self._buffer, mode="w", format=fmt)
 
     def _info(self, name: str, kind: bytes, mode: int, uid: int, gid: int, mtime: int):
         info = tarfile.TarInfo(name)
@@ -96,10 +96,10 @@ def sha256(data: bytes) -> str:
 def describe_tree(root: Path, *, with_mtime: bool = False) -> dict[str, tuple]:
     """Everything an apply must reproduce, per relative path (root excluded).
 
-    Hard links show up as the same inode group label (the first path of the inode).
+    Names of one inode within the tree share a label: the first of those names.
     """
     result: dict[str, tuple] = {}
-    inodes: dict[tuple[int, int], str] = {}
+    inodes: dict[tuple[int, int], list[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(dirnames + filenames):
@@ -115,15 +115,17 @@ def describe_tree(root: Path, *, with_mtime: bool = False) -> dict[str, tuple]:
                 payload = (os.major(st.st_rdev), os.minor(st.st_rdev))
             else:
                 payload = None
-            link_group = None
-            if not stat.S_ISDIR(fmt) and st.st_nlink > 1:
-                link_group = inodes.setdefault((st.st_dev, st.st_ino), rel)
+            if not stat.S_ISDIR(fmt):
+                inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
             # Linux has no lchmod: a symlink's mode is always 0777.
             entry = (fmt, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, payload)
-            entry += (layer_xattrs(path), link_group)
+            entry += (layer_xattrs(path),)
             if with_mtime and not stat.S_ISDIR(fmt):
                 entry += (st.st_mtime_ns // 1_000_000_000,)
             result[rel] = entry
+    for names in inodes.values():
+        for name in names:
+            result[name] += (names[0] if len(names) > 1 else None,)
     return result
 
 
@@ -140,5 +142,12 @@ def snapshot_outside(tmp_path: Path, target: Path) -> dict[str, tuple]:
                 continue
             st = os.lstat(path)
             content = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
-            state[str(path)] = (st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_mtime_ns, content)
+            state[str(path)] = (
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+                st.st_nlink,
+                st.st_mtime_ns,
+                content,
+            )
     return state

@@ -347,6 +347,11 @@ def test_serve_on_an_inherited_listening_socket(run, tmp_path):
         finally:
             await server.close()
         assert sock.fileno() == -1
+        with (
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unbound,
+            pytest.raises(errdefs.InvalidArgument, match="not listening"),
+        ):
+            await TtrpcServer().serve_on_socket(unbound)
 
     run(scenario())
 

@@ -1,0 +1,34 @@
+# pycontainerd — the targets people look for.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ARGS   ?=
+
+.PHONY: install install-test run test protos lint format bench clean
+
+install:            ## install runtime dependencies and pycontainerd into .venv
+	scripts/install.sh
+
+install-test:       ## also install what the tests need (ctr, registry, busybox, ...)
+	scripts/install.sh --test
+
+run: install        ## run the daemon in the foreground (ARGS="--root ... -l debug")
+	$(VENV)/bin/pycontainerd $(ARGS)
+
+test: install-test  ## run the whole test suite (unit and end-to-end, as root)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
+
+protos:             ## regenerate pycontainerd/api from protos/
+	$(PY) scripts/gen_protos.py
+
+lint:               ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff format .
+
+bench: install-test ## benchmarks, side by side with their references
+	$(PY) -m bench
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""pyctr: a ctr-shaped command line over the pycontainerd Python SDK."""

@@ -1,0 +1,155 @@
+"""The containers service: container records over gRPC, with their events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import any_pb2, empty_pb2
+
+from pycontainerd import plugin
+from pycontainerd.api.events import container_pb2 as events
+from pycontainerd.api.services.containers.v1 import containers_pb2 as api
+from pycontainerd.api.services.containers.v1 import containers_pb2_grpc
+from pycontainerd.events.exchange import Exchange
+from pycontainerd.metadata.containers import AnyValue, Container, RuntimeInfo
+from pycontainerd.metadata.scheduler import GCScheduler
+from pycontainerd.metadata.store import MetadataStore
+from pycontainerd.services.base import field_paths, namespace_of, rpc, timestamp
+
+
+def any_to_api(value: AnyValue) -> any_pb2.Any:
+    return any_pb2.Any(type_url=value.type_url, value=value.value)
+
+
+def optional_any_to_api(value: AnyValue | None) -> any_pb2.Any | None:
+    """None leaves the message field unset, as containerd leaves a nil Any."""
+    return None if value is None else any_to_api(value)
+
+
+def any_from_api(value: any_pb2.Any) -> AnyValue:
+    return AnyValue(value.type_url, value.value)
+
+
+def container_to_api(container: Container) -> api.Container:
+    return api.Container(
+        id=container.id,
+        labels=container.labels,
+        image=container.image,
+        runtime=api.Container.Runtime(
+            name=container.runtime.name,
+            options=optional_any_to_api(container.runtime.options),
+        ),
+        spec=optional_any_to_api(container.spec),
+        snapshotter=container.snapshotter,
+        snapshot_key=container.snapshot_key,
+        created_at=timestamp(container.created_at),
+        updated_at=timestamp(container.updated_at),
+        extensions={key: any_to_api(ext) for key, ext in container.extensions.items()},
+    )
+
+
+def container_from_api(message: api.Container) -> Container:
+    """A store record from a request; unset Any fields stay None (not empty)."""
+    runtime = message.runtime
+    options = any_from_api(runtime.options) if runtime.HasField("options") else None
+    return Container(
+        id=message.id,
+        runtime=RuntimeInfo(runtime.name, options),
+        spec=any_from_api(message.spec) if message.HasField("spec") else None,
+        image=message.image,
+        snapshotter=message.snapshotter,
+        snapshot_key=message.snapshot_key,
+        labels=dict(message.labels),
+        extensions={key: any_from_api(ext) for key, ext in message.extensions.items()},
+    )
+
+
+class ContainersService(containers_pb2_grpc.ContainersServicer):
+    def __init__(self, metadata: MetadataStore, exchange: Exchange, gc: GCScheduler) -> None:
+        self.db = metadata.db
+        self.store = metadata.containers
+        self.exchange = exchange
+        self.gc = gc
+
+    @rpc
+    async def Get(self, request: api.GetContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        found = await self.db.run(self.store.get, namespace_of(context), request.id)
+        return api.GetContainerResponse(container=container_to_api(found))
+
+    async def _list(
+        self, request: api.ListContainersRequest, context: grpc.aio.ServicerContext
+    ) -> list[Container]:
+        return await self.db.run(self.store.list, namespace_of(context), list(request.filters))
+
+    @rpc
+    async def List(self, request: api.ListContainersRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        found = await self._list(request, context)
+        return api.ListContainersResponse(containers=[container_to_api(c) for c in found])
+
+    @rpc
+    async def ListStream(  # noqa: N802
+        self, request: api.ListContainersRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api.ListContainerMessage]:
+        for found in await self._list(request, context):
+            yield api.ListContainerMessage(container=container_to_api(found))
+
+    @rpc
+    async def Create(self, request: api.CreateContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        namespace = namespace_of(context)
+        created = await self.db.run(
+            self.store.create, namespace, container_from_api(request.container)
+        )
+        self.exchange.publish(
+            namespace,
+            "/containers/create",
+            events.ContainerCreate(
+                id=created.id,
+                image=created.image,
+                runtime=events.ContainerCreate.Runtime(
+                    name=created.runtime.name,
+                    options=optional_any_to_api(created.runtime.options),
+                ),
+            ),
+        )
+        return api.CreateContainerResponse(container=container_to_api(created))
+
+    @rpc
+    async def Update(self, request: api.UpdateContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        namespace = namespace_of(context)
+        updated = await self.db.run(
+            self.store.update,
+            namespace,
+            container_from_api(request.container),
+            field_paths(request.update_mask),
+        )
+        self.exchange.publish(
+            namespace,
+            "/containers/update",
+            events.ContainerUpdate(
+                id=updated.id,
+                image=updated.image,
+                labels=updated.labels,
+                snapshot_key=updated.snapshot_key,
+            ),
+        )
+        return api.UpdateContainerResponse(container=container_to_api(updated))
+
+    @rpc
+    async def Delete(self, request: api.DeleteContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        namespace = namespace_of(context)
+        await self.db.run(self.store.delete, namespace, request.id)
+        self.exchange.publish(
+            namespace, "/containers/delete", events.ContainerDelete(id=request.id)
+        )
+        # What the container held (its snapshot, gc.ref labels) may now be garbage.
+        self.gc.schedule()
+        return empty_pb2.Empty()
+
+    def register(self, server: grpc.aio.Server) -> None:
+        containers_pb2_grpc.add_ContainersServicer_to_server(self, server)
+
+
+@plugin.register(plugin.GRPC, "containers", requires=(plugin.METADATA, plugin.EVENT, plugin.GC))
+def init_containers(ic: plugin.InitContext) -> ContainersService:
+    return ContainersService(ic.get(plugin.METADATA), ic.get(plugin.EVENT), ic.get(plugin.GC))

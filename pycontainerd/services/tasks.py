@@ -1,0 +1,296 @@
+"""The tasks service: containers' processes, run by shims through the task manager.
+
+Each call first looks up the container (NotFound when it does not exist), then
+its task, then forwards to the task's shim, as containerd's tasks service does.
+Task events (/tasks/create, /tasks/start, /tasks/exit, ...) come from the shims
+over ttrpc; the daemon publishes exit and delete itself only for a dead shim.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import empty_pb2, timestamp_pb2
+
+from pycontainerd import errdefs, filters, plugin
+from pycontainerd.api.runtime.v2.runc.options import oci_pb2 as runc_options
+from pycontainerd.api.runtime.v2.task import shim_pb2
+from pycontainerd.api.services.tasks.v1 import tasks_pb2 as api
+from pycontainerd.api.services.tasks.v1 import tasks_pb2_grpc
+from pycontainerd.api.types import metrics_pb2
+from pycontainerd.api.types.task import task_pb2
+from pycontainerd.identifiers import validate_identifier
+from pycontainerd.metadata.containers import Container
+from pycontainerd.metadata.store import MetadataStore
+from pycontainerd.runtime.manager import CreateOptions, TaskManager
+from pycontainerd.runtime.shim_task import ShimTask
+from pycontainerd.services.base import namespace_of, rpc
+from pycontainerd.services.containers import any_to_api
+
+_EMPTY = empty_pb2.Empty()
+_CHECKPOINT_OPTIONS = runc_options.CheckpointOptions.DESCRIPTOR.full_name
+
+
+def process_of(task: ShimTask, exec_id: str, state: shim_pb2.StateResponse) -> task_pb2.Process:
+    return task_pb2.Process(
+        container_id=task.id,
+        id=exec_id or task.id,
+        pid=state.pid,
+        status=state.status,
+        stdin=state.stdin,
+        stdout=state.stdout,
+        stderr=state.stderr,
+        terminal=state.terminal,
+        exit_status=state.exit_status,
+        exited_at=state.exited_at,
+    )
+
+
+class TasksService(tasks_pb2_grpc.TasksServicer):
+    def __init__(self, metadata: MetadataStore, tasks: TaskManager) -> None:
+        self.db = metadata.db
+        self.containers = metadata.containers
+        self.tasks = tasks
+
+    async def _container(self, namespace: str, container_id: str) -> Container:
+        if not container_id:
+            raise errdefs.InvalidArgument("container id is required")
+        return await self.db.run(self.containers.get, namespace, container_id)
+
+    async def _task(self, context: grpc.aio.ServicerContext, container_id: str) -> ShimTask:
+        namespace = namespace_of(context)
+        await self._container(namespace, container_id)
+        return self.tasks.get(namespace, container_id)
+
+    @rpc
+    async def Create(self, request: api.CreateTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        namespace = namespace_of(context)
+        container = await self._container(namespace, request.container_id)
+        if request.HasField("checkpoint"):
+            raise errdefs.NotImplemented_(
+                "restoring a task from a checkpoint is not supported by pycontainerd"
+            )
+        if container.spec is None:
+            raise errdefs.FailedPrecondition(f"container {container.id!r} has no spec")
+        options = None
+        if request.HasField("options"):
+            options = request.options
+        elif container.runtime.options is not None:
+            options = any_to_api(container.runtime.options)
+        opts = CreateOptions(
+            spec=container.spec.value,
+            runtime=request.runtime_path or container.runtime.name,
+            rootfs=list(request.rootfs),
+            stdin=request.stdin,
+            stdout=request.stdout,
+            stderr=request.stderr,
+            terminal=request.terminal,
+            options=options,
+        )
+        _, pid = await self.tasks.create(namespace, container.id, opts)
+        return api.CreateTaskResponse(container_id=container.id, pid=pid)
+
+    @rpc
+    async def Start(self, request: api.StartRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        task = await self._task(context, request.container_id)
+        started = await task.stub.Start(shim_pb2.StartRequest(id=task.id, exec_id=request.exec_id))
+        return api.StartResponse(pid=started.pid)
+
+    @rpc
+    async def Delete(self, request: api.DeleteTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        namespace = namespace_of(context)
+        await self._container(namespace, request.container_id)
+        deleted = await self.tasks.delete(namespace, request.container_id)
+        return api.DeleteResponse(
+            id=request.container_id,
+            pid=deleted.pid,
+            exit_status=deleted.exit_status,
+            exited_at=deleted.exited_at,
+        )
+
+    @rpc
+    async def DeleteProcess(  # noqa: N802
+        self, request: api.DeleteProcessRequest, context: grpc.aio.ServicerContext
+    ):
+        if not request.exec_id:
+            raise errdefs.InvalidArgument("exec id is required; use Delete for the task itself")
+        task = await self._task(context, request.container_id)
+        deleted = await task.stub.Delete(
+            shim_pb2.DeleteRequest(id=task.id, exec_id=request.exec_id)
+        )
+        return api.DeleteResponse(
+            id=request.exec_id,
+            pid=deleted.pid,
+            exit_status=deleted.exit_status,
+            exited_at=deleted.exited_at,
+        )
+
+    @rpc
+    async def Get(self, request: api.GetRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        task = await self._task(context, request.container_id)
+        state = await task.state(request.exec_id)
+        return api.GetResponse(process=process_of(task, request.exec_id, state))
+
+    @rpc
+    async def List(self, request: api.ListTasksRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        # containerd ignores the request's filter here too.
+        response = api.ListTasksResponse()
+        for task in self.tasks.list(namespace_of(context)):
+            try:
+                state = await task.state()
+            except errdefs.NotFound:
+                continue  # deleted, or its shim died, while listing
+            response.tasks.append(process_of(task, "", state))
+        return response
+
+    @rpc
+    async def Kill(self, request: api.KillRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        task = await self._task(context, request.container_id)
+        await task.stub.Kill(
+            shim_pb2.KillRequest(
+                id=task.id, exec_id=request.exec_id, signal=request.signal, all=request.all
+            )
+        )
+        return _EMPTY
+
+    @rpc
+    async def Exec(self, request: api.ExecProcessRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        if not request.exec_id:
+            raise errdefs.InvalidArgument("exec id cannot be empty")
+        validate_identifier(request.exec_id, "exec id")
+        task = await self._task(context, request.container_id)
+        if await _process_exists(task, request.exec_id):
+            raise errdefs.AlreadyExists(
+                f"exec {request.exec_id!r} already exists in task {task.id!r}; pick another exec id"
+            )
+        await task.stub.Exec(
+            shim_pb2.ExecProcessRequest(
+                id=task.id,
+                exec_id=request.exec_id,
+                stdin=request.stdin,
+                stdout=request.stdout,
+                stderr=request.stderr,
+                terminal=request.terminal,
+                spec=request.spec,
+            )
+        )
+        return _EMPTY
+
+    @rpc
+    async def ResizePty(self, request: api.ResizePtyRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        task = await self._task(context, request.container_id)
+        await task.stub.ResizePty(
+            shim_pb2.ResizePtyRequest(
+                id=task.id, exec_id=request.exec_id, width=request.width, height=request.height
+            )
+        )
+        return _EMPTY
+
+    @rpc
+    async def CloseIO(self, request: api.CloseIORequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        task = await self._task(context, request.container_id)
+        if request.stdin:
+            await task.stub.CloseIO(
+                shim_pb2.CloseIORequest(id=task.id, exec_id=request.exec_id, stdin=True)
+            )
+        return _EMPTY
+
+    @rpc
+    async def Pause(self, request: api.PauseTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        task = await self._task(context, request.container_id)
+        await task.stub.Pause(shim_pb2.PauseRequest(id=task.id))
+        return _EMPTY
+
+    @rpc
+    async def Resume(self, request: api.ResumeTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        task = await self._task(context, request.container_id)
+        await task.stub.Resume(shim_pb2.ResumeRequest(id=task.id))
+        return _EMPTY
+
+    @rpc
+    async def ListPids(self, request: api.ListPidsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        task = await self._task(context, request.container_id)
+        pids = await task.stub.Pids(shim_pb2.PidsRequest(id=task.id))
+        return api.ListPidsResponse(processes=pids.processes)
+
+    @rpc
+    async def Checkpoint(  # noqa: N802
+        self, request: api.CheckpointTaskRequest, context: grpc.aio.ServicerContext
+    ):
+        task = await self._task(context, request.container_id)
+        image_path = _checkpoint_image_path(request)
+        if not image_path:
+            raise errdefs.NotImplemented_(
+                "checkpoints into the content store are not supported by pycontainerd; "
+                "pass an image path in the runc CheckpointOptions (ctr: --image-path)"
+            )
+        await task.stub.Checkpoint(
+            shim_pb2.CheckpointTaskRequest(id=task.id, path=image_path, options=request.options)
+        )
+        return api.CheckpointTaskResponse()
+
+    @rpc
+    async def Update(self, request: api.UpdateTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        task = await self._task(context, request.container_id)
+        await task.stub.Update(
+            shim_pb2.UpdateTaskRequest(
+                id=task.id, resources=request.resources, annotations=request.annotations
+            )
+        )
+        return _EMPTY
+
+    @rpc
+    async def Metrics(self, request: api.MetricsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        namespace = namespace_of(context)
+        match = filters.parse_all(request.filters)
+        response = api.MetricsResponse()
+        for task in self.tasks.list(namespace):
+            fields = {"id": task.id, "namespace": task.namespace}
+            if not match.match(filters.adapt(fields, {})):
+                continue
+            collected = timestamp_pb2.Timestamp()
+            collected.GetCurrentTime()
+            try:
+                stats = await task.stub.Stats(shim_pb2.StatsRequest(id=task.id))
+            except (errdefs.NotFound, errdefs.Unavailable):
+                continue
+            response.metrics.append(
+                metrics_pb2.Metric(timestamp=collected, id=task.id, data=stats.stats)
+            )
+        return response
+
+    @rpc
+    async def Wait(self, request: api.WaitRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        task = await self._task(context, request.container_id)
+        try:
+            waited = await task.stub.Wait(shim_pb2.WaitRequest(id=task.id, exec_id=request.exec_id))
+        except errdefs.Unavailable as exc:
+            raise errdefs.NotFound(f"task {task.id!r}: its shim is gone") from exc
+        return api.WaitResponse(exit_status=waited.exit_status, exited_at=waited.exited_at)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        tasks_pb2_grpc.add_TasksServicer_to_server(self, server)
+
+
+async def _process_exists(task: ShimTask, exec_id: str) -> bool:
+    try:
+        await task.state(exec_id)
+    except errdefs.NotFound:
+        return False
+    return True
+
+
+def _checkpoint_image_path(request: api.CheckpointTaskRequest) -> str:
+    if not request.HasField("options"):
+        return ""
+    name = request.options.type_url.rsplit("/", 1)[-1]
+    if name != _CHECKPOINT_OPTIONS:
+        raise errdefs.InvalidArgument(
+            f"checkpoint options of type {request.options.type_url!r} are not understood; "
+            f"send {_CHECKPOINT_OPTIONS}"
+        )
+    return runc_options.CheckpointOptions.FromString(request.options.value).image_path
+
+
+@plugin.register(plugin.GRPC, "tasks", requires=(plugin.METADATA, plugin.RUNTIME_V2))
+def init_tasks(ic: plugin.InitContext) -> TasksService:
+    return TasksService(ic.get(plugin.METADATA), ic.get(plugin.RUNTIME_V2, "task"))

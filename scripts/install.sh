@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install what pycontainerd needs on a Debian machine (as root), then the
+# package itself into a virtual environment at .venv.
+#   scripts/install.sh          what the daemon needs to run
+#   scripts/install.sh --test   also what the tests need
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runtime_packages=(runc python3 python3-venv ca-certificates)
+test_packages=(containerd crun docker-registry busybox-static golang-github-containerd-containerd-dev
+               iproute2 util-linux procps)
+extras=""
+packages=("${runtime_packages[@]}")
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=("${test_packages[@]}")
+  extras="[dev]"
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The containerd package is installed for its `ctr` client only; its own
+# daemon must not hold the system's attention (nor our tests' sockets).
+if [[ "${1:-}" == "--test" ]] && command -v systemctl >/dev/null && systemctl is-active -q containerd 2>/dev/null; then
+  echo "note: Debian's containerd service is running; pycontainerd uses its own socket and root"
+fi
+
+python=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".${extras}"
+echo "pycontainerd installed in .venv (run: .venv/bin/pycontainerd)"
