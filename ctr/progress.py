@@ -89,6 +89,8 @@ class ProgressView:
         return f"elapsed: {elapsed:.1f} s  total: {binary_size(total)} ({binary_size(speed)}/s)"
 
     def finish(self) -> None:
+        if not self._items:
+            return
         if self._tty:
             self._redraw(force=True)
         else:

@@ -76,16 +76,27 @@ class RegistryToContent:
     async def store_blob(self, desc: Descriptor) -> None:
         self._report.blob(desc, Status.WAITING)
         async with self._slots:
-            writer = await self._open_writer(desc)
-            if writer is None:
-                await self._add_labels(desc, {})
-                self._report.blob(desc, Status.EXISTS, desc.size)
-                return
-            try:
-                await self._fill_and_commit(desc, writer)
-            finally:
-                await writer.close()
-        self._report.blob(desc, Status.DONE, desc.size)
+            written = await self._store_blob_once(desc, may_restart=True)
+        self._report.blob(desc, Status.DONE if written else Status.EXISTS, desc.size)
+
+    async def _store_blob_once(self, desc: Descriptor, *, may_restart: bool) -> bool:
+        """True when the bytes were written here, False when the store already had them."""
+        writer = await self._open_writer(desc)
+        if writer is None:
+            await self._add_labels(desc, {})
+            return False
+        resumed_at = writer.offset
+        try:
+            problem = await self._fill_and_commit(desc, writer)
+        finally:
+            await writer.close()
+        if problem is None:
+            return True
+        # The ingest holds bad bytes (wrong size or digest): never resume from them.
+        await self._content.abort(writer.ref)
+        if may_restart and resumed_at > 0:
+            return await self._store_blob_once(desc, may_restart=False)
+        raise errdefs.FailedPrecondition(f"{desc.digest} failed verification: {problem}")
 
     async def _open_writer(self, desc: Descriptor) -> ContentWriter | None:
         """A writer for ``desc``, or None when the content store already has it."""
@@ -102,12 +113,10 @@ class RegistryToContent:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _fill_and_commit(self, desc: Descriptor, writer: ContentWriter) -> None:
+    async def _fill_and_commit(self, desc: Descriptor, writer: ContentWriter) -> str | None:
+        """Download the rest and commit; returns what is wrong when the bytes do not verify."""
         if writer.offset > desc.size:
-            raise errdefs.FailedPrecondition(
-                f"ingest {writer.ref!r} holds {writer.offset} bytes, more than the "
-                f"{desc.size} expected; remove it with `pyctr content rm` / abort and retry"
-            )
+            return f"the ingest holds {writer.offset} bytes, more than the {desc.size} expected"
         if writer.offset < desc.size:
             async for chunk in self._download(desc, writer.offset):
                 await writer.write(chunk)
@@ -117,9 +126,8 @@ class RegistryToContent:
         except errdefs.AlreadyExists:
             await self._add_labels(desc, {})
         except errdefs.FailedPrecondition as exc:
-            # Size or digest mismatch: the bytes are bad, so do not resume from them.
-            await self._content.abort(writer.ref)
-            raise errdefs.FailedPrecondition(f"{desc.digest} failed verification: {exc}") from exc
+            return str(exc)
+        return None
 
     async def _download(self, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
         """The registry's bytes of ``desc`` from ``offset``, reading ahead one chunk."""

@@ -1,20 +1,60 @@
-"""The hook a pull calls to unpack layers into a snapshotter.
+"""Unpack an image's layers into a snapshotter, over the daemon's gRPC API.
 
-Unpacking (diff apply + snapshots) is provided by another module, which calls
-:func:`register_unpacker` when imported. Until one is registered, asking a
-pull to unpack fails before anything is downloaded.
+For each layer, base first, the snapshot named by its chain ID (OCI image
+spec: ``chain(1) = diff_id(1)``, ``chain(n) = sha256(chain(n-1) + " " + diff_id(n))``)
+is reused when it exists; otherwise an ``extract-<unique> <chain id>``
+snapshot is prepared on the parent chain, the diff service applies the layer
+blob onto its mounts, the diff ID it reports is checked against the image
+config, and the snapshot is committed under the chain ID. Finally the config
+blob gets ``containerd.io/gc.ref.snapshot.<snapshotter>=<top chain id>``: that
+label keeps the snapshots alive while the image lives, and is what
+``ctr images check`` and ``ctr run`` look for. This is what containerd's
+unpacker does, so images unpacked here are usable by ctr and the other way
+round.
+
+Everything runs under a lease (the caller's, or one made for the call), so
+the garbage collector never takes a half-unpacked chain.
+
+:func:`unpack_layers` can overlap with a download: give it ``ready``, an
+awaitable per blob that returns once that blob is in the content store, and
+each layer is applied as soon as it and its parent are ready.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from pycontainerd import errdefs
-from pycontainerd.remotes.platforms import PlatformMatcher
+from pycontainerd.api.services.diff.v1 import diff_pb2, diff_pb2_grpc
+from pycontainerd.api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
+from pycontainerd.api.types import mount_pb2
+from pycontainerd.client.models import descriptor_from_api, descriptor_to_api
+from pycontainerd.client.walk import ChildPolicy, document_children
+from pycontainerd.remotes import mediatypes
+from pycontainerd.remotes.manifest import Descriptor, parse_config, parse_manifest
+from pycontainerd.remotes.platforms import ALL, PlatformMatcher, default_matcher
 
 if TYPE_CHECKING:
     from pycontainerd.client.client import Client
     from pycontainerd.client.models import Image
+    from pycontainerd.client.rpc import Connection
+
+DEFAULT_SNAPSHOTTER = "overlayfs"
+SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
+GC_REF_SNAPSHOT_PREFIX = "containerd.io/gc.ref.snapshot."
+UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
+#: Layer annotations with this prefix become labels of the layer's snapshot.
+INHERITED_LABEL_PREFIX = "containerd.io/snapshot/"
+UNPACK_KEY_PREFIX = "extract"
+_PREPARE_ATTEMPTS = 3
+
+#: Returns once the blob a descriptor names is in the content store.
+BlobReady = Callable[[Descriptor], Awaitable[None]]
 
 
 class Unpacker(Protocol):
@@ -25,19 +65,290 @@ class Unpacker(Protocol):
         ...
 
 
+# -- chain IDs -----------------------------------------------------------------------------
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """The chain ID of every prefix of ``diff_ids`` (the last one names the whole stack)."""
+    chain: list[str] = []
+    for diff_id in diff_ids:
+        if not chain:
+            chain.append(diff_id)
+        else:
+            joined = f"{chain[-1]} {diff_id}".encode()
+            chain.append("sha256:" + hashlib.sha256(joined).hexdigest())
+    return chain
+
+
+def gc_snapshot_label(snapshotter: str) -> str:
+    return GC_REF_SNAPSHOT_PREFIX + snapshotter
+
+
+# -- the public calls ------------------------------------------------------------------------
+
+
+async def unpack(
+    client: Client,
+    image_name: str,
+    snapshotter: str = DEFAULT_SNAPSHOTTER,
+    *,
+    matcher: PlatformMatcher | None = None,
+) -> str:
+    """Unpack the stored image ``image_name`` for this host (or ``matcher``).
+
+    Every blob must be in the content store already. Returns the chain ID of
+    the top layer, the snapshot a container's root filesystem is prepared from.
+    """
+    image = await client.images.get(image_name)
+    config, layers = await image_layers(client, image.target, matcher or default_matcher())
+    return await unpack_layers(client, config, layers, snapshotter)
+
+
+async def unpack_image(
+    client: Client, image: Image, *, snapshotter: str, matcher: PlatformMatcher
+) -> None:
+    """The :class:`Unpacker` pulls use: unpack ``image`` for the best platform ``matcher`` takes.
+
+    A pull of every platform unpacks the one this host runs.
+    """
+    if matcher is ALL:
+        matcher = default_matcher()
+    config, layers = await image_layers(client, image.target, matcher)
+    await unpack_layers(client, config, layers, snapshotter)
+
+
+async def unpack_layers(
+    client: Client,
+    image_config: Descriptor,
+    layers: Sequence[Descriptor],
+    snapshotter: str = DEFAULT_SNAPSHOTTER,
+    *,
+    ready: BlobReady | None = None,
+) -> str:
+    """Apply ``layers`` (base first) described by the config ``image_config``.
+
+    ``ready`` (optional) is awaited for the config and for each layer before
+    they are read, so a pull can call this while it downloads. Returns the top
+    chain ID ("" for an image without layers). Raises InvalidArgument when a
+    layer does not unpack to the diff ID its config promises.
+    """
+    async with client.lease_if_none():
+        if ready is not None:
+            await ready(image_config)
+        diff_ids = parse_config(await client.content.read_all(image_config.digest)).diff_ids
+        if len(diff_ids) != len(layers):
+            raise errdefs.InvalidArgument(
+                f"image config {image_config.digest} lists {len(diff_ids)} diff IDs for "
+                f"{len(layers)} layers: the image is malformed"
+            )
+        chain = chain_ids(diff_ids)
+        unpacker = _LayerUnpacker(client, snapshotter, ready)
+        parent = ""
+        for layer, diff_id, chain_id in zip(layers, diff_ids, chain, strict=True):
+            await unpacker.unpack(layer, diff_id, chain_id, parent)
+            parent = chain_id
+        if parent:
+            await client.content.update_labels(
+                image_config.digest, {gc_snapshot_label(snapshotter): parent}
+            )
+        return parent
+
+
+async def is_unpacked(
+    client: Client, image: Image, snapshotter: str, matcher: PlatformMatcher | None = None
+) -> bool:
+    """Whether the top snapshot of ``image`` (for ``matcher``, default this host) exists."""
+    config, _ = await image_layers(client, image.target, matcher or default_matcher())
+    diff_ids = parse_config(await client.content.read_all(config.digest)).diff_ids
+    if not diff_ids:
+        return True
+    try:
+        await _Snapshots(_connection(client), snapshotter).stat(chain_ids(diff_ids)[-1])
+    except errdefs.NotFound:
+        return False
+    return True
+
+
+async def image_layers(
+    client: Client, target: Descriptor, matcher: PlatformMatcher
+) -> tuple[Descriptor, list[Descriptor]]:
+    """The config and layers of ``target``'s manifest for the best platform ``matcher`` takes."""
+    policy = ChildPolicy(matcher, limit=1)
+    desc = target
+    while mediatypes.is_index(desc.media_type):
+        children = document_children(desc, await client.content.read_all(desc.digest))
+        chosen = policy.select(desc, children)
+        if not chosen:
+            raise errdefs.NotFound(f"index {desc.digest} lists no manifest to unpack")
+        desc = chosen[0]
+    if not mediatypes.is_manifest(desc.media_type):
+        raise errdefs.InvalidArgument(
+            f"cannot unpack {desc.digest}: {desc.media_type!r} is not an image manifest or index"
+        )
+    manifest = parse_manifest(await client.content.read_all(desc.digest), desc.media_type)
+    return manifest.config, list(manifest.layers)
+
+
+# -- the pull hook ---------------------------------------------------------------------------
+
 _unpacker: Unpacker | None = None
 
 
 def register_unpacker(unpacker: Unpacker | None) -> None:
-    """Install the function pulls use to unpack (None removes it)."""
+    """Replace the function pulls use to unpack (None restores :func:`unpack_image`)."""
     global _unpacker
     _unpacker = unpacker
 
 
 def get_unpacker() -> Unpacker:
-    if _unpacker is None:
-        raise errdefs.NotImplemented_(
-            "unpacking images is not available yet: pull without unpack "
-            "(pyctr images pull --no-unpack) to fetch the content only"
+    return _unpacker or unpack_image
+
+
+# -- one layer -------------------------------------------------------------------------------
+
+
+class _LayerUnpacker:
+    """Applies one layer at a time onto its parent chain, as containerd's unpacker does."""
+
+    def __init__(self, client: Client, snapshotter: str, ready: BlobReady | None) -> None:
+        connection = _connection(client)
+        self._content = client.content
+        self._snapshots = _Snapshots(connection, snapshotter)
+        self._diff = _Diff(connection)
+        self._ready = ready
+
+    async def unpack(self, layer: Descriptor, diff_id: str, chain_id: str, parent: str) -> None:
+        if await self._exists(chain_id):
+            return
+        if self._ready is not None:
+            await self._ready(layer)
+        labels = _snapshot_labels(layer, chain_id)
+        prepared = await self._prepare(chain_id, parent, labels)
+        if prepared is None:
+            return  # another unpack committed the chain meanwhile
+        key, mounts = prepared
+        try:
+            applied = await self._diff.apply(layer, mounts)
+            if applied.digest != diff_id:
+                raise errdefs.InvalidArgument(
+                    f"layer {layer.digest} unpacked to diff ID {applied.digest}, but the image "
+                    f"config says {diff_id}: the layer or the config is corrupt"
+                )
+            committed = await self._commit(chain_id, key, labels)
+        except BaseException:
+            await self._remove_quietly(key)
+            raise
+        if not committed:
+            await self._remove_quietly(key)
+            return
+        # Recorded only now that apply has verified it, as containerd does.
+        await self._content.update_labels(layer.digest, {UNCOMPRESSED_LABEL: applied.digest})
+
+    async def _exists(self, chain_id: str) -> bool:
+        try:
+            await self._snapshots.stat(chain_id)
+        except errdefs.NotFound:
+            return False
+        return True
+
+    async def _prepare(
+        self, chain_id: str, parent: str, labels: Mapping[str, str]
+    ) -> tuple[str, list[mount_pb2.Mount]] | None:
+        """A fresh extraction snapshot, or None when ``chain_id`` appeared meanwhile."""
+        for _ in range(_PREPARE_ATTEMPTS):
+            key = f"{UNPACK_KEY_PREFIX}-{_unique_part()} {chain_id}"
+            try:
+                return key, await self._snapshots.prepare(key, parent, labels)
+            except errdefs.AlreadyExists:
+                if await self._exists(chain_id):
+                    return None
+        raise errdefs.AlreadyExists(
+            f"cannot prepare an extraction snapshot for {chain_id}: "
+            f"{_PREPARE_ATTEMPTS} keys in a row were taken"
         )
-    return _unpacker
+
+    async def _commit(self, chain_id: str, key: str, labels: Mapping[str, str]) -> bool:
+        """Commit ``key`` as ``chain_id``; False when another unpack committed it first."""
+        try:
+            await self._snapshots.commit(chain_id, key, labels)
+        except errdefs.AlreadyExists:
+            return False
+        return True
+
+    async def _remove_quietly(self, key: str) -> None:
+        with contextlib.suppress(errdefs.ContainerdError):
+            await self._snapshots.remove(key)
+
+
+def _snapshot_labels(layer: Descriptor, chain_id: str) -> dict[str, str]:
+    labels = {k: v for k, v in layer.annotations.items() if k.startswith(INHERITED_LABEL_PREFIX)}
+    labels[SNAPSHOT_REF_LABEL] = chain_id
+    return labels
+
+
+def _unique_part() -> str:
+    return f"{time.time_ns() % 1_000_000_000}-{secrets.token_urlsafe(4)}"
+
+
+# -- the two services the SDK does not wrap yet ------------------------------------------------
+
+
+def _connection(client: Client) -> Connection:
+    # The client keeps its connection private; unpacking needs the snapshots and
+    # diff services, which it does not wrap (yet).
+    return client._conn  # noqa: SLF001
+
+
+class _Snapshots:
+    def __init__(self, connection: Connection, snapshotter: str) -> None:
+        self._conn = connection
+        self._stub = snapshots_pb2_grpc.SnapshotsStub(connection.channel)
+        self._snapshotter = snapshotter
+
+    async def stat(self, key: str) -> snapshots_pb2.Info:
+        request = snapshots_pb2.StatSnapshotRequest(snapshotter=self._snapshotter, key=key)
+        return (await self._conn.unary(self._stub.Stat, request)).info
+
+    async def prepare(
+        self, key: str, parent: str, labels: Mapping[str, str]
+    ) -> list[mount_pb2.Mount]:
+        request = snapshots_pb2.PrepareSnapshotRequest(
+            snapshotter=self._snapshotter, key=key, parent=parent, labels=dict(labels)
+        )
+        return list((await self._conn.unary(self._stub.Prepare, request)).mounts)
+
+    async def commit(self, name: str, key: str, labels: Mapping[str, str]) -> None:
+        request = snapshots_pb2.CommitSnapshotRequest(
+            snapshotter=self._snapshotter, name=name, key=key, labels=dict(labels)
+        )
+        await self._conn.unary(self._stub.Commit, request)
+
+    async def remove(self, key: str) -> None:
+        request = snapshots_pb2.RemoveSnapshotRequest(snapshotter=self._snapshotter, key=key)
+        await self._conn.unary(self._stub.Remove, request)
+
+
+class _Diff:
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
+        self._stub = diff_pb2_grpc.DiffStub(connection.channel)
+
+    async def apply(self, layer: Descriptor, mounts: Sequence[mount_pb2.Mount]) -> Descriptor:
+        request = diff_pb2.ApplyRequest(diff=descriptor_to_api(layer), mounts=list(mounts))
+        return descriptor_from_api((await self._conn.unary(self._stub.Apply, request)).applied)
+
+
+__all__ = [
+    "BlobReady",
+    "DEFAULT_SNAPSHOTTER",
+    "Unpacker",
+    "chain_ids",
+    "gc_snapshot_label",
+    "get_unpacker",
+    "image_layers",
+    "is_unpacked",
+    "register_unpacker",
+    "unpack",
+    "unpack_image",
+    "unpack_layers",
+]

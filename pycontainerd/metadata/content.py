@@ -107,8 +107,10 @@ class NamespacedContentStore:
             if cur.rowcount == 0:
                 raise errdefs.NotFound(f"content {digest} not found in namespace {namespace!r}")
 
-    def read(self, namespace: str, digest: str, offset: int, size: int) -> Iterator[bytes]:
-        """Bytes from `offset`; a size of 0 (or past the end) reads to the end.
+    def read(
+        self, namespace: str, digest: str, offset: int, size: int
+    ) -> tuple[int, int, Iterator[bytes]]:
+        """(start offset, length, chunks) of a read; size 0 (or past the end) reads to the end.
 
         As containerd: a negative offset reads from the start, an offset past
         the end is OutOfRange.
@@ -122,8 +124,8 @@ class NamespacedContentStore:
         if size <= 0 or offset + size > info.size:
             size = info.size - offset
         if size == 0:
-            return iter(())
-        return self.backend.read(digest, offset, size)
+            return offset, 0, iter(())
+        return offset, size, self.backend.read(digest, offset, size)
 
     # -- writes ------------------------------------------------------------
 

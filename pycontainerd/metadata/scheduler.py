@@ -98,13 +98,16 @@ class GCScheduler:
     async def _loop(self) -> None:
         await asyncio.sleep(self.startup_delay)
         while True:
+            self._wake.clear()
             if self._collect_requested:
+                # A request made while this pass runs sets the flag again,
+                # and the loop comes straight back for another pass.
                 self._collect_requested = False
                 try:
                     await self.collect()
                 except Exception:  # a failed pass must not stop later ones
                     log.exception("garbage collection failed")
-            self._wake.clear()
+                continue
             try:
                 await asyncio.wait_for(self._wake.wait(), await self._next_timeout())
             except TimeoutError:

@@ -281,6 +281,7 @@ class OciRuntime:
             if not message and opened:
                 message = _read_all(opened[0]).decode(errors="replace").strip()
             command = f"{os.path.basename(self.binary)} {args[0] if args else ''}".strip()
+            message = message.removeprefix(f"{command} failed: ")
             if not message and code > 128:
                 message = f"killed by {_signal_name(code - 128)}"
             raise error_for(CommandFailure(command, code, message or "no error message"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from google.protobuf import any_pb2, timestamp_pb2
@@ -31,7 +31,7 @@ from pycontainerd.runtime.exits import (
     recorded_exit,
 )
 from pycontainerd.runtime.resolve import resolve_shim
-from pycontainerd.runtime.shim_binary import DaemonAddresses, ShimBinary
+from pycontainerd.runtime.shim_binary import DaemonAddresses, ShimBinary, remove_dead_socket
 from pycontainerd.runtime.shim_task import ShimTask
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class TaskManager:
         address = await task.binary.start(options)
         if not bundle.read(ADDRESS_FILE):
             bundle.write(ADDRESS_FILE, address)
-        await task.attach(address, on_close=lambda: self._on_shim_closed(task))
+        await task.attach(address, on_close=self.on_close_for(task))
         request = shim_pb2.CreateTaskRequest(
             id=task.id,
             bundle=str(bundle.path),
@@ -192,6 +192,7 @@ class TaskManager:
             log.warning("cleanup after the dead shim of %s failed: %s", task.id, exc)
             response = None
         exit_event = recorded_exit(task.bundle)
+        remove_dead_socket(task.bundle.read(ADDRESS_FILE))
         self._remove_bundle(task.bundle)
         if exit_event is None:
             exit_event = _exit_from(task.id, response)
@@ -213,7 +214,8 @@ class TaskManager:
         """Track a task found running at start-up."""
         self._tasks[(task.namespace, task.id)] = task
 
-    def on_close_for(self, task: ShimTask):  # type: ignore[no-untyped-def]
+    def on_close_for(self, task: ShimTask) -> Callable[[], None]:
+        """The callback to run when the connection to ``task``'s shim ends."""
         return lambda: self._on_shim_closed(task)
 
     def task_keys(self) -> set[TaskKey]:

@@ -9,9 +9,11 @@ bundle as the working directory, as the shim v2 protocol requires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -42,6 +44,21 @@ def default_publish_binary() -> str:
         if found:
             return found
     return sys.executable
+
+
+def remove_dead_socket(address: str) -> None:
+    """Remove a dead shim's socket file (shims only remove it on a clean shutdown)."""
+    path = address.removeprefix("unix://")
+    if not path.startswith("/"):
+        return  # abstract or empty: nothing on disk
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        except OSError:
+            return
 
 
 @dataclass(frozen=True)

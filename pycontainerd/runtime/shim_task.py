@@ -55,10 +55,13 @@ class ShimTask:
         self._stub = ServiceStub(self.client, TASK_SERVICE)
         return await self.stub.Connect(shim_pb2.ConnectRequest(id=self.id), timeout=CONNECT_TIMEOUT)
 
-    async def state(self, exec_id: str = "") -> shim_pb2.StateResponse:
+    async def state(
+        self, exec_id: str = "", timeout: float | None = None
+    ) -> shim_pb2.StateResponse:
         """The process's state; NotFound when the shim is gone (containerd does the same)."""
+        request = shim_pb2.StateRequest(id=self.id, exec_id=exec_id)
         try:
-            return await self.stub.State(shim_pb2.StateRequest(id=self.id, exec_id=exec_id))
+            return await self.stub.State(request, timeout=timeout)
         except errdefs.Unavailable as exc:
             raise errdefs.NotFound(f"task {self.id!r}: its shim is gone") from exc
 

@@ -99,17 +99,25 @@ class ContentService(content_pb2_grpc.ContentServicer):
     async def Read(self, request: api.ReadContentRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         parse_digest(request.digest)
-        chunks: Iterator[bytes] = await self.db.run(
-            self.store.read, namespace, request.digest, request.offset, request.size
+        # The first chunk comes with the lookup, in one hop to the database
+        # thread: clients such as ctr read in many small requests.
+        offset, remaining, first, chunks = await self.db.run(
+            self._start_read, namespace, request.digest, request.offset, request.size
         )
-        offset = request.offset
-        sentinel = object()
-        while True:
-            chunk = await _blocking(next, chunks, sentinel)
-            if chunk is sentinel:
-                return
+        chunk = first
+        while chunk:
             yield api.ReadContentResponse(offset=offset, data=chunk)
             offset += len(chunk)
+            remaining -= len(chunk)
+            if remaining <= 0:
+                return
+            chunk = await _blocking(next, chunks, b"")
+
+    def _start_read(
+        self, namespace: str, digest: str, offset: int, size: int
+    ) -> tuple[int, int, bytes, Iterator[bytes]]:
+        start, length, chunks = self.store.read(namespace, digest, offset, size)
+        return start, length, next(chunks, b""), chunks
 
     @rpc
     async def Status(self, request: api.StatusRequest, context: grpc.aio.ServicerContext):  # noqa: N802

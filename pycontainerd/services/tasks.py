@@ -8,6 +8,9 @@ over ttrpc; the daemon publishes exit and delete itself only for a dead shim.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
@@ -26,7 +29,10 @@ from pycontainerd.runtime.shim_task import ShimTask
 from pycontainerd.services.base import namespace_of, rpc
 from pycontainerd.services.containers import any_to_api
 
+log = logging.getLogger(__name__)
+
 _EMPTY = empty_pb2.Empty()
+LIST_STATE_TIMEOUT = 2.0  # containerd's budget for one task's state in a listing
 _CHECKPOINT_OPTIONS = runc_options.CheckpointOptions.DESCRIPTOR.full_name
 
 
@@ -133,14 +139,9 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     @rpc
     async def List(self, request: api.ListTasksRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         # containerd ignores the request's filter here too.
-        response = api.ListTasksResponse()
-        for task in self.tasks.list(namespace_of(context)):
-            try:
-                state = await task.state()
-            except errdefs.NotFound:
-                continue  # deleted, or its shim died, while listing
-            response.tasks.append(process_of(task, "", state))
-        return response
+        tasks = self.tasks.list(namespace_of(context))
+        processes = await asyncio.gather(*(_listed_process(task) for task in tasks))
+        return api.ListTasksResponse(tasks=[p for p in processes if p is not None])
 
     @rpc
     async def Kill(self, request: api.KillRequest, context: grpc.aio.ServicerContext):  # noqa: N802
@@ -251,7 +252,9 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
             collected.GetCurrentTime()
             try:
                 stats = await task.stub.Stats(shim_pb2.StatsRequest(id=task.id))
-            except (errdefs.NotFound, errdefs.Unavailable):
+            except errdefs.ContainerdError as exc:
+                if not isinstance(exc, errdefs.NotFound | errdefs.Unavailable):
+                    log.warning("collecting metrics for %s: %s", task.id, exc)
                 continue
             response.metrics.append(
                 metrics_pb2.Metric(timestamp=collected, id=task.id, data=stats.stats)
@@ -269,6 +272,22 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
 
     def register(self, server: grpc.aio.Server) -> None:
         tasks_pb2_grpc.add_TasksServicer_to_server(self, server)
+
+
+async def _listed_process(task: ShimTask) -> task_pb2.Process | None:
+    """The task's state for a listing; None when it went away meanwhile.
+
+    A shim too slow to answer is listed with an unknown status rather than
+    holding up the whole listing.
+    """
+    try:
+        state = await task.state(timeout=LIST_STATE_TIMEOUT)
+    except errdefs.NotFound:
+        return None
+    except errdefs.ContainerdError as exc:
+        log.warning("state of task %s: %s", task.id, exc)
+        return task_pb2.Process(container_id=task.id, id=task.id, status=task_pb2.UNKNOWN)
+    return process_of(task, "", state)
 
 
 async def _process_exists(task: ShimTask, exec_id: str) -> bool:

@@ -20,6 +20,7 @@ import tempfile
 import termios
 
 from pycontainerd import errdefs
+from pycontainerd.shim_v2.pump import wait_readable
 
 RECEIVE_TIMEOUT = 30.0
 
@@ -46,7 +47,7 @@ class ConsoleSocket:
             async with asyncio.timeout(timeout):
                 conn, _ = await loop.sock_accept(self._listener)
                 with conn:
-                    return await _receive_fd(loop, conn)
+                    return await _receive_fd(conn)
         except TimeoutError:
             raise errdefs.DeadlineExceeded(
                 f"the runtime did not send a terminal on {self.path} within {timeout:.0f}s"
@@ -64,30 +65,26 @@ class ConsoleSocket:
         self.close()
 
 
-async def _receive_fd(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> int:
+async def _receive_fd(conn: socket.socket) -> int:
     conn.setblocking(False)
-    fds = array.array("i")
     while True:
         try:
             _msg, ancdata, _flags, _addr = conn.recvmsg(
-                4096, socket.CMSG_SPACE(4 * fds.itemsize), socket.MSG_CMSG_CLOEXEC
+                4096, socket.CMSG_SPACE(4 * array.array("i").itemsize), socket.MSG_CMSG_CLOEXEC
             )
             break
         except BlockingIOError:
-            ready = loop.create_future()
-            loop.add_reader(conn.fileno(), lambda: ready.done() or ready.set_result(None))
-            try:
-                await ready
-            finally:
-                loop.remove_reader(conn.fileno())
+            await wait_readable(conn.fileno())
     received: list[int] = []
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(data) - len(data) % fds.itemsize
-            fds.frombytes(data[:usable])
+            fds = array.array("i")
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
             received.extend(fds)
     if not received:
-        raise errdefs.FailedPrecondition("the runtime connected to the console socket but sent no fd")
+        raise errdefs.FailedPrecondition(
+            "the runtime connected to the console socket but sent no fd"
+        )
     for extra in received[1:]:
         os.close(extra)
     return received[0]

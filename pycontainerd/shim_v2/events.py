@@ -58,9 +58,7 @@ def envelope(namespace: str, event: Message) -> events_pb2.Envelope:
         timestamp=timestamp_now(),
         namespace=namespace,
         topic=topic,
-        event=any_pb2.Any(
-            type_url=event.DESCRIPTOR.full_name, value=event.SerializeToString()
-        ),
+        event=any_pb2.Any(type_url=event.DESCRIPTOR.full_name, value=event.SerializeToString()),
     )
 
 

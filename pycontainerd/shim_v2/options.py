@@ -114,7 +114,9 @@ def _legacy_options_class() -> type[Message]:
             )
         pool = descriptor_pool.DescriptorPool()
         pool.Add(proto)
-        _legacy_class = GetMessageClass(pool.FindMessageTypeByName("containerd.linux.runc.RuncOptions"))
+        _legacy_class = GetMessageClass(
+            pool.FindMessageTypeByName("containerd.linux.runc.RuncOptions")
+        )
     return _legacy_class
 
 

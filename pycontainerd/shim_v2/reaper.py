@@ -52,9 +52,7 @@ class Reaper:
     def __init__(self, on_exit: ExitCallback | None = None) -> None:
         self.on_exit = on_exit
         self._waiters: dict[int, asyncio.Future[int]] = {}
-        self._unclaimed: collections.OrderedDict[int, tuple[int, float]] = (
-            collections.OrderedDict()
-        )
+        self._unclaimed: collections.OrderedDict[int, tuple[int, float]] = collections.OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def install(self) -> None:
@@ -136,12 +134,12 @@ class Reaper:
             del self._unclaimed[oldest_pid]
 
 
-def set_child_subreaper() -> None:
+def set_child_subreaper(enabled: bool = True) -> None:
     """prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants become our children."""
     import ctypes
 
     pr_set_child_subreaper = 36
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) != 0:
+    if libc.prctl(pr_set_child_subreaper, int(enabled), 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise errdefs.FailedPrecondition(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")

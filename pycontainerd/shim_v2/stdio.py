@@ -130,12 +130,28 @@ def _current_task() -> asyncio.Task[object] | None:
         return None
 
 
-class PipeIO:
+class _CopyingIO:
+    """What both kinds of stdio offer the process: end stdin, drain output, close."""
+
+    def __init__(self, paths: StdioPaths) -> None:
+        self.paths = paths
+        self._copies = _Copies()
+
+    def close_stdin(self) -> None:
+        self._copies.close_stdin()
+
+    async def drain(self, timeout: float = OUTPUT_DRAIN_SECONDS) -> None:
+        await self._copies.drain(timeout)
+
+    def close(self) -> None:
+        self._copies.close()
+
+
+class PipeIO(_CopyingIO):
     """Pipes for a process without a terminal, with the copying to and from FIFOs."""
 
     def __init__(self, paths: StdioPaths, *, uid: int = 0, gid: int = 0) -> None:
-        self.paths = paths
-        self._copies = _Copies()
+        super().__init__(paths)
         self._child_fds: list[int] = []
         try:
             self.stdio = self._open(uid, gid)
@@ -180,24 +196,17 @@ class PipeIO:
                 os.close(fd)
         self._child_fds.clear()
 
-    def close_stdin(self) -> None:
-        self._copies.close_stdin()
-
-    async def drain(self, timeout: float = OUTPUT_DRAIN_SECONDS) -> None:
-        await self._copies.drain(timeout)
-
     def close(self) -> None:
         self.after_start()
-        self._copies.close()
+        super().close()
 
 
-class TerminalIO:
+class TerminalIO(_CopyingIO):
     """Copies between a pty master and the client's FIFOs."""
 
     def __init__(self, master: int, paths: StdioPaths) -> None:
+        super().__init__(paths)
         self.master = master
-        self.paths = paths
-        self._copies = _Copies()
         self._copies.keep(master)
         try:
             if paths.stdout:
@@ -209,12 +218,3 @@ class TerminalIO:
         except BaseException:
             self.close()
             raise
-
-    def close_stdin(self) -> None:
-        self._copies.close_stdin()
-
-    async def drain(self, timeout: float = OUTPUT_DRAIN_SECONDS) -> None:
-        await self._copies.drain(timeout)
-
-    def close(self) -> None:
-        self._copies.close()

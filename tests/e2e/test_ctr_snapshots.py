@@ -244,7 +244,8 @@ def test_status_codes_and_events(daemon):
         no_namespace = RawClient(daemon.address)
         no_namespace.metadata = ()
         try:
-            assert no_namespace.code_of(stub.List, api.ListSnapshotsRequest()) == (
+            unscoped = snapshots_pb2_grpc.SnapshotsStub(no_namespace.channel)
+            assert no_namespace.code_of(unscoped.List, api.ListSnapshotsRequest()) == (
                 codes.FAILED_PRECONDITION
             )
         finally:

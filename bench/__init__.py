@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): each prints its figure beside its reference, in one run."""

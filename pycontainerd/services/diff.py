@@ -1,0 +1,95 @@
+"""The diff service: apply layers onto snapshot mounts, and diff two mount sets.
+
+The configured differs (``default``, in order of preference) are tried in
+turn; one that answers NotImplemented_ passes the request to the next, as in
+containerd. Differ calls mount and unpack, so they run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import grpc
+
+from pycontainerd import errdefs, plugin
+from pycontainerd.api.services.diff.v1 import diff_pb2 as api
+from pycontainerd.api.services.diff.v1 import diff_pb2_grpc
+from pycontainerd.api.types import mount_pb2
+from pycontainerd.client.models import descriptor_from_api, descriptor_to_api
+from pycontainerd.diff.compare import CompareOptions
+from pycontainerd.mount import Mount
+from pycontainerd.remotes.manifest import Descriptor
+from pycontainerd.services.base import lease_of, namespace_of, rpc
+
+
+class Differ(Protocol):
+    def apply(self, namespace: str, desc: Descriptor, mounts: Sequence[Mount]) -> Descriptor: ...
+
+    def compare(
+        self,
+        namespace: str,
+        lower: Sequence[Mount],
+        upper: Sequence[Mount],
+        options: CompareOptions | None = None,
+    ) -> Descriptor: ...
+
+
+def mounts_from_api(mounts: Sequence[mount_pb2.Mount]) -> list[Mount]:
+    return [Mount(type=m.type, source=m.source, options=list(m.options)) for m in mounts]
+
+
+class DiffService(diff_pb2_grpc.DiffServicer):
+    def __init__(self, differs: Sequence[Differ]) -> None:
+        if not differs:
+            raise errdefs.FailedPrecondition("the diff service needs at least one differ")
+        self.differs = list(differs)
+
+    @rpc
+    async def Apply(self, request: api.ApplyRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        namespace = namespace_of(context)
+        if not request.HasField("diff") or not request.diff.digest:
+            raise errdefs.InvalidArgument("apply needs the descriptor of the layer to apply")
+        desc = descriptor_from_api(request.diff)
+        mounts = mounts_from_api(request.mounts)
+        applied = await self._first_implemented(
+            lambda differ: differ.apply(namespace, desc, mounts)
+        )
+        return api.ApplyResponse(applied=descriptor_to_api(applied))
+
+    @rpc
+    async def Diff(self, request: api.DiffRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+        namespace = namespace_of(context)
+        lower = mounts_from_api(request.left)
+        upper = mounts_from_api(request.right)
+        options = CompareOptions(
+            media_type=request.media_type,
+            ref=request.ref,
+            labels=dict(request.labels),
+            lease=lease_of(context),
+        )
+        diff = await self._first_implemented(
+            lambda differ: differ.compare(namespace, lower, upper, options)
+        )
+        return api.DiffResponse(diff=descriptor_to_api(diff))
+
+    async def _first_implemented(self, call: Callable[[Differ], Descriptor]) -> Descriptor:
+        """Run ``call(differ)`` in a worker thread for each differ until one implements it."""
+        error: errdefs.NotImplemented_ | None = None
+        for differ in self.differs:
+            try:
+                return await asyncio.to_thread(call, differ)
+            except errdefs.NotImplemented_ as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    def register(self, server: grpc.aio.Server) -> None:
+        diff_pb2_grpc.add_DiffServicer_to_server(self, server)
+
+
+@plugin.register(plugin.GRPC, "diff", requires=(plugin.DIFF,), config={"default": ["walking"]})
+def init_diff(ic: plugin.InitContext) -> DiffService:
+    differs = [ic.get(plugin.DIFF, name) for name in ic.config["default"]]
+    return DiffService(differs)

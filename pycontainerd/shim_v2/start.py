@@ -1,0 +1,156 @@
+"""``start``: launch the long-lived shim (or find its group's) and print its address.
+
+containerd runs this with the bundle as working directory and reads everything
+it prints as the address, so nothing else may reach stdout or stderr on success,
+and the spawned shim must not inherit them (containerd waits for both pipes to
+close). The socket is bound here, before the shim exists, so the address works
+the moment it is printed; the shim inherits the listening descriptor. The shim is
+a fresh interpreter in a new session: it must outlive containerd and must not
+receive signals meant for containerd's process group.
+
+Containers whose spec carries a grouping annotation share one shim: the socket
+path is derived from (daemon address, namespace, group), so a second ``start``
+finds the first one's socket listening and prints that address instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+from pycontainerd import errdefs
+from pycontainerd.shim_v2.flags import ShimFlags
+
+GROUP_ANNOTATIONS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
+SOCKET_DIR_ENV = "PYCONTAINERD_SHIM_SOCKET_DIR"
+DEFAULT_SOCKET_DIR = "/run/pycontainerd-shim"
+ADDRESS_FILE = "address"
+PID_FILE = "shim.pid"
+UNIX_PREFIX = "unix://"
+
+
+def group_id(bundle: str, container_id: str) -> str:
+    """The shim group of a container: its spec's grouping annotation, else its own id."""
+    try:
+        with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
+            annotations = json.load(f).get("annotations") or {}
+    except FileNotFoundError:
+        return container_id
+    except ValueError as exc:
+        raise errdefs.InvalidArgument(f"{bundle}/config.json is not valid JSON: {exc}") from exc
+    for key in GROUP_ANNOTATIONS:
+        if annotations.get(key):
+            return str(annotations[key])
+    return container_id
+
+
+def socket_path(daemon_address: str, namespace: str, group: str) -> str:
+    """Where the shim of a group listens (a short path: sun_path holds 108 bytes)."""
+    directory = os.environ.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
+    digest = hashlib.sha256(f"{daemon_address}/{namespace}/{group}".encode()).hexdigest()
+    path = os.path.join(directory, digest[:32])
+    if len(path.encode()) >= 108:
+        raise errdefs.InvalidArgument(
+            f"shim socket path {path} is too long; set {SOCKET_DIR_ENV} to a shorter directory"
+        )
+    return path
+
+
+def write_file_atomically(path: str, text: str) -> None:
+    temp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}")
+    with open(temp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+
+
+def _someone_listens(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+        return True
+
+
+def _bind(path: str) -> socket.socket | None:
+    """A listening socket on `path`; None when a live shim already listens there."""
+    os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
+    for _attempt in range(2):
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+            listener.listen(128)
+            return listener
+        except OSError as exc:
+            listener.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise errdefs.FailedPrecondition(
+                    f"cannot create shim socket {path}: {exc}"
+                ) from exc
+        if _someone_listens(path):
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a dead shim's leftover
+    raise errdefs.Unavailable(f"shim socket {path} keeps being taken; retry")
+
+
+def spawn_shim(flags: ShimFlags, listener: socket.socket, bundle: str) -> int:
+    """Start the long-lived shim on `listener`; return its pid."""
+    child_flags = ShimFlags(
+        namespace=flags.namespace,
+        id=flags.id,
+        address=flags.address,
+        publish_binary=flags.publish_binary,
+        debug=flags.debug,
+        socket=listener.getsockname(),
+        listen_fd=str(listener.fileno()),
+    )
+    argv = [sys.executable, "-m", "pycontainerd.shim_v2.main", *child_flags.to_argv()]
+    proc = subprocess.Popen(
+        argv,
+        cwd=bundle,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        pass_fds=(listener.fileno(),),
+        start_new_session=True,
+    )
+    # Never waited for: once `start` exits, the shim is reparented (to init or a subreaper).
+    return proc.pid
+
+
+def start(flags: ShimFlags, bundle: str) -> str:
+    """Do the ``start`` action; returns the address to print."""
+    if not flags.id:
+        raise errdefs.InvalidArgument("start needs -id")
+    path = socket_path(flags.address, flags.namespace, group_id(bundle, flags.id))
+    address = UNIX_PREFIX + path
+    listener = _bind(path)
+    # The group's shim pid sits next to its socket, for the bundles that join it.
+    group_pid_file = path + ".pid"
+    if listener is None:
+        write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copyfile(group_pid_file, os.path.join(bundle, PID_FILE))
+        return address
+    try:
+        write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
+        pid = spawn_shim(flags, listener, bundle)
+        write_file_atomically(group_pid_file, str(pid))
+        write_file_atomically(os.path.join(bundle, PID_FILE), str(pid))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    finally:
+        listener.close()
+    return address
