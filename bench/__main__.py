@@ -14,7 +14,9 @@ def main(argv: list[str]) -> int:
         m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_")
     )
     for name in names:
-        module = importlib.import_module(f"bench.{name if name.startswith('bench_') else 'bench_' + name}")
+        module = importlib.import_module(
+            f"bench.{name if name.startswith('bench_') else 'bench_' + name}"
+        )
         module.run()
     return 0
 

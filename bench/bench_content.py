@@ -16,11 +16,19 @@ SIZE = 256 << 20
 def _ingest_and_read(address: Path, source: Path, digest: str) -> tuple[float, float]:
     ctr = ["ctr", "-a", str(address)]
     with open(source, "rb") as stdin:
-        write = timed(lambda: subprocess.run(
-            [*ctr, "content", "ingest", "--expected-digest", digest, "bench"],
-            stdin=stdin, check=True, capture_output=True))
-    read = timed(lambda: subprocess.run(
-        [*ctr, "content", "get", digest], check=True, stdout=subprocess.DEVNULL))
+        write = timed(
+            lambda: subprocess.run(
+                [*ctr, "content", "ingest", "--expected-digest", digest, "bench"],
+                stdin=stdin,
+                check=True,
+                capture_output=True,
+            )
+        )
+    read = timed(
+        lambda: subprocess.run(
+            [*ctr, "content", "get", digest], check=True, stdout=subprocess.DEVNULL
+        )
+    )
     return SIZE / write / 1e6, SIZE / read / 1e6
 
 

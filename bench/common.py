@@ -25,9 +25,7 @@ class Row:
 
     def render(self) -> str:
         ref = f"{self.reference:10.2f}" if self.reference is not None else "       n/a"
-        ratio = (
-            f"{self.ours / self.reference:6.2f}x" if self.reference else "      -"
-        )
+        ratio = f"{self.ours / self.reference:6.2f}x" if self.reference else "      -"
         return f"{self.what:<44} {self.ours:10.2f} {ref} {self.unit:<6} {ratio}  ({self.reference_name})"
 
 
@@ -73,8 +71,9 @@ def containerd_daemon() -> Iterator[Path | None]:
         f'[grpc]\n  address = "{address}"\n[ttrpc]\n  address = "{address}.ttrpc"\n'
     )
     log = open(base / "containerd.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([binary, "-c", str(config)], stdout=log, stderr=log,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [binary, "-c", str(config)], stdout=log, stderr=log, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 20
         while not address.exists() and time.monotonic() < deadline:
