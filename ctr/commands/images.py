@@ -7,12 +7,13 @@ import sys
 
 from ctr.args import parse_user
 from ctr.commands import add_command, add_group
-from ctr.commands.remote import add_platform_options, add_registry_options, fetch_image
+from ctr.commands.remote import add_platform_options, add_registry_options
 from ctr.output import binary_size, labels_text, print_json, print_table
 from ctr.progress import ProgressView
 from pycontainerd import errdefs
 from pycontainerd.client import Client, Image
 from pycontainerd.client.imageinfo import image_platforms, image_size
+from pycontainerd.client.unpack import DEFAULT_SNAPSHOTTER
 from pycontainerd.remotes.platforms import default_matcher
 
 
@@ -61,7 +62,22 @@ async def list_images(client: Client, args: argparse.Namespace) -> None:
 
 
 async def pull(client: Client, args: argparse.Namespace) -> None:
-    image = await fetch_image(client, args, unpack=not args.no_unpack)
+    """Fetch, then (unless --no-unpack) unpack while the later layers still download."""
+    view = ProgressView(sys.stdout)
+    try:
+        image = await client.pull(
+            args.ref,
+            platform=args.platform,
+            all_platforms=args.all_platforms,
+            plain_http=args.plain_http,
+            credentials=parse_user(args.user),
+            unpack=not args.no_unpack,
+            snapshotter=args.snapshotter,
+            progress=view,
+            max_concurrent_downloads=args.max_concurrent,
+        )
+    finally:
+        view.finish()
     print(f"pulled {image.name} ({image.target.digest})")
 
 
@@ -109,12 +125,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_platform_options(cmd)
     add_registry_options(cmd)
     cmd.add_argument(
-        "--no-unpack",
-        action="store_true",
-        help="fetch the content only (the default until unpacking is available)",
+        "--no-unpack", action="store_true", help="fetch the content only, do not unpack"
     )
-    cmd.add_argument("--unpack", dest="no_unpack", action="store_false", help="unpack layers")
-    cmd.set_defaults(no_unpack=True)
+    cmd.add_argument(
+        "--unpack", dest="no_unpack", action="store_false", help="unpack layers (the default)"
+    )
+    cmd.add_argument(
+        "--snapshotter",
+        default=DEFAULT_SNAPSHOTTER,
+        help=f"unpack into this snapshotter (default {DEFAULT_SNAPSHOTTER})",
+    )
 
     cmd = add_command(group, "push", push, "push an image to a registry")
     cmd.add_argument("remote", help="where to push, e.g. 127.0.0.1:5000/me/busybox:1")

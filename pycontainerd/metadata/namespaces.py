@@ -53,6 +53,11 @@ class NamespaceStore:
             raise errdefs.NotFound(f"namespace {name!r} does not exist")
         return Namespace(rows[0]["name"], load_labels(rows[0]["labels"]))
 
+    def labels(self, name: str) -> dict[str, str]:
+        """The namespace's labels; none for a namespace not created yet (as containerd)."""
+        rows = self.db.query("SELECT labels FROM namespaces WHERE name = ?", (name,))
+        return load_labels(rows[0]["labels"]) if rows else {}
+
     def list(self) -> list[Namespace]:
         rows = self.db.query("SELECT name, labels FROM namespaces ORDER BY name")
         return [Namespace(r["name"], load_labels(r["labels"])) for r in rows]

@@ -31,6 +31,8 @@ async def init_task_manager(ic: plugin.InitContext) -> TaskManager:
         ttrpc=cfg.ttrpc,
         publish_binary=default_publish_binary(),
         debug=cfg.log_level in ("debug", "trace"),
+        runtime_root=str(cfg.state / "runc"),
+        socket_dir=str(cfg.state / "s"),
     )
     manager = TaskManager(
         BundleStore(state=ic.state, root=ic.root),

@@ -35,6 +35,11 @@ class DaemonAddresses:
     ttrpc: str
     publish_binary: str
     debug: bool = False
+    # Where our own shim keeps runtime state and sockets. Set, so that a
+    # pycontainerd beside a real containerd never shares /run/containerd/runc
+    # (containerd's shim default) with it; other shims ignore these.
+    runtime_root: str = ""
+    socket_dir: str = ""
 
 
 def default_publish_binary() -> str:
@@ -90,6 +95,16 @@ class ShimBinary:
             "GRPC_ADDRESS": self.daemon.grpc,
             "NAMESPACE": self.bundle.namespace,
             "MAX_SHIM_VERSION": "2",
+            **(
+                {"PYCONTAINERD_RUNC_ROOT": self.daemon.runtime_root}
+                if self.daemon.runtime_root
+                else {}
+            ),
+            **(
+                {"PYCONTAINERD_SHIM_SOCKET_DIR": self.daemon.socket_dir}
+                if self.daemon.socket_dir
+                else {}
+            ),
         }
 
     async def _run(self, args: list[str], stdin: bytes, timeout: float) -> tuple[int, bytes, bytes]:

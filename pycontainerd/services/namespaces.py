@@ -27,8 +27,10 @@ class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
 
     @rpc
     async def Get(self, request: api.GetNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        ns = await self.db.run(self.store.get, request.name)
-        return api.GetNamespaceResponse(namespace=_to_api(ns))
+        # Like containerd, a namespace nobody wrote to yet reads as existing and empty:
+        # clients look up labels (e.g. the default runtime) before their first write.
+        labels = await self.db.run(self.store.labels, request.name)
+        return api.GetNamespaceResponse(namespace=api.Namespace(name=request.name, labels=labels))
 
     @rpc
     async def List(self, request: api.ListNamespacesRequest, context: grpc.aio.ServicerContext):  # noqa: N802

@@ -599,3 +599,18 @@ def test_real_ctr_decodes_our_replies(version_server):
     assert "9.9.9-compat" in server_part
     assert "rev-compat" in server_part
     assert "c0ffee00-0000-4000-8000-000000000001" in server_part
+
+
+def test_cgroups_metrics_is_wire_identical(upstream_sources, our_files, tmp_path):
+    """The shims' Stats payload, `ctr tasks metrics` decodes it with cgroups' proto."""
+    metrics = installed_file(
+        "golang-github-containerd-cgroups-dev",
+        "/github.com/containerd/cgroups/stats/v1/metrics.proto",
+    )
+    gocode = metrics.parents[5]
+    name = "github.com/containerd/cgroups/stats/v1/metrics.proto"
+    compiled = compile_descriptor_set(
+        (gocode, *upstream_sources.include_dirs), [name], tmp_path / "metrics.pb"
+    )
+    upstream = next(f for f in compiled.file if f.name == name)
+    assert_no_differences(diff_file_against(upstream, index_definitions(our_files)))

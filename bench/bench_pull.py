@@ -1,0 +1,185 @@
+"""Pull and unpack from a loopback registry: pyctr and ctr against pycontainerd, beside
+the real ctr against Debian's containerd, and ``tar -x`` of the same layers as the floor.
+
+Every pull is cold: the image is removed and garbage collected before the next
+one, and dirty pages of the previous run are flushed first. Figures are MB/s of
+uncompressed layer bytes over the pull's wall time (resolve, fetch, unpack).
+
+Run alone with ``python -m bench pull``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import Row, containerd_daemon, print_table, pycontainerd_daemon, timed
+from pycontainerd.archive.compression import decompress_stream
+from tests.support.images import Image, large_image, push_image
+from tests.support.registry import TestRegistry
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MB = 1_000_000
+LARGE_SIZE = 400 * MB
+LARGE_FILES = 400
+LARGE_LAYERS = 5
+SMALL_FILES = 50_000
+SMALL_SIZE = 100 * MB
+SMALL_LAYERS = 4
+PULL_TIMEOUT = 300
+
+
+@dataclass(frozen=True)
+class BenchImage:
+    title: str
+    ref: str
+    image: Image
+    uncompressed: int  # bytes of all the layers' tar streams
+
+
+def _uncompressed_size(image: Image) -> int:
+    total = 0
+    buffer = bytearray(1 << 20)
+    for layer in image.layers:
+        with layer.open() as blob:
+            stream = decompress_stream(blob)
+            while n := stream.readinto(buffer):
+                total += n
+    return total
+
+
+def _build(registry: TestRegistry, workdir: Path) -> list[BenchImage]:
+    variants = [
+        ("large", "gzip", LARGE_SIZE, LARGE_FILES, LARGE_LAYERS),
+        ("large", "zstd", LARGE_SIZE, LARGE_FILES, LARGE_LAYERS),
+        ("small-files", "gzip", SMALL_SIZE, SMALL_FILES, SMALL_LAYERS),
+    ]
+    built = []
+    for name, compression, size, files, layers in variants:
+        directory = workdir / f"{name}-{compression}"
+        directory.mkdir()
+        image = large_image(
+            directory,
+            total_size=size,
+            file_count=files,
+            layer_count=layers,
+            compression=compression,
+        )
+        pushed = push_image(registry, image, f"bench/{name}-{compression}")
+        title = (
+            f"pull + unpack: {len(image.layers)} layers, {files} files, "
+            f"{size // MB} MB uncompressed, {compression}"
+        )
+        built.append(BenchImage(title, pushed.ref, image, _uncompressed_size(image)))
+    return built
+
+
+# -- the contenders --------------------------------------------------------------------------
+
+
+def _run(cmd: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("CONTAINERD_ADDRESS")}
+    result = subprocess.run(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=PULL_TIMEOUT, env=env
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr.decode(errors='replace')}")
+
+
+def _ctr(address: Path, *args: str) -> list[str]:
+    ctr = shutil.which("ctr")
+    if ctr is None:
+        raise RuntimeError("ctr is not installed: apt-get install containerd")
+    return [ctr, "-a", str(address), *args]
+
+
+def _pyctr(address: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "ctr.main", "-a", str(address), *args]
+
+
+def _cold_pull(address: Path, pull_cmd: list[str], ref: str) -> float:
+    """Seconds for one pull on an empty store; the image is removed and collected after."""
+    os.sync()
+    try:
+        return timed(lambda: _run(pull_cmd))
+    finally:
+        subprocess.run(
+            _ctr(address, "images", "rm", "--sync", ref), capture_output=True, check=False
+        )
+
+
+def _tar_extract(image: Image, workdir: Path) -> float:
+    """Seconds for GNU tar to decompress and extract every layer in turn (no whiteouts)."""
+    target = Path(tempfile.mkdtemp(prefix="tar-x-", dir=workdir))
+    os.sync()
+    try:
+        return timed(
+            lambda: [
+                _run(["tar", "-xf", str(layer.path), "-C", str(target)]) for layer in image.layers
+            ]
+        )
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _rows(
+    bench_image: BenchImage, measures: dict[str, float | None], reference: float | None
+) -> list[Row]:
+    def rate(seconds: float) -> float:
+        return bench_image.uncompressed / seconds / MB
+
+    ref_rate = rate(reference) if reference else None
+    rows = []
+    for what, seconds in measures.items():
+        if seconds is None:
+            continue
+        rows.append(Row(f"{what} ({seconds:.2f} s)", rate(seconds), ref_rate, "MB/s", "containerd"))
+    return rows
+
+
+@contextmanager
+def _workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="bench-pull-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run() -> None:
+    with _workdir() as workdir, TestRegistry() as registry:
+        images = _build(registry, workdir)
+        with pycontainerd_daemon() as daemon, containerd_daemon() as containerd:
+            ours = daemon.address
+            for bench_image in images:
+                ref = bench_image.ref
+                contenders: dict[str, Callable[[], float | None]] = {
+                    "pyctr images pull -> pycontainerd": lambda: _cold_pull(
+                        ours, _pyctr(ours, "images", "pull", "--plain-http", ref), ref
+                    ),
+                    "ctr images pull -> pycontainerd": lambda: _cold_pull(
+                        ours, _ctr(ours, "images", "pull", "--plain-http", ref), ref
+                    ),
+                    "ctr images pull -> containerd": lambda: (
+                        _cold_pull(
+                            containerd,
+                            _ctr(containerd, "images", "pull", "--plain-http", ref),
+                            ref,
+                        )
+                        if containerd
+                        else None
+                    ),
+                    "tar -x of the layers (floor)": lambda: _tar_extract(
+                        bench_image.image, workdir
+                    ),
+                }
+                measures = {what: measure() for what, measure in contenders.items()}
+                reference = measures["ctr images pull -> containerd"]
+                print_table(bench_image.title, _rows(bench_image, measures, reference))

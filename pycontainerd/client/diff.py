@@ -1,0 +1,43 @@
+"""The diff service: apply a layer onto mounts, or compute the layer between two mounts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pycontainerd.api.services.diff.v1 import diff_pb2, diff_pb2_grpc
+from pycontainerd.client.models import descriptor_from_api, descriptor_to_api
+from pycontainerd.client.rpc import Connection
+from pycontainerd.client.snapshots import mounts_to_api
+from pycontainerd.mount import Mount
+from pycontainerd.remotes import mediatypes
+from pycontainerd.remotes.manifest import Descriptor
+
+
+class DiffService:
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
+        self._stub = diff_pb2_grpc.DiffStub(connection.channel)
+
+    async def apply(self, layer: Descriptor, mounts: Sequence[Mount]) -> Descriptor:
+        """Unpack the stored ``layer`` onto ``mounts``; returns the uncompressed descriptor."""
+        request = diff_pb2.ApplyRequest(diff=descriptor_to_api(layer), mounts=mounts_to_api(mounts))
+        return descriptor_from_api((await self._conn.unary(self._stub.Apply, request)).applied)
+
+    async def compare(
+        self,
+        lower: Sequence[Mount],
+        upper: Sequence[Mount],
+        *,
+        media_type: str = mediatypes.OCI_LAYER_GZIP,
+        ref: str = "",
+        labels: Mapping[str, str] | None = None,
+    ) -> Descriptor:
+        """Store the changes from ``lower`` to ``upper`` as a layer blob; returns it."""
+        request = diff_pb2.DiffRequest(
+            left=mounts_to_api(lower),
+            right=mounts_to_api(upper),
+            media_type=media_type,
+            ref=ref,
+            labels=dict(labels or {}),
+        )
+        return descriptor_from_api((await self._conn.unary(self._stub.Diff, request)).diff)

@@ -1,0 +1,204 @@
+"""`ctr run` against a test's own pycontainerd, and everything needed to leave nothing behind.
+
+:class:`CtrRunEnv` wraps a started :class:`~tests.support.daemon.DaemonProcess`: the
+real ctr in a private namespace, FIFOs under the daemon's temp dir, and views of
+what the runtime left on the machine (bundles, mounts, shim processes) for
+leak checks. :meth:`CtrRunEnv.cleanup` kills whatever a failed test left running:
+tasks, then shims with everything below them in the process tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from tests.support.daemon import Ctr, DaemonProcess
+
+TASK_STATE_DIR = "io.containerd.runtime.v2.task"
+SHIM_MODULE = "pycontainerd.shim_v2.main"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "it") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name (which may hold spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def parent_of(pid: int) -> int:
+    return int(_stat_fields(pid)[1])
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        return _stat_fields(pid)[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def all_pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` in the process tree, deepest last."""
+    children: dict[int, list[int]] = {}
+    for pid in all_pids():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            children.setdefault(parent_of(pid), []).append(pid)
+    found, queue = [], [root]
+    while queue:
+        below = children.get(queue.pop(0), [])
+        found += below
+        queue += below
+    return found
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    with contextlib.suppress(ValueError, IndexError):
+        return args[args.index(name) + 1]
+    return None
+
+
+def mounts_below(path: Path) -> list[str]:
+    """Mount points at or below `path`, from /proc/self/mountinfo."""
+    prefix = str(path)
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
+class CtrRunEnv:
+    """The real ctr on a private namespace of a running test daemon."""
+
+    def __init__(self, daemon: DaemonProcess, namespace: str | None = None) -> None:
+        self.daemon = daemon
+        self.namespace = namespace or "t" + uuid.uuid4().hex[:10]
+        self.ctr = Ctr(daemon.address, self.namespace)
+        self.fifo_dir = daemon.base / "fifo"
+
+    def __enter__(self) -> CtrRunEnv:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()
+
+    # -- driving ctr ------------------------------------------------------------------
+
+    def pull(self, ref: str) -> None:
+        self.ctr.ok("images", "pull", "--plain-http", ref)
+
+    def run_args(self, *args: str) -> list[str]:
+        """Arguments of `ctr run` with the FIFOs kept under the daemon's temp dir."""
+        return ["run", "--fifo-dir", str(self.fifo_dir), *args]
+
+    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        return self.ctr.run(*self.run_args(*args), timeout=timeout)
+
+    def exec(self, container_id: str, exec_id: str, *args: str) -> str:
+        return self.ctr.ok(
+            "tasks", "exec", "--fifo-dir", str(self.fifo_dir), "--exec-id", exec_id,
+            container_id, *args,
+        )  # fmt: skip
+
+    def tasks(self) -> dict[str, tuple[int, str]]:
+        """`ctr tasks ls` as {id: (pid, status)}."""
+        lines = self.ctr.ok("tasks", "ls").splitlines()[1:]
+        return {f[0]: (int(f[1]), f[2]) for f in (line.split() for line in lines) if f}
+
+    def containers(self) -> list[str]:
+        return self.ctr.ok("containers", "ls", "-q").split()
+
+    # -- what the runtime leaves on the machine ---------------------------------------
+
+    def bundle(self, container_id: str) -> Path:
+        return self.daemon.state / TASK_STATE_DIR / self.namespace / container_id
+
+    def shim_pids(self) -> dict[int, str]:
+        """Our shims serving this daemon and namespace, as {pid: container id it started for}."""
+        found = {}
+        for pid in all_pids():
+            args = command_line(pid)
+            if SHIM_MODULE not in args:
+                continue
+            if _flag(args, "-address") == str(self.daemon.address) and (
+                _flag(args, "-namespace") == self.namespace
+            ):
+                found[pid] = _flag(args, "-id") or ""
+        return found
+
+    def shim_pid_of(self, container_id: str) -> int:
+        return int((self.bundle(container_id) / "shim.pid").read_text())
+
+    def leftovers(self, container_id: str) -> list[str]:
+        """What a container whose task is gone must not have left behind (empty if clean)."""
+        found = []
+        bundle = self.bundle(container_id)
+        if bundle.exists():
+            found.append(f"bundle directory {bundle} ({sorted(p.name for p in bundle.iterdir())})")
+        found += [f"mount {m}" for m in mounts_below(bundle)]
+        work = self.daemon.root / TASK_STATE_DIR / self.namespace / container_id
+        if work.exists():
+            found.append(f"work directory {work}")
+        found += [f"shim pid {pid}" for pid, cid in self.shim_pids().items() if cid == container_id]
+        return found
+
+    # -- cleaning up after a failed test ----------------------------------------------
+
+    def cleanup(self) -> None:
+        """Kill and delete every task, remove every container, kill leftover shims."""
+        with contextlib.suppress(Exception):
+            for container_id in self.tasks():
+                self.ctr.run("tasks", "kill", "-s", "SIGKILL", container_id, timeout=15)
+            for container_id in self.tasks():
+                self.ctr.run("tasks", "rm", "-f", container_id, timeout=15)
+            for container_id in self.containers():
+                self.ctr.run("containers", "rm", container_id, timeout=15)
+        for shim in self.shim_pids():
+            for pid in reversed([shim, *descendants(shim)]):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def ctr_run_env(daemon: DaemonProcess, *refs: str) -> Iterator[CtrRunEnv]:
+    """A :class:`CtrRunEnv` with images `refs` pulled; cleaned up however the body ends."""
+    env = CtrRunEnv(daemon)
+    try:
+        for ref in refs:
+            env.pull(ref)
+        yield env
+    finally:
+        env.cleanup()
+
+
+__all__ = [
+    "CtrRunEnv",
+    "alive",
+    "command_line",
+    "ctr_run_env",
+    "descendants",
+    "mounts_below",
+    "parent_of",
+    "wait_for",
+]

@@ -1,0 +1,267 @@
+"""A private dockerd on top of a test's pycontainerd, and the docker client for it.
+
+The daemon gets its own data root, exec root, pid file, config file and API
+socket, and is told to leave the host's network alone (no bridge, iptables,
+masquerading or forwarding). `cleanup` stops it and removes whatever its
+containers left behind (runtime state, mounts, directories), even after a
+failed test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tests.support.daemon import _unmount_below
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+#: dockerd's runc state root, below its exec root (runc --root for its containers).
+RUNTIME_ROOT = "runtime-runc"
+NAMESPACE = "moby"
+
+
+def dockerd_binary() -> str | None:
+    return shutil.which("dockerd")
+
+
+def docker_client_binary() -> str | None:
+    """The docker CLI of dockerd's own package (same release), else any on PATH.
+
+    Debian puts dockerd in sbin/ and docker in bin/ of the same prefix.
+    """
+    daemon = dockerd_binary()
+    if daemon is not None:
+        where = Path(daemon).resolve().parent
+        for candidate in (where / "docker", where.parent / "bin" / "docker"):
+            if candidate.exists():
+                return str(candidate)
+    return shutil.which("docker")
+
+
+class DockerDaemon:
+    """Start, stop and restart one dockerd speaking to a given containerd socket."""
+
+    def __init__(
+        self,
+        containerd_address: Path,
+        insecure_registries: Iterable[str] = (),
+        base: Path | None = None,
+    ) -> None:
+        binary = dockerd_binary()
+        if binary is None:
+            raise RuntimeError("dockerd is not installed: apt-get install docker.io")
+        self.binary = binary
+        self.containerd_address = containerd_address
+        # Unix socket paths are limited to 108 bytes: keep the base short.
+        self.base = base or Path(tempfile.mkdtemp(prefix="dkd-"))
+        self.data_root = self.base / "data"
+        self.exec_root = self.base / "exec"
+        self.socket = self.base / "docker.sock"
+        self.pidfile = self.base / "dockerd.pid"
+        self.log_path = self.base / "dockerd.log"
+        self.config_path = self.base / "daemon.json"
+        self.config_path.write_text(
+            json.dumps({"insecure-registries": list(insecure_registries)}, indent=2)
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = DockerClient(self.socket, self.base / "client-config")
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, *extra_args: str) -> DockerDaemon:
+        command = [
+            self.binary,
+            f"--containerd={self.containerd_address}",
+            f"--data-root={self.data_root}",
+            f"--exec-root={self.exec_root}",
+            f"--pidfile={self.pidfile}",
+            f"--config-file={self.config_path}",
+            f"--host={self.host}",
+            "--storage-driver=vfs",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+            "--userland-proxy=false",
+            "--log-level=debug",
+            *extra_args,
+        ]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child
+        self.proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited early ({self.proc.returncode}):\n{self.log()}")
+            if self.socket.exists() and self.client.run("version", timeout=10).returncode == 0:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"dockerd did not answer in {START_TIMEOUT}s:\n{self.log()[-5000:]}")
+
+    def stop(self) -> int | None:
+        """SIGTERM dockerd (it stops its containers unless live-restore is on)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def restart(self, *extra_args: str) -> DockerDaemon:
+        self.stop()
+        return self.start(*extra_args)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def error_lines(self, mentioning: str = "containerd") -> list[str]:
+        """The log's `level=error` lines that mention ``mentioning`` (case-insensitive)."""
+        pattern = re.compile(mentioning, re.IGNORECASE)
+        return [
+            line
+            for line in self.log().splitlines()
+            if "level=error" in line and pattern.search(line)
+        ]
+
+    def cleanup(self) -> None:
+        """Remove every container, stop dockerd, then undo what is left on the host."""
+        if self.proc is not None and self.proc.poll() is None:
+            ids = self.client.run("ps", "-aq", timeout=30).stdout.decode().split()
+            if ids:
+                self.client.run("rm", "-f", *ids, timeout=60)
+        self.stop()
+        _delete_runtime_containers(self.exec_root / RUNTIME_ROOT / NAMESPACE)
+        _unmount_below(self.base)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _delete_runtime_containers(runtime_root: Path) -> None:
+    """Kill and delete containers runc still knows under ``runtime_root``."""
+    runc = shutil.which("runc")
+    if runc is None or not runtime_root.is_dir():
+        return
+    for entry in runtime_root.iterdir():
+        subprocess.run(
+            [runc, "--root", str(runtime_root), "delete", "--force", entry.name],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+
+
+class DockerClient:
+    """The docker CLI pointed at one private dockerd."""
+
+    def __init__(self, socket: Path, config_dir: Path) -> None:
+        binary = docker_client_binary()
+        if binary is None:
+            raise RuntimeError("the docker client is not installed: apt-get install docker.io")
+        self.binary = binary
+        self.socket = socket
+        self.config_dir = config_dir
+
+    def _command(self, args: Sequence[str]) -> list[str]:
+        return [self.binary, "--config", str(self.config_dir), "-H", f"unix://{self.socket}", *args]
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env["DOCKER_CLI_HINTS"] = "false"
+        return env
+
+    def run(
+        self, *args: str, input: bytes | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            self._command(args),
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            env=self._env(),
+        )
+
+    def ok(self, *args: str, **kwargs) -> str:  # type: ignore[no-untyped-def]
+        result = self.run(*args, **kwargs)
+        assert result.returncode == 0, (
+            f"docker {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stderr.decode(errors='replace')}"
+        )
+        return result.stdout.decode(errors="replace")
+
+    def status(self, *args: str, **kwargs) -> int:  # type: ignore[no-untyped-def]
+        return self.run(*args, **kwargs).returncode
+
+    def inspect(self, container: str, template: str) -> str:
+        return self.ok("inspect", "-f", template, container).strip()
+
+    def run_in_pty(self, *args: str, input: bytes = b"", timeout: float = 60) -> tuple[int, bytes]:
+        """Run the CLI with a pseudo-terminal as its stdin/stdout/stderr.
+
+        ``input`` is typed into the terminal once the command produced its first
+        output byte or after a short pause; returns the exit status and everything
+        the terminal showed.
+        """
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.Popen(
+                self._command(args),
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=self._env(),
+                start_new_session=True,
+            )
+        finally:
+            os.close(slave)
+        output = bytearray()
+        typed = not input
+        started = time.monotonic()
+        deadline = started + timeout
+        try:
+            while time.monotonic() < deadline:
+                if not typed and (output or time.monotonic() - started > 1.0):
+                    os.write(master, input)
+                    typed = True
+                ready, _, _ = select.select([master], [], [], 0.1)
+                if ready:
+                    try:
+                        chunk = os.read(master, 4096)
+                    except OSError:  # EIO: every slave end is closed
+                        break
+                    if not chunk:
+                        break
+                    output += chunk
+                elif proc.poll() is not None and typed:
+                    break
+            else:
+                proc.kill()
+                raise TimeoutError(f"docker {' '.join(args)} still running after {timeout}s")
+            return proc.wait(10), bytes(output)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            os.close(master)
