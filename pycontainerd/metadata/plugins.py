@@ -45,7 +45,7 @@ def _duration(value: Any) -> float:
     plugin.GC,
     "scheduler",
     requires=(plugin.METADATA,),
-    config={"schedule_delay": "0s", "startup_delay": "0s", "interval": "0s"},
+    config={"schedule_delay": "0s", "startup_delay": "0s", "interval": "1h"},
 )
 async def init_gc(ic: plugin.InitContext) -> GCScheduler:
     metadata: MetadataStore = ic.get(plugin.METADATA)

@@ -1,7 +1,7 @@
 """When garbage collection runs: at start-up, soon after deletions, and at lease expiry.
 
-As in containerd, content nobody refers to stays until something triggers a
-collection; an optional interval (off by default) adds periodic passes.
+Content nobody refers to stays until something triggers a collection: a
+deletion, an expiring lease, or the periodic pass (`interval`, 0 turns it off).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from pycontainerd.api.services.containers.v1 import containers_pb2_grpc
 from pycontainerd.oci.spec import default_spec
 from tests.support.daemon import Ctr, DaemonProcess
 from tests.support.grpc_client import RawClient
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -258,7 +259,7 @@ def test_container_labels_keep_content_from_gc(ctr: Ctr, containers: Containers)
     ctr.ok("leases", "rm", "--sync", "gc-trigger")  # a synchronous collection
     assert digest in ctr.ok("content", "ls")
     ctr.ok("containers", "rm", "holder")
-    _wait_for(lambda: digest not in ctr.ok("content", "ls"), "collection after container removal")
+    wait_for(lambda: digest not in ctr.ok("content", "ls"), "collection after container removal")
 
 
 def test_create_survives_kill9(ctr: Ctr, daemon: DaemonProcess) -> None:
@@ -345,12 +346,3 @@ class _EventWatcher:
 def _when(rfc3339: str) -> datetime:
     """ctr's timestamps trim trailing zeros, so compare them as times, not strings."""
     return datetime.fromisoformat(rfc3339)
-
-
-def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-import time
 
 import pytest
 
@@ -15,15 +14,6 @@ pytestmark = pytest.mark.e2e
 
 def _blob_dir(daemon):
     return daemon.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
-
-
-def _wait_for(predicate, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_fetch_tag_rm_and_gc(ctr, daemon, busybox_pushed):

@@ -15,7 +15,6 @@ import os
 import signal
 import stat
 import subprocess
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -45,6 +44,7 @@ from tests.support.images import (
     push_multilayer,
     write_oci_archive,
 )
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -73,15 +73,6 @@ def chain_ids(diff_ids: tuple[str, ...]) -> list[str]:
         else:
             chain.append(diff_id)
     return chain
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def snapshot_rows(ctr, snapshotter: str = SNAPSHOTTER) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]

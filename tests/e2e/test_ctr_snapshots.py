@@ -7,8 +7,7 @@ import json
 import queue
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -19,6 +18,7 @@ from pycontainerd.api.services.events.v1 import events_pb2, events_pb2_grpc
 from pycontainerd.api.services.snapshots.v1 import snapshots_pb2 as api
 from pycontainerd.api.services.snapshots.v1 import snapshots_pb2_grpc
 from tests.support.grpc_client import RawClient
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -63,22 +63,13 @@ def _mounted(ctr, snapshotter: str, key: str, target: Path) -> Iterator[Path]:  
         mount.unmount_all(str(target), flags=mount.MNT_DETACH)
 
 
-def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _trigger_collection(ctr, daemon, snapshotter: str = "overlayfs") -> None:  # type: ignore[no-untyped-def]
     """Delete a throw-away snapshot and wait until a collection removed it from disk."""
     before = set(_on_disk(daemon, snapshotter))
     _snap(ctr, snapshotter, "prepare", "gc-trigger")
     added = set(_on_disk(daemon, snapshotter)) - before
     _snap(ctr, snapshotter, "rm", "gc-trigger")
-    _wait_for(lambda: not added & set(_on_disk(daemon, snapshotter)), "a garbage collection")
+    wait_for(lambda: not added & set(_on_disk(daemon, snapshotter)), "a garbage collection")
 
 
 @pytest.mark.parametrize("snapshotter", SNAPSHOTTERS)
@@ -123,7 +114,7 @@ def test_layers_through_mounts_commit_and_children(ctr, daemon, tmp_path, snapsh
     _snap(ctr, snapshotter, "rm", "look", "child")
     _snap(ctr, snapshotter, "rm", "base")
     assert _listing(ctr, snapshotter) == {}
-    _wait_for(lambda: _on_disk(daemon, snapshotter) == [], "removal from disk")
+    wait_for(lambda: _on_disk(daemon, snapshotter) == [], "removal from disk")
 
 
 def test_namespaces_are_isolated(ctr):
@@ -154,7 +145,7 @@ def test_kill9_after_prepare_and_after_commit(ctr, daemon, tmp_path):
     _snap(ctr, "overlayfs", "rm", "again")
     _snap(ctr, "overlayfs", "rm", "layer")
     assert _listing(ctr) == {}
-    _wait_for(lambda: _on_disk(daemon, "overlayfs") == [], "removal from disk")
+    wait_for(lambda: _on_disk(daemon, "overlayfs") == [], "removal from disk")
 
 
 def test_gc_keeps_roots_and_removes_unreferenced(ctr, daemon):

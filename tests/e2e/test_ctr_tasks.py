@@ -27,6 +27,7 @@ from pycontainerd.api.services.containers.v1 import containers_pb2, containers_p
 from pycontainerd.api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from pycontainerd.oci import generate_spec, with_process_args, with_rootfs_path
 from tests.support.daemon import Ctr, DaemonProcess
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -172,15 +173,6 @@ def _kill_pid_file(path: Path) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _wait_for(predicate, timeout: float = 15.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _ppid(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rsplit(")", 1)[1].split()[1])
@@ -286,7 +278,7 @@ def test_detached_task_lifecycle_with_events(env: TaskEnv) -> None:
         assert "web" in metrics
 
         env.ctr.ok("task", "kill", "-s", "SIGKILL", "web")
-        _wait_for(lambda: env.task_lines()["web"][2] == "STOPPED", what="task to stop")
+        wait_for(lambda: env.task_lines()["web"][2] == "STOPPED", what="task to stop")
         deleted = env.tasks.Delete(
             tasks_pb2.DeleteTaskRequest(container_id="web"), metadata=env.metadata, timeout=30
         )
@@ -375,7 +367,7 @@ def test_shim_outlives_a_daemon_kill_and_is_found_again(env: TaskEnv) -> None:
     assert waited and waited[0].exit_status == 128 + signal.SIGKILL
     env.ctr.ok("task", "rm", "keep")
     assert not env.bundle("keep").exists()
-    _wait_for(lambda: not _pid_alive(shim_pid), what="the shim to exit after delete")
+    wait_for(lambda: not _pid_alive(shim_pid), what="the shim to exit after delete")
 
 
 def test_dead_shims_are_cleaned_up(env: TaskEnv) -> None:
@@ -384,10 +376,10 @@ def test_dead_shims_are_cleaned_up(env: TaskEnv) -> None:
     with _events(env) as lines:
         # A shim dying while the daemon runs: the daemon reports the task's end.
         os.kill(env.shim_pid("lost"), signal.SIGKILL)
-        _wait_for(lambda: "lost" not in env.task_lines(), what="the dead shim's task to go")
+        wait_for(lambda: "lost" not in env.task_lines(), what="the dead shim's task to go")
     topics = _topics(lines, env.namespace)
     assert "/tasks/exit" in topics and "/tasks/delete" in topics
-    _wait_for(lambda: not env.bundle("lost").exists(), what="the bundle to be removed")
+    wait_for(lambda: not env.bundle("lost").exists(), what="the bundle to be removed")
 
     # A shim dying while the daemon is down: found and cleaned at start-up.
     env.daemon.kill9()
@@ -430,7 +422,7 @@ def test_ctr_run_with_a_pulled_image(any_shim_env: TaskEnv, busybox_pushed) -> N
     )
     assert out == "back\n"
     env.ctr.ok("task", "kill", "-s", "SIGKILL", "bg")
-    _wait_for(lambda: env.task_lines()["bg"][2] == "STOPPED", what="the task to stop")
+    wait_for(lambda: env.task_lines()["bg"][2] == "STOPPED", what="the task to stop")
     deleted = env.tasks.Delete(
         tasks_pb2.DeleteTaskRequest(container_id="bg"), metadata=env.metadata, timeout=30
     )
