@@ -51,6 +51,7 @@ class Daemon:
         self.lock = RootLock(config.root)
         self.server: grpc.aio.Server | None = None
         self.ttrpc_server: TtrpcServer | None = None
+        self._serving: Path | None = None
         self._stopped = asyncio.Event()
 
     def _init_context(self, reg: plugin.Registration) -> plugin.InitContext:
@@ -67,6 +68,10 @@ class Daemon:
         for directory in (cfg.root, cfg.state):
             directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         self.lock.acquire()
+        address = Path(cfg.grpc.address)
+        # Before any plugin starts: a daemon that cannot serve must fail fast.
+        prepare_socket_path(address)
+        prepare_socket_path(Path(cfg.ttrpc))
         load_builtin_plugins()
         await self.plugins.load(
             plugin.registrations(), self._init_context, set(cfg.disabled_plugins)
@@ -80,14 +85,13 @@ class Daemon:
         )
         for service in self.plugins.get_all(plugin.GRPC).values():
             service.register(self.server)
-        address = Path(cfg.grpc.address)
-        prepare_socket_path(address)
         self.server.add_insecure_port(f"unix://{address}")
         old_umask = os.umask(0o777 & ~SOCKET_MODE)
         try:
             await self.server.start()
         finally:
             os.umask(old_umask)
+        self._serving = address
         os.chmod(address, SOCKET_MODE)
         os.chown(address, cfg.grpc.uid, cfg.grpc.gid)
         log.info("pycontainerd serving on %s (root %s, state %s)", address, cfg.root, cfg.state)
@@ -123,7 +127,8 @@ class Daemon:
                         if inspect.isawaitable(result):
                             await result
                     break
-        with contextlib.suppress(FileNotFoundError):
-            Path(self.config.grpc.address).unlink()
+        if self._serving is not None:  # never remove a socket another daemon serves
+            with contextlib.suppress(FileNotFoundError):
+                self._serving.unlink()
         self.lock.release()
         log.info("pycontainerd stopped")
