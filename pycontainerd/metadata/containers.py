@@ -13,11 +13,11 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pycontainerd import errdefs, filters
 from pycontainerd.identifiers import validate_identifier, validate_labels
-from pycontainerd.metadata.db import Database, dump_labels, load_labels, now_ns
+from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
 from pycontainerd.metadata.fieldpaths import apply_map_paths
 from pycontainerd.metadata.namespaces import NamespaceStore
 
@@ -135,11 +135,6 @@ def _refuse_immutable_changes(current: Container, requested: Container) -> None:
         )
 
 
-def _datetime(ns: int) -> datetime:
-    seconds, rest = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000)
-
-
 def _ns(value: datetime | None) -> int:
     if value is None:
         return 0
@@ -180,8 +175,8 @@ def _from_row(row: sqlite3.Row) -> Container:
         snapshot_key=row["snapshot_key"],
         labels=load_labels(row["labels"]),
         extensions=_load_extensions(row["extensions"]),
-        created_at=_datetime(row["created_at"]),
-        updated_at=_datetime(row["updated_at"]),
+        created_at=from_ns(row["created_at"]),
+        updated_at=from_ns(row["updated_at"]),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pycontainerd import errdefs
 from pycontainerd.content.models import IngestStatus
@@ -20,7 +20,7 @@ from pycontainerd.content.store import LocalContentStore
 from pycontainerd.content.writer import ContentWriter
 from pycontainerd.digest import parse_digest
 from pycontainerd.identifiers import validate_labels
-from pycontainerd.metadata.db import Database, dump_labels, load_labels, now_ns
+from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
 from pycontainerd.metadata.fieldpaths import apply_map_paths, refuse_unknown
 from pycontainerd.metadata.leases import LeaseStore, Resource
 from pycontainerd.metadata.namespaces import NamespaceStore
@@ -36,17 +36,13 @@ class ContentInfo:
     updated_at: datetime | None = None
 
 
-def _ts(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
-
-
 def _info(row) -> ContentInfo:  # type: ignore[no-untyped-def]
     return ContentInfo(
         row["digest"],
         row["size"],
         load_labels(row["labels"]),
-        _ts(row["created_at"]),
-        _ts(row["updated_at"]),
+        from_ns(row["created_at"]),
+        from_ns(row["updated_at"]),
     )
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,6 +108,12 @@ CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT N
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+def from_ns(stamp: int) -> datetime:
+    """A stored nanosecond timestamp as an aware UTC datetime (microseconds kept)."""
+    seconds, rest = divmod(stamp, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000)
 
 
 def dump_labels(labels: dict[str, str] | None) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pycontainerd import errdefs
 from pycontainerd.digest import parse_digest
 from pycontainerd.identifiers import validate_labels
-from pycontainerd.metadata.db import Database, dump_labels, load_labels, now_ns
+from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
 from pycontainerd.metadata.namespaces import NamespaceStore
 
 
@@ -28,10 +28,6 @@ class Image:
     labels: dict[str, str] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
-
-
-def _ts(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
 
 
 def validate_image(image: Image) -> Image:
@@ -88,8 +84,8 @@ class ImageStore:
                 row["media_type"], row["digest"], row["size"], json.loads(row["annotations"])
             ),
             labels=load_labels(row["labels"]),
-            created_at=_ts(row["created_at"]),
-            updated_at=_ts(row["updated_at"]),
+            created_at=from_ns(row["created_at"]),
+            updated_at=from_ns(row["updated_at"]),
         )
 
     def get(self, namespace: str, name: str) -> Image:
@@ -126,7 +122,10 @@ class ImageStore:
             for path in paths:
                 updated = _apply_path(updated, image, path)
             validate_image(updated)
-            created_ns = int(current.created_at.timestamp() * 1e9) if current.created_at else 0
+            created_ns = self.db.conn.execute(
+                "SELECT created_at FROM images WHERE namespace = ? AND name = ?",
+                (namespace, image.name),
+            ).fetchone()[0]
             self._write(namespace, updated, created_ns, now_ns(), replace=True)
         return self.get(namespace, image.name)
 

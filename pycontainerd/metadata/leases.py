@@ -5,12 +5,12 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pycontainerd import errdefs
 from pycontainerd.digest import parse_digest
 from pycontainerd.identifiers import validate_labels
-from pycontainerd.metadata.db import Database, dump_labels, load_labels, now_ns
+from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
 from pycontainerd.metadata.namespaces import NamespaceStore
 
 LABEL_GC_EXPIRE = "containerd.io/gc.expire"
@@ -84,7 +84,7 @@ class LeaseStore:
                 "INSERT INTO leases(namespace, id, labels, created_at) VALUES (?, ?, ?, ?)",
                 (namespace, lease_id, dump_labels(labels), stamp),
             )
-        return Lease(lease_id, labels, datetime.fromtimestamp(stamp / 1e9, tz=UTC))
+        return Lease(lease_id, labels, from_ns(stamp))
 
     def list(self, namespace: str) -> list[Lease]:
         rows = self.db.query(
@@ -94,7 +94,7 @@ class LeaseStore:
             Lease(
                 r["id"],
                 load_labels(r["labels"]),
-                datetime.fromtimestamp(r["created_at"] / 1e9, tz=UTC),
+                from_ns(r["created_at"]),
             )
             for r in rows
         ]

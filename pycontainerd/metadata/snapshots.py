@@ -31,11 +31,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 
 from pycontainerd import errdefs
 from pycontainerd.identifiers import validate_labels
-from pycontainerd.metadata.db import Database, dump_labels, load_labels, now_ns
+from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
 from pycontainerd.metadata.fieldpaths import apply_map_paths, refuse_unknown
 from pycontainerd.metadata.gc import Collector, Sweep
 from pycontainerd.metadata.leases import LeaseStore, Resource
@@ -60,18 +59,14 @@ def _inherited(labels: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def _ts(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
-
-
 def _info(row: sqlite3.Row) -> SnapshotInfo:
     return SnapshotInfo(
         name=row["key"],
         kind=Kind(row["kind"]),
         parent=row["parent"],
         labels=load_labels(row["labels"]),
-        created=_ts(row["created_at"]),
-        updated=_ts(row["updated_at"]),
+        created=from_ns(row["created_at"]),
+        updated=from_ns(row["updated_at"]),
     )
 
 
