@@ -1,0 +1,216 @@
+"""Container start latency, throughput and memory: pycontainerd beside containerd and bare runc.
+
+The same real `ctr` drives both daemons; each runs the busybox test image
+imported from an OCI archive. Memory is the proportional set size (PSS) of the
+daemon and of the shims while 50 containers run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.common import Row, containerd_daemon, print_table, pycontainerd_daemon, timed
+from tests.support.images import busybox_binary, busybox_image, write_oci_archive
+
+IMAGE = "docker.io/library/busybox-bench:latest"
+LATENCY_RUNS = 20
+MANY = 50
+PARALLEL = 8
+GROUP = "io.containerd.runc.v2.group=bench"
+
+
+def _ctr(address: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["ctr", "-a", str(address), "-n", "bench", *args], capture_output=True, check=check
+    )
+
+
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages divided among the processes sharing them."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _pids_of(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _latencies(address: Path) -> list[float]:
+    samples = []
+    for i in range(LATENCY_RUNS):
+        samples.append(timed(lambda i=i: _ctr(address, "run", "--rm", IMAGE, f"lat-{i}", "true")))
+    return samples
+
+
+def _start_many(address: Path, prefix: str, parallel: int, extra: tuple[str, ...] = ()) -> float:
+    def start(i: int) -> None:
+        _ctr(address, "run", "-d", *extra, IMAGE, f"{prefix}-{i}", "sleep", "3600")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(start, range(MANY)))
+    return time.perf_counter() - started
+
+
+def _remove_all(address: Path) -> None:
+    tasks = _ctr(address, "tasks", "ls", "-q", check=False).stdout.decode().split()
+    for task in tasks:
+        _ctr(address, "tasks", "kill", "-s", "SIGKILL", task, check=False)
+    for task in tasks:
+        for _ in range(50):
+            if _ctr(address, "tasks", "rm", task, check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+    for container in _ctr(address, "containers", "ls", "-q", check=False).stdout.decode().split():
+        _ctr(address, "containers", "rm", container, check=False)
+
+
+def _memory(daemon_pid: int, shim_pattern: str) -> tuple[float, float]:
+    shims = _pids_of(shim_pattern)
+    shim_kib = sum(_pss_kib(p) for p in shims)
+    return _pss_kib(daemon_pid) / 1024, shim_kib / 1024 / MANY
+
+
+def _measure(address: Path, daemon_pid: int, shim_pattern: str, archive: Path) -> dict[str, float]:
+    _ctr(address, "images", "import", str(archive))
+    lat = _latencies(address)
+    result = {
+        "median": statistics.median(lat) * 1000,
+        "p90": statistics.quantiles(lat, n=10)[-1] * 1000,
+        "serial": MANY / _start_many(address, "s", 1),
+    }
+    result["daemon_mib"], result["shim_mib"] = _memory(daemon_pid, shim_pattern)
+    _remove_all(address)
+    result["parallel"] = MANY / _start_many(address, "p", PARALLEL)
+    _remove_all(address)
+    _start_many(address, "g", PARALLEL, ("--annotation", GROUP))
+    _, result["grouped_shim_mib"] = _memory(daemon_pid, shim_pattern)
+    _remove_all(address)
+    return result
+
+
+def _runc_floor(work: Path) -> dict[str, float]:
+    """`runc run` of a prepared bundle: no daemon, no shim, no image."""
+    bundle = work / "bundle"
+    (bundle / "rootfs" / "bin").mkdir(parents=True)
+    shutil.copy2(busybox_binary(), bundle / "rootfs" / "bin" / "busybox")
+    (bundle / "rootfs" / "bin" / "true").symlink_to("busybox")
+    subprocess.run(["runc", "spec", "-b", str(bundle)], check=True)
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["args"] = ["/bin/true"]
+    spec["process"]["terminal"] = False
+    (bundle / "config.json").write_text(json.dumps(spec))
+    root = work / "runc-root"
+    samples = []
+    for _ in range(LATENCY_RUNS):
+        cid = f"floor-{uuid.uuid4().hex[:8]}"
+        samples.append(
+            timed(
+                lambda cid=cid: subprocess.run(
+                    ["runc", "--root", str(root), "run", "-b", str(bundle), cid],
+                    check=True,
+                    capture_output=True,
+                )
+            )
+        )
+    return {
+        "median": statistics.median(samples) * 1000,
+        "p90": statistics.quantiles(samples, n=10)[-1] * 1000,
+    }
+
+
+def run() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        archive = work / "busybox.tar"
+        write_oci_archive(archive, busybox_image("oci", "gzip"), IMAGE)
+        with pycontainerd_daemon() as daemon:
+            ours = _measure(daemon.address, daemon.proc.pid, "pycontainerd.shim_v2.main", archive)
+        theirs = None
+        with containerd_daemon() as address:
+            if address is not None:
+                pid = _pids_of(f"containerd -c {address.parent}/config.toml")[0]
+                theirs = _measure(
+                    address, pid, "containerd-shim-runc-v2 -namespace bench", archive
+                )
+        floor = _runc_floor(work)
+
+    def ref(key: str) -> float | None:
+        return theirs[key] if theirs else None
+
+    print_table(
+        "ctr run: latency, throughput, memory (reference: containerd 1.6 + Go shim)",
+        [
+            Row(
+                f"ctr run --rm true, median of {LATENCY_RUNS}",
+                ours["median"],
+                ref("median"),
+                "ms",
+                "containerd",
+            ),
+            Row(
+                f"ctr run --rm true, p90 of {LATENCY_RUNS}",
+                ours["p90"],
+                ref("p90"),
+                "ms",
+                "containerd",
+            ),
+            Row(
+                "runc run of a prepared bundle, median (floor)",
+                floor["median"],
+                None,
+                "ms",
+                "no daemon",
+            ),
+            Row(
+                f"{MANY} containers back to back",
+                ours["serial"],
+                ref("serial"),
+                "c/s",
+                "containerd",
+            ),
+            Row(
+                f"{MANY} containers, {PARALLEL} at a time",
+                ours["parallel"],
+                ref("parallel"),
+                "c/s",
+                "containerd",
+            ),
+            Row(
+                "daemon PSS with 50 running",
+                ours["daemon_mib"],
+                ref("daemon_mib"),
+                "MiB",
+                "containerd",
+            ),
+            Row(
+                "shim PSS per running container",
+                ours["shim_mib"],
+                ref("shim_mib"),
+                "MiB",
+                "Go shim",
+            ),
+            Row(
+                "shim PSS per container, one group",
+                ours["grouped_shim_mib"],
+                ref("grouped_shim_mib"),
+                "MiB",
+                "Go shim",
+            ),
+        ],
+    )
