@@ -8,12 +8,40 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ctr.commands import content, events, images, leases, namespaces, plugins, version
+from ctr.commands import (
+    completion,
+    containers,
+    content,
+    events,
+    images,
+    info,
+    leases,
+    namespaces,
+    plugins,
+    run,
+    snapshots,
+    tasks,
+    version,
+)
 from pycontainerd import errdefs
 from pycontainerd.client import Client
 from pycontainerd.config import DEFAULT_ADDRESS
 
-COMMAND_MODULES = (version, plugins, namespaces, content, images, leases, events)
+COMMAND_MODULES = (
+    version,
+    info,
+    plugins,
+    namespaces,
+    content,
+    images,
+    snapshots,
+    containers,
+    tasks,
+    run,
+    leases,
+    events,
+    completion,
+)
 
 
 def _env(*names: str, default: str) -> str:
@@ -25,7 +53,11 @@ def _env(*names: str, default: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pyctr", description="command line client for pycontainerd (shaped like ctr)"
+        prog="pyctr",
+        description="Command line client for pycontainerd (and containerd), shaped like ctr: "
+        "the same commands and flags, plus --format json on listings, progress bars and "
+        "one-line errors. Start with `pyctr images pull --plain-http REF` and "
+        "`pyctr run --rm REF ID`.",
     )
     parser.add_argument(
         "-a",
@@ -61,7 +93,10 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "offline_handler", None) is not None:
+        return args.offline_handler(parser, args)
     try:
         return asyncio.run(_run(args))
     except errdefs.ContainerdError as exc:

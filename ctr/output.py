@@ -86,3 +86,15 @@ def labels_text(labels: Mapping[str, str]) -> str:
 
 def print_json(value: Any, out: TextIO | None = None) -> None:
     (out or sys.stdout).write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def add_format_option(parser: Any) -> None:
+    """``--format table|json`` for a listing command."""
+    parser.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output format (default table)"
+    )
+
+
+def when(value: datetime | None) -> str:
+    """An ISO time for JSON output ("" when unknown)."""
+    return value.isoformat() if value is not None else ""

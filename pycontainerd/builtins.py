@@ -10,6 +10,7 @@ BUILTIN_PLUGIN_MODULES = (
     "pycontainerd.metadata.plugins",
     "pycontainerd.diff.plugin",
     "pycontainerd.services.version",
+    "pycontainerd.services.healthcheck",
     "pycontainerd.services.namespaces",
     "pycontainerd.services.content",
     "pycontainerd.services.images",

@@ -33,6 +33,11 @@ if [[ "${1:-}" == "--test" ]] && command -v systemctl >/dev/null && systemctl is
   echo "note: Debian's containerd service is running; pycontainerd uses its own socket and root"
 fi
 
+# gVisor's runsc, a second OCI runtime for the tests (Debian trixie's static binary).
+if [[ "${1:-}" == "--test" ]]; then
+  scripts/fetch-runsc.sh >/dev/null || echo "note: runsc not fetched (exit $?); the runsc tests will report why"
+fi
+
 python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv

@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator
 from ctr.args import parse_labels
 from ctr.commands import add_command, add_group
 from ctr.commands.remote import add_platform_options, add_registry_options, fetch_image
-from ctr.output import age, human_size, labels_text, print_table
+from ctr.output import (
+    add_format_option,
+    age,
+    human_size,
+    labels_text,
+    print_json,
+    print_table,
+    when,
+)
 from pycontainerd import errdefs
 from pycontainerd.client import Client
 
@@ -22,6 +30,19 @@ async def list_content(client: Client, args: argparse.Namespace) -> None:
     if args.quiet:
         for info in infos:
             print(info.digest)
+        return
+    if args.format == "json":
+        print_json(
+            [
+                {
+                    "digest": i.digest,
+                    "size": i.size,
+                    "created_at": when(i.created_at),
+                    "labels": dict(i.labels),
+                }
+                for i in infos
+            ]
+        )
         return
     rows = [[i.digest, human_size(i.size), age(i.created_at), labels_text(i.labels)] for i in infos]
     print_table(["DIGEST", "SIZE", "AGE", "LABELS"], rows)
@@ -66,6 +87,19 @@ async def label(client: Client, args: argparse.Namespace) -> None:
 
 async def active(client: Client, args: argparse.Namespace) -> None:
     statuses = await client.content.list_statuses(args.filters)
+    if args.format == "json":
+        print_json(
+            [
+                {
+                    "ref": s.ref,
+                    "offset": s.offset,
+                    "total": s.total,
+                    "started_at": when(s.started_at),
+                }
+                for s in statuses
+            ]
+        )
+        return
     rows = [[s.ref, human_size(s.offset), age(s.started_at)] for s in statuses]
     print_table(["REF", "SIZE", "AGE"], rows)
 
@@ -80,6 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     cmd = add_command(group, "ls", list_content, "list blobs", aliases=("list",))
     cmd.add_argument("filters", nargs="*", help='filters, e.g. labels."k"==v')
     cmd.add_argument("-q", "--quiet", action="store_true", help="print only digests")
+    add_format_option(cmd)
     cmd = add_command(group, "get", get, "write a blob to stdout")
     cmd.add_argument("digest")
     cmd = add_command(group, "ingest", ingest, "store stdin as a blob under REF")
@@ -94,6 +129,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     cmd.add_argument("labels", nargs="+", metavar="KEY=VALUE")
     cmd = add_command(group, "active", active, "list writes in progress")
     cmd.add_argument("filters", nargs="*")
+    add_format_option(cmd)
     cmd = add_command(group, "fetch", fetch, "fetch an image's content from a registry")
     cmd.add_argument("ref", help="image reference, e.g. docker.io/library/busybox:latest")
     add_platform_options(cmd)

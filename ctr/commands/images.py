@@ -1,4 +1,4 @@
-"""pyctr images: ls, pull, push, rm, tag."""
+"""pyctr images: ls, pull, push, rm, tag (export, import, mount, unmount, check: image_files)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 from ctr.args import parse_user
 from ctr.commands import add_command, add_group
+from ctr.commands.image_files import register_image_files
 from ctr.commands.remote import add_platform_options, add_registry_options
 from ctr.output import binary_size, labels_text, print_json, print_table
 from ctr.progress import ProgressView
@@ -149,3 +150,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     cmd.add_argument("source")
     cmd.add_argument("targets", nargs="+", metavar="TARGET")
     cmd.add_argument("--force", action="store_true", help="replace existing targets")
+
+    register_image_files(group)

@@ -7,7 +7,7 @@ import sys
 
 from ctr.args import parse_duration, parse_labels
 from ctr.commands import add_command, add_group
-from ctr.output import labels_text, print_table
+from ctr.output import add_format_option, labels_text, print_json, print_table, when
 from pycontainerd import errdefs
 from pycontainerd.client import Client
 
@@ -23,6 +23,14 @@ async def list_leases(client: Client, args: argparse.Namespace) -> None:
     if args.quiet:
         for lease in leases:
             print(lease.id)
+        return
+    if args.format == "json":
+        print_json(
+            [
+                {"id": x.id, "created_at": when(x.created_at), "labels": dict(x.labels)}
+                for x in leases
+            ]
+        )
         return
     rows = [
         [
@@ -54,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     cmd = add_command(group, "ls", list_leases, "list leases", aliases=("list",))
     cmd.add_argument("filters", nargs="*")
     cmd.add_argument("-q", "--quiet", action="store_true", help="print only ids")
+    add_format_option(cmd)
     cmd = add_command(group, "rm", remove, "remove leases", aliases=("delete", "remove"))
     cmd.add_argument("ids", nargs="+", metavar="ID")
     cmd.add_argument("--sync", action="store_true", help="wait for the garbage collector")

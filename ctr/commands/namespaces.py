@@ -7,7 +7,7 @@ import sys
 
 from ctr.args import parse_labels
 from ctr.commands import add_command, add_group
-from ctr.output import labels_text, print_table
+from ctr.output import add_format_option, labels_text, print_json, print_table
 from pycontainerd import errdefs
 from pycontainerd.client import Client
 
@@ -21,6 +21,9 @@ async def list_namespaces(client: Client, args: argparse.Namespace) -> None:
     if args.quiet:
         for namespace in namespaces:
             print(namespace.name)
+        return
+    if args.format == "json":
+        print_json([{"name": n.name, "labels": dict(n.labels)} for n in namespaces])
         return
     print_table(["NAME", "LABELS"], [[n.name, labels_text(n.labels)] for n in namespaces])
 
@@ -52,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     cmd.add_argument("labels", nargs="*", metavar="KEY=VALUE")
     cmd = add_command(group, "ls", list_namespaces, "list namespaces", aliases=("list",))
     cmd.add_argument("-q", "--quiet", action="store_true", help="print only names")
+    add_format_option(cmd)
     cmd = add_command(group, "label", label, "set (or with KEY= remove) labels")
     cmd.add_argument("name")
     cmd.add_argument("labels", nargs="+", metavar="KEY=VALUE")

@@ -170,13 +170,25 @@ class _DecompressingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        while not self._output:
-            if self._done or not self._fill():
-                return 0
-        n = min(len(buffer), len(self._output))
-        buffer[:n] = self._output[:n]
-        self._output = self._output[n:]
-        return n
+        """Fill ``buffer`` as far as the stream allows (short only at its end).
+
+        Decoders hand out small pieces (zstd about one 128 KiB block or less per
+        8 KiB of incompressible input); gathering them here spares every reader
+        downstream (hashing, prefetch queue, tar parser) thousands of tiny calls.
+        """
+        with memoryview(buffer) as whole:
+            view = whole.cast("B")
+            filled = 0
+            while filled < len(view):
+                if not self._output:
+                    if self._done or not self._fill():
+                        break
+                    continue
+                n = min(len(view) - filled, len(self._output))
+                view[filled : filled + n] = self._output[:n]
+                self._output = self._output[n:]
+                filled += n
+            return filled
 
     def _fill(self) -> bool:
         """Decode some more output; False at the clean end of the stream."""

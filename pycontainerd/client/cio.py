@@ -39,6 +39,8 @@ FIFO_DIR_PREFIX = "pycio-"
 READ_SIZE = 1 << 16
 #: How long a finished process's output may take to arrive before it is cut off.
 DRAIN_TIMEOUT = 5.0
+#: After the process exited, output that pauses this long is taken as complete.
+FINISH_GRACE = 0.1
 
 
 class StdioMode(enum.StrEnum):
@@ -124,6 +126,7 @@ class ClientIO:
         self._stdin_fd: int | None = None
         self._on_stdin_eof: Callable[[], Awaitable[None]] | None = None
         self._captured = {"stdout": bytearray(), "stderr": bytearray()}
+        self._exited = asyncio.Event()
         #: Pipe mode: feed the process's stdin (``write``/``drain``/``close``).
         self.stdin: FifoWriter | None = None
         #: Pipe mode: the process's output.
@@ -178,7 +181,8 @@ class ClientIO:
             self._spawn(self._feed_from(sys.stdin.fileno()))
 
     async def wait(self, timeout: float | None = DRAIN_TIMEOUT) -> None:
-        """Until every output stream reached its end (or ``timeout`` passed)."""
+        """After the process exited: until its output is all copied (or ``timeout``)."""
+        self._exited.set()
         outputs = [t for t in self._tasks if t.get_name().startswith("out-")]
         if outputs:
             await asyncio.wait(outputs, timeout=timeout)
@@ -234,17 +238,17 @@ class ClientIO:
 
     async def _copy_to_stream(self, fd: int, reader: asyncio.StreamReader) -> None:
         try:
-            async for chunk in read_chunks(fd):
+            async for chunk in read_chunks(fd, self._exited):
                 reader.feed_data(chunk)
         finally:
             reader.feed_eof()
 
     async def _copy_to_buffer(self, fd: int, buffer: bytearray) -> None:
-        async for chunk in read_chunks(fd):
+        async for chunk in read_chunks(fd, self._exited):
             buffer.extend(chunk)
 
     async def _copy_to_fd(self, fd: int, target: int) -> None:
-        async for chunk in read_chunks(fd):
+        async for chunk in read_chunks(fd, self._exited):
             await write_all(target, chunk)
 
     async def _feed_bytes(self, data: bytes) -> None:
@@ -341,7 +345,8 @@ def _open_fifo(path: str, flags: int) -> int:
         raise errdefs.NotFound(f"stdio FIFO {path} does not exist") from None
 
 
-async def _until(fd: int, *, writable: bool) -> None:
+async def _until(fd: int, *, writable: bool, timeout: float | None = None) -> bool:
+    """Wait until ``fd`` is ready; False when ``timeout`` passed first."""
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
 
@@ -355,24 +360,52 @@ async def _until(fd: int, *, writable: bool) -> None:
     try:
         add(fd, wake)
     except (PermissionError, ValueError):
-        return  # a regular file: always ready
+        return True  # a regular file or /dev/null: always ready
     try:
-        await ready
+        await asyncio.wait_for(ready, timeout)
+    except TimeoutError:
+        return False
     finally:
         remove(fd)
+    return True
 
 
-async def read_chunks(fd: int) -> AsyncIterator[bytes]:
-    """What ``fd`` yields until end of file, without blocking the event loop."""
+async def read_chunks(fd: int, finished: asyncio.Event | None = None) -> AsyncIterator[bytes]:
+    """What ``fd`` yields until end of file, without blocking the event loop.
+
+    Once ``finished`` is set (the process exited and the shim flushed its output),
+    the stream also ends when nothing more arrives within a short grace period,
+    for shims that keep their end open until the process is deleted.
+    """
+    blocking = os.get_blocking(fd)
     while True:
-        await _until(fd, writable=False)
+        if blocking:  # e.g. our own stdin: never let a read block the event loop
+            await _until(fd, writable=False)
         try:
             data = os.read(fd, READ_SIZE)
         except (BlockingIOError, InterruptedError):
+            if finished is None:
+                await _until(fd, writable=False)
+                continue
+            if finished.is_set():
+                if not await _until(fd, writable=False, timeout=FINISH_GRACE):
+                    return
+                continue
+            await _until_either(fd, finished)
             continue
         if not data:
             return
         yield data
+
+
+async def _until_either(fd: int, event: asyncio.Event) -> None:
+    readable = asyncio.ensure_future(_until(fd, writable=False))
+    flagged = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([readable, flagged], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        readable.cancel()
+        flagged.cancel()
 
 
 async def write_all(fd: int, data: bytes) -> None:

@@ -1,7 +1,9 @@
 """The asyncio client: one connection to a pycontainerd (or containerd) daemon.
 
 async with Client("/run/pycontainerd/pycontainerd.sock") as client:
-    image = await client.pull("docker.io/library/busybox:latest")
+    image = await client.pull("docker.io/library/busybox:latest", unpack=True)
+    async with await client.new_container("demo", image, with_process_args("true")) as c:
+        ...
     async with client.lease(expire=timedelta(hours=1)):
         ...  # every call in here carries the lease
 """
@@ -12,14 +14,22 @@ import asyncio
 import contextlib
 import os
 import stat
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from google.protobuf.message import Message
+
 from pycontainerd import errdefs
+from pycontainerd.client import archive as archive_module
 from pycontainerd.client import pull as pull_module
 from pycontainerd.client import push as push_module
+from pycontainerd.client import unpack as unpack_module
+from pycontainerd.client.container import DEFAULT_RUNTIME, Container, load_container
+from pycontainerd.client.container import new_container as new_container_impl
+from pycontainerd.client.containers import ContainersService
 from pycontainerd.client.content import ContentService
+from pycontainerd.client.diff import DiffService
 from pycontainerd.client.errors import connect_hint
 from pycontainerd.client.events import EventsService
 from pycontainerd.client.images import ImagesService
@@ -28,7 +38,11 @@ from pycontainerd.client.leases import LeasesService
 from pycontainerd.client.models import Image, Lease, Plugin, Version
 from pycontainerd.client.namespaces import NamespacesService
 from pycontainerd.client.rpc import Connection, current_lease, open_channel, use_lease
+from pycontainerd.client.snapshots import DEFAULT_SNAPSHOTTER, SnapshotService
+from pycontainerd.client.task import TasksService
+from pycontainerd.oci import Spec, SpecOpt
 from pycontainerd.remotes.manifest import Descriptor
+from pycontainerd.remotes.platforms import PlatformMatcher
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -39,7 +53,10 @@ class Client:
     """Typed access to the daemon's services, in one namespace.
 
     Services: ``namespaces``, ``content``, ``images``, ``leases``, ``events``,
-    ``introspection``; plus :meth:`pull`, :meth:`push` and :meth:`lease`.
+    ``introspection``, ``containers`` (records), ``tasks`` (listing, metrics),
+    ``diff``, and :meth:`snapshots` per snapshotter; plus :meth:`pull`,
+    :meth:`push`, :meth:`unpack`, :meth:`new_container`, :meth:`load_container`
+    and :meth:`lease`.
     """
 
     def __init__(
@@ -60,6 +77,13 @@ class Client:
         self.leases = LeasesService(self._conn)
         self.events = EventsService(self._conn)
         self.introspection = IntrospectionService(self._conn)
+        self.containers = ContainersService(self._conn)
+        self.tasks = TasksService(self._conn)
+        self.diff = DiffService(self._conn)
+
+    def snapshots(self, snapshotter: str = DEFAULT_SNAPSHOTTER) -> SnapshotService:
+        """The snapshots of ``snapshotter`` (``overlayfs``, ``native``) in this namespace."""
+        return SnapshotService(self._conn, snapshotter)
 
     async def connect(self) -> Client:
         """Wait until the daemon answers; Unavailable with a hint when it does not."""
@@ -131,3 +155,69 @@ class Client:
     async def push(self, ref: str, image_name: str | None = None, **options: Any) -> Descriptor:
         """See :func:`pycontainerd.client.push.push` for the options."""
         return await push_module.push(self, ref, image_name, **options)
+
+    async def unpack(self, image: Image | str, snapshotter: str = DEFAULT_SNAPSHOTTER) -> str:
+        """Unpack a stored image for this host; returns the top snapshot's chain ID."""
+        name = image.name if isinstance(image, Image) else image
+        return await unpack_module.unpack(self, name, snapshotter)
+
+    async def import_archive(self, path: str | os.PathLike[str], **options: Any) -> list[Image]:
+        """See :func:`pycontainerd.client.archive.import_archive` for the options."""
+        return await archive_module.import_archive(self, path, **options)
+
+    async def export_archive(
+        self, path: str | os.PathLike[str], names: Sequence[str], **options: Any
+    ) -> None:
+        """See :func:`pycontainerd.client.archive.export_archive` for the options."""
+        await archive_module.export_archive(self, path, names, **options)
+
+    # -- containers ---------------------------------------------------------------------
+
+    async def new_container(
+        self,
+        container_id: str,
+        image: Image | str | None = None,
+        *opts: SpecOpt,
+        labels: dict[str, str] | None = None,
+        runtime: str = DEFAULT_RUNTIME,
+        runtime_options: Message | None = None,
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
+        snapshot_key: str | None = None,
+        terminal: bool = False,
+        spec: Spec | None = None,
+        platform: PlatformMatcher | None = None,
+    ) -> Container:
+        """Create a container from ``image`` with the OCI spec options ``opts``.
+
+        The image is unpacked into ``snapshotter`` if needed and a writable
+        snapshot (``snapshot_key``, default the container id) is prepared on its
+        top layer. The spec is containerd's default Linux spec, then the image
+        config (entrypoint, cmd, env, cwd, user resolved in the image's
+        /etc/passwd and /etc/group), then ``opts`` in order, e.g.
+        ``with_process_args``, ``with_env``, ``with_user``, ``with_mounts``,
+        ``with_hostname``, ``with_host_network``, ``with_privileged``,
+        ``with_readonly_rootfs``, ``with_memory_limit``, ``with_cpus``,
+        ``with_rlimit``, ``with_added_capabilities``, ``with_seccomp_default``
+        (all in :mod:`pycontainerd.oci`). ``terminal`` gives the process a pty
+        (use ``Stdio.terminal()`` for its task). ``runtime_options`` is e.g.
+        ``containerd.runc.v1.Options(binary_name="crun")``. Without an image,
+        pass a ``spec`` with an absolute root path, or opts that set one.
+        """
+        return await new_container_impl(
+            self,
+            container_id,
+            image,
+            *opts,
+            labels=labels,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            snapshotter=snapshotter,
+            snapshot_key=snapshot_key,
+            terminal=terminal,
+            spec=spec,
+            platform=platform,
+        )
+
+    async def load_container(self, container_id: str) -> Container:
+        """A handle on an existing container (NotFound when there is none)."""
+        return await load_container(self, container_id)

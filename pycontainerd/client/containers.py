@@ -125,6 +125,4 @@ class ContainersService:
 
 def runtime_options_any(message: Any) -> any_pb2.Any:
     """Pack runtime options (e.g. ``containerd.runc.v1.Options``) as containerd does."""
-    return any_pb2.Any(
-        type_url=message.DESCRIPTOR.full_name, value=message.SerializeToString()
-    )
+    return any_pb2.Any(type_url=message.DESCRIPTOR.full_name, value=message.SerializeToString())

@@ -1,22 +1,27 @@
 """Pull: resolve a reference, fetch its content under a lease, record the image.
 
-Structured as fetch (content + image record) followed by an optional unpack
-step (see :mod:`pycontainerd.client.unpack`).
+With ``unpack``, the unpack runs beside the fetch rather than after it: each
+layer is applied as soon as it and its parent are in the content store while
+later layers still download (containerd 1.6's ``ctr`` waits for every layer).
+Downloads run in parallel; layers apply in order, each in the daemon's diff
+service, whose decompression and hashing run ahead of extraction in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pycontainerd.client.labels import DistributionSource
 from pycontainerd.client.models import Image
 from pycontainerd.client.progress import ProgressCallback, Reporter, Status
 from pycontainerd.client.transfer import RegistryToContent
-from pycontainerd.client.unpack import get_unpacker
+from pycontainerd.client.unpack import DEFAULT_SNAPSHOTTER, unpack_image
 from pycontainerd.client.walk import ChildPolicy, ImageWalk
 from pycontainerd.remotes.auth import CredentialsFunc
+from pycontainerd.remotes.manifest import Descriptor
 from pycontainerd.remotes.platforms import (
     ALL,
     PlatformMatcher,
@@ -59,16 +64,17 @@ async def pull(
     plain_http: PlainHTTP = False,
     credentials: Credentials = None,
     unpack: bool = False,
-    snapshotter: str = "overlayfs",
+    snapshotter: str = DEFAULT_SNAPSHOTTER,
     progress: ProgressCallback | None = None,
     max_concurrent_downloads: int = DEFAULT_CONCURRENCY,
 ) -> Image:
     """Fetch ``ref`` into the content store and create (or update) its image record.
 
     Blobs already in the namespace are not downloaded again; everything is done
-    under a lease so the GC cannot collect a half-finished pull.
+    under a lease so the GC cannot collect a half-finished pull. With
+    ``unpack``, the image for this host's platform (or ``platform``) is also
+    unpacked into ``snapshotter``, overlapping with the download.
     """
-    unpacker = get_unpacker() if unpack else None
     policy = platform_policy(platform, all_platforms)
     reference = parse_reference(ref)
     report = Reporter(progress)
@@ -89,8 +95,42 @@ async def pull(
             max_concurrent=max_concurrent_downloads,
         )
         async with client.lease_if_none():
-            await ImageWalk(target, policy).run(root)
+            jobs: list[Coroutine[Any, Any, object]] = [_fetch(target, policy, root)]
+            if unpack:
+                jobs.append(
+                    unpack_image(
+                        client,
+                        Image(name, root),
+                        snapshotter=snapshotter,
+                        matcher=policy.matcher,
+                        ready=target.ready,
+                        progress=report,
+                    )
+                )
+            await run_together(jobs)
             image = await client.images.create_or_update(Image(name, root))
-            if unpacker is not None:
-                await unpacker(client, image, snapshotter=snapshotter, matcher=policy.matcher)
     return image
+
+
+async def _fetch(target: RegistryToContent, policy: ChildPolicy, root: Descriptor) -> None:
+    try:
+        await ImageWalk(target, policy).run(root)
+    finally:
+        target.close()  # an unpack waiting on a blob the walk never stored must not hang
+
+
+async def run_together(jobs: list[Coroutine[Any, Any, object]]) -> None:
+    """Run ``jobs`` concurrently; the first to fail cancels the others and its error is raised.
+
+    Unlike a TaskGroup, the error comes out as itself, not in an ExceptionGroup.
+    """
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,7 +8,16 @@
             ...
 
 Coroutine methods become blocking calls; async iterators (``content.read``,
-``events.subscribe``) become ordinary iterators.
+``events.subscribe``) become ordinary iterators. Handles the async client
+returns (containers, tasks, processes, snapshot services) come back wrapped the
+same way, and their ``async with`` becomes ``with``:
+
+    with client.new_container("demo", image, with_process_args("true")) as container:
+        with container.new_task(Stdio.capture()) as task:
+            task.start()
+            print(task.wait().code, task.stdout)
+
+``Stdio.pipe()`` streams are asyncio objects: use the async client for them.
 """
 
 from __future__ import annotations
@@ -22,11 +31,26 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from pycontainerd.client import client as async_client
+from pycontainerd.client.container import Container
 from pycontainerd.client.models import Lease
 from pycontainerd.client.rpc import use_lease
+from pycontainerd.client.snapshots import SnapshotService
+from pycontainerd.client.task import Process
 
 T = TypeVar("T")
-_SERVICES = ("namespaces", "content", "images", "leases", "events", "introspection")
+_SERVICES = (
+    "namespaces",
+    "content",
+    "images",
+    "leases",
+    "events",
+    "introspection",
+    "containers",
+    "tasks",
+    "diff",
+)
+#: Objects returned by the async client that get a blocking wrapper too.
+_HANDLES = (Container, Process, SnapshotService)
 
 
 class _LoopThread:
@@ -76,14 +100,32 @@ class _Blocking:
             return self._blocking_call(attribute)
         if inspect.isasyncgenfunction(attribute):
             return self._blocking_iterator(attribute)
+        if inspect.ismethod(attribute):
+            return self._wrapping_call(attribute)
         return attribute
 
-    def _blocking_call(self, method: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
-        def call(*args: Any, **kwargs: Any) -> T:
-            return self._runner.run(method(*args, **kwargs))
+    def _wrap(self, value: Any) -> Any:
+        return _Blocking(value, self._runner) if isinstance(value, _HANDLES) else value
+
+    def _blocking_call(self, method: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._wrap(self._runner.run(method(*args, **kwargs)))
 
         call.__doc__ = method.__doc__
         return call
+
+    def _wrapping_call(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._wrap(method(*args, **kwargs))
+
+        call.__doc__ = method.__doc__
+        return call
+
+    def __enter__(self) -> Any:
+        return self._wrap(self._runner.run(self._target.__aenter__()))
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._runner.run(self._target.__aexit__(*exc_info))
 
     def _blocking_iterator(self, method: Callable[..., AsyncIterator[T]]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Iterator[T]:

@@ -4,11 +4,22 @@ The registry client is synchronous; its reads run in a thread pool while the
 event loop feeds the bytes to the content service's Write stream. A write
 resumes where the server's ingest for the same ref stopped, and the fetcher
 resumes a broken HTTP transfer by itself.
+
+:meth:`RegistryToContent.ready` lets an unpack wait for each blob while the
+walk is still fetching the others (see :mod:`pycontainerd.client.unpack`).
+Such an unpack wants the layers complete in manifest order, base first, but
+downloads running side by side share the daemon's write path equally and all
+finish near the end. So every chunk write passes a :class:`PriorityGate`,
+numbered by the blob's place in the walk: the earliest blob writes whenever it
+has a chunk ready, and the others fill the gaps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -25,6 +36,46 @@ T = TypeVar("T")
 READ_SIZE = 1 << 20
 # A ref held by another writer (a concurrent pull of the same blob) frees up soon.
 LOCKED_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
+#: Chunk writes in flight to the daemon at once, across all downloads of a pull.
+WRITES_IN_FLIGHT = 2
+
+
+class PriorityGate:
+    """At most ``capacity`` holders at once; a freed place goes to the lowest ``priority``."""
+
+    def __init__(self, capacity: int) -> None:
+        self._free = capacity
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrival = itertools.count()  # FIFO among equal priorities
+
+    @contextlib.asynccontextmanager
+    async def hold(self, priority: int) -> AsyncIterator[None]:
+        await self._acquire(priority)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, priority: int) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._arrival), granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release()  # handed a place just as we were cancelled: pass it on
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            _, _, granted = heapq.heappop(self._waiters)
+            if not granted.done():  # cancelled waiters are skipped
+                granted.set_result(None)
+                return
+        self._free += 1
 
 
 class RegistryToContent:
@@ -46,6 +97,44 @@ class RegistryToContent:
         self._source = source
         self._report = report
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._writes = PriorityGate(WRITES_IN_FLIGHT)
+        self._walk_order = itertools.count()
+        self._stored: dict[str, asyncio.Future[None]] = {}
+        self._closed = False
+
+    # -- waiting for blobs -------------------------------------------------------------
+
+    async def ready(self, desc: Descriptor) -> None:
+        """Return once ``desc`` is in the content store (a BlobReady for unpack_layers).
+
+        Raises NotFound when the walk ended without storing it (see :meth:`close`).
+        """
+        await asyncio.shield(self._arrival(desc.digest))
+
+    def close(self) -> None:
+        """The walk is over: fail the waits on every descriptor it did not store."""
+        self._closed = True
+        for digest, arrival in self._stored.items():
+            if not arrival.done():
+                arrival.set_exception(
+                    errdefs.NotFound(f"{digest} was not fetched: the pull did not reach it")
+                )
+                arrival.exception()  # the waiters get it; nobody else needs to
+
+    def _arrival(self, digest: str) -> asyncio.Future[None]:
+        arrival = self._stored.get(digest)
+        if arrival is None:
+            arrival = self._stored[digest] = asyncio.get_running_loop().create_future()
+            if self._closed:
+                self.close()
+        return arrival
+
+    def _mark_stored(self, desc: Descriptor) -> None:
+        arrival = self._arrival(desc.digest)
+        if not arrival.done():
+            arrival.set_result(None)
+
+    # -- the WalkTarget ------------------------------------------------------------------
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -56,6 +145,7 @@ class RegistryToContent:
             data = await self._content.read_all(desc.digest)
             await self._add_labels(desc, labels_for(data), existing.labels)
             self._report.blob(desc, Status.EXISTS, desc.size)
+            self._mark_stored(desc)
             return data
         self._report.blob(desc, Status.DOWNLOADING)
         data = await self._blocking(read_all, self._fetcher, desc)  # verifies size and digest
@@ -71,15 +161,18 @@ class RegistryToContent:
         except errdefs.AlreadyExists:
             await self._add_labels(desc, labels)
         self._report.blob(desc, Status.DONE, desc.size)
+        self._mark_stored(desc)
         return data
 
     async def store_blob(self, desc: Descriptor) -> None:
         self._report.blob(desc, Status.WAITING)
+        priority = next(self._walk_order)
         async with self._slots:
-            written = await self._store_blob_once(desc, may_restart=True)
+            written = await self._store_blob_once(desc, priority, may_restart=True)
         self._report.blob(desc, Status.DONE if written else Status.EXISTS, desc.size)
+        self._mark_stored(desc)
 
-    async def _store_blob_once(self, desc: Descriptor, *, may_restart: bool) -> bool:
+    async def _store_blob_once(self, desc: Descriptor, priority: int, *, may_restart: bool) -> bool:
         """True when the bytes were written here, False when the store already had them."""
         writer = await self._open_writer(desc)
         if writer is None:
@@ -87,7 +180,7 @@ class RegistryToContent:
             return False
         resumed_at = writer.offset
         try:
-            problem = await self._fill_and_commit(desc, writer)
+            problem = await self._fill_and_commit(desc, writer, priority)
         finally:
             await writer.close()
         if problem is None:
@@ -95,7 +188,7 @@ class RegistryToContent:
         # The ingest holds bad bytes (wrong size or digest): never resume from them.
         await self._content.abort(writer.ref)
         if may_restart and resumed_at > 0:
-            return await self._store_blob_once(desc, may_restart=False)
+            return await self._store_blob_once(desc, priority, may_restart=False)
         raise errdefs.FailedPrecondition(f"{desc.digest} failed verification: {problem}")
 
     async def _open_writer(self, desc: Descriptor) -> ContentWriter | None:
@@ -113,12 +206,14 @@ class RegistryToContent:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _fill_and_commit(self, desc: Descriptor, writer: ContentWriter) -> str | None:
+    async def _fill_and_commit(
+        self, desc: Descriptor, writer: ContentWriter, priority: int
+    ) -> str | None:
         """Download the rest and commit; returns what is wrong when the bytes do not verify."""
         if writer.offset > desc.size:
             return f"the ingest holds {writer.offset} bytes, more than the {desc.size} expected"
         if writer.offset < desc.size:
-            async for chunk in self._download(desc, writer.offset):
+            async for chunk in self._download(desc, writer.offset, priority):
                 await writer.write(chunk)
                 self._report.blob(desc, Status.DOWNLOADING, writer.offset)
         try:
@@ -129,13 +224,20 @@ class RegistryToContent:
             return str(exc)
         return None
 
-    async def _download(self, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
+    async def _download(
+        self, desc: Descriptor, offset: int, priority: int
+    ) -> AsyncIterator[bytes]:
         """The registry's bytes of ``desc`` from ``offset``, reading ahead one chunk."""
         reader = await self._blocking(self._fetcher.fetch, desc, offset)
-        pending = asyncio.ensure_future(self._blocking(reader.read, READ_SIZE))
+
+        async def read_chunk() -> bytes:
+            async with self._writes.hold(priority):
+                return await self._blocking(reader.read, READ_SIZE)
+
+        pending = asyncio.ensure_future(read_chunk())
         try:
             while chunk := await pending:
-                pending = asyncio.ensure_future(self._blocking(reader.read, READ_SIZE))
+                pending = asyncio.ensure_future(read_chunk())
                 yield chunk
         finally:
             # Let a read already running in the pool finish before closing under it.

@@ -17,23 +17,26 @@ the garbage collector never takes a half-unpacked chain.
 
 :func:`unpack_layers` can overlap with a download: give it ``ready``, an
 awaitable per blob that returns once that blob is in the content store, and
-each layer is applied as soon as it and its parent are ready.
+each layer is applied as soon as it and its parent are ready. A pull does
+exactly that (see :mod:`pycontainerd.client.pull`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from pycontainerd import errdefs
 from pycontainerd.api.services.diff.v1 import diff_pb2, diff_pb2_grpc
 from pycontainerd.api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from pycontainerd.api.types import mount_pb2
 from pycontainerd.client.models import descriptor_from_api, descriptor_to_api
+from pycontainerd.client.progress import Reporter
 from pycontainerd.client.walk import ChildPolicy, document_children
 from pycontainerd.remotes import mediatypes
 from pycontainerd.remotes.manifest import Descriptor, parse_config, parse_manifest
@@ -57,12 +60,18 @@ _PREPARE_ATTEMPTS = 3
 BlobReady = Callable[[Descriptor], Awaitable[None]]
 
 
-class Unpacker(Protocol):
-    async def __call__(
-        self, client: Client, image: Image, *, snapshotter: str, matcher: PlatformMatcher
-    ) -> None:
-        """Apply the layers of ``image``'s manifest for ``matcher`` into ``snapshotter``."""
-        ...
+class UnpackStatus(enum.StrEnum):
+    """Progress states of one layer's unpack, reported beside the download states.
+
+    Reported under the key ``unpack-<layer digest>``, with no byte counts.
+    """
+
+    UNPACKING = "unpacking"
+    UNPACKED = "unpacked"
+
+
+def unpack_key(layer: Descriptor) -> str:
+    return f"unpack-{layer.digest}"
 
 
 # -- chain IDs -----------------------------------------------------------------------------
@@ -105,16 +114,24 @@ async def unpack(
 
 
 async def unpack_image(
-    client: Client, image: Image, *, snapshotter: str, matcher: PlatformMatcher
-) -> None:
-    """The :class:`Unpacker` pulls use: unpack ``image`` for the best platform ``matcher`` takes.
+    client: Client,
+    image: Image,
+    *,
+    snapshotter: str = DEFAULT_SNAPSHOTTER,
+    matcher: PlatformMatcher | None = None,
+    ready: BlobReady | None = None,
+    progress: Reporter | None = None,
+) -> str:
+    """Unpack ``image`` for the best platform ``matcher`` takes (default: this host's).
 
-    A pull of every platform unpacks the one this host runs.
+    A pull of every platform (``matcher`` ALL) unpacks the one this host runs.
+    With ``ready``, documents and layers are awaited before they are read, so
+    this can run while the pull still downloads. Returns the top chain ID.
     """
-    if matcher is ALL:
+    if matcher is None or matcher is ALL:
         matcher = default_matcher()
-    config, layers = await image_layers(client, image.target, matcher)
-    await unpack_layers(client, config, layers, snapshotter)
+    config, layers = await image_layers(client, image.target, matcher, ready=ready)
+    return await unpack_layers(client, config, layers, snapshotter, ready=ready, progress=progress)
 
 
 async def unpack_layers(
@@ -124,13 +141,15 @@ async def unpack_layers(
     snapshotter: str = DEFAULT_SNAPSHOTTER,
     *,
     ready: BlobReady | None = None,
+    progress: Reporter | None = None,
 ) -> str:
     """Apply ``layers`` (base first) described by the config ``image_config``.
 
     ``ready`` (optional) is awaited for the config and for each layer before
-    they are read, so a pull can call this while it downloads. Returns the top
-    chain ID ("" for an image without layers). Raises InvalidArgument when a
-    layer does not unpack to the diff ID its config promises.
+    they are read, so a pull can call this while it downloads. ``progress``
+    hears :class:`UnpackStatus` changes per layer. Returns the top chain ID
+    ("" for an image without layers). Raises InvalidArgument when a layer
+    does not unpack to the diff ID its config promises.
     """
     async with client.lease_if_none():
         if ready is not None:
@@ -142,7 +161,7 @@ async def unpack_layers(
                 f"{len(layers)} layers: the image is malformed"
             )
         chain = chain_ids(diff_ids)
-        unpacker = _LayerUnpacker(client, snapshotter, ready)
+        unpacker = _LayerUnpacker(client, snapshotter, ready, progress or Reporter(None))
         parent = ""
         for layer, diff_id, chain_id in zip(layers, diff_ids, chain, strict=True):
             await unpacker.unpack(layer, diff_id, chain_id, parent)
@@ -170,12 +189,21 @@ async def is_unpacked(
 
 
 async def image_layers(
-    client: Client, target: Descriptor, matcher: PlatformMatcher
+    client: Client,
+    target: Descriptor,
+    matcher: PlatformMatcher,
+    *,
+    ready: BlobReady | None = None,
 ) -> tuple[Descriptor, list[Descriptor]]:
-    """The config and layers of ``target``'s manifest for the best platform ``matcher`` takes."""
+    """The config and layers of ``target``'s manifest for the best platform ``matcher`` takes.
+
+    ``ready`` (optional) is awaited for each index and manifest before it is read.
+    """
     policy = ChildPolicy(matcher, limit=1)
     desc = target
     while mediatypes.is_index(desc.media_type):
+        if ready is not None:
+            await ready(desc)
         children = document_children(desc, await client.content.read_all(desc.digest))
         chosen = policy.select(desc, children)
         if not chosen:
@@ -185,23 +213,10 @@ async def image_layers(
         raise errdefs.InvalidArgument(
             f"cannot unpack {desc.digest}: {desc.media_type!r} is not an image manifest or index"
         )
+    if ready is not None:
+        await ready(desc)
     manifest = parse_manifest(await client.content.read_all(desc.digest), desc.media_type)
     return manifest.config, list(manifest.layers)
-
-
-# -- the pull hook ---------------------------------------------------------------------------
-
-_unpacker: Unpacker | None = None
-
-
-def register_unpacker(unpacker: Unpacker | None) -> None:
-    """Replace the function pulls use to unpack (None restores :func:`unpack_image`)."""
-    global _unpacker
-    _unpacker = unpacker
-
-
-def get_unpacker() -> Unpacker:
-    return _unpacker or unpack_image
 
 
 # -- one layer -------------------------------------------------------------------------------
@@ -210,18 +225,28 @@ def get_unpacker() -> Unpacker:
 class _LayerUnpacker:
     """Applies one layer at a time onto its parent chain, as containerd's unpacker does."""
 
-    def __init__(self, client: Client, snapshotter: str, ready: BlobReady | None) -> None:
+    def __init__(
+        self, client: Client, snapshotter: str, ready: BlobReady | None, report: Reporter
+    ) -> None:
         connection = _connection(client)
         self._content = client.content
         self._snapshots = _Snapshots(connection, snapshotter)
         self._diff = _Diff(connection)
         self._ready = ready
+        self._report = report
 
     async def unpack(self, layer: Descriptor, diff_id: str, chain_id: str, parent: str) -> None:
         if await self._exists(chain_id):
             return
         if self._ready is not None:
             await self._ready(layer)
+        self._report(unpack_key(layer), layer.digest, UnpackStatus.UNPACKING)  # type: ignore[arg-type]
+        await self._apply_and_commit(layer, diff_id, chain_id, parent)
+        self._report(unpack_key(layer), layer.digest, UnpackStatus.UNPACKED)  # type: ignore[arg-type]
+
+    async def _apply_and_commit(
+        self, layer: Descriptor, diff_id: str, chain_id: str, parent: str
+    ) -> None:
         labels = _snapshot_labels(layer, chain_id)
         prepared = await self._prepare(chain_id, parent, labels)
         if prepared is None:
@@ -341,14 +366,13 @@ class _Diff:
 __all__ = [
     "BlobReady",
     "DEFAULT_SNAPSHOTTER",
-    "Unpacker",
+    "UnpackStatus",
     "chain_ids",
     "gc_snapshot_label",
-    "get_unpacker",
     "image_layers",
     "is_unpacked",
-    "register_unpacker",
     "unpack",
     "unpack_image",
+    "unpack_key",
     "unpack_layers",
 ]

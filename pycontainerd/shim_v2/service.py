@@ -298,7 +298,16 @@ class TaskService:
         self, request: shim_pb2.StatsRequest, ctx: RequestContext
     ) -> shim_pb2.StatsResponse:
         container = self.container(request.id)
-        stats = await container.runtime.stats(container.id)
+        try:
+            stats = await container.runtime.stats(container.id)
+        except errdefs.FailedPrecondition as refused:
+            # Some runtimes have no `events --stats` (crun 1.8): read the cgroups ourselves.
+            from pycontainerd.shim_v2.cgroup_stats import stats_from_cgroups
+
+            try:
+                stats = stats_from_cgroups(container.init.pid)
+            except errdefs.ContainerdError:
+                raise refused from None
         return shim_pb2.StatsResponse(stats=pack_metrics(stats))
 
     async def Connect(  # noqa: N802

@@ -5,8 +5,9 @@ The process gets pipes; the shim copies stdin FIFO -> pipe and pipe -> stdout/
 stderr FIFO, so the process never blocks on a FIFO open and its output outlives
 a client that comes and goes. Output FIFOs are opened read-write: that never
 blocks, and a client that went away cannot make writes fail with EPIPE (like
-containerd's shim, which holds a reader open too). A ``file://`` URI writes the
-output to a file instead.
+containerd's shim, which holds a reader open too). Once the process side of an
+output ends, the shim closes its FIFO, so the client reads end of file. A
+``file://`` URI writes the output to a file instead.
 
 With a terminal there are no pipes: the runtime hands over the pty master
 (`console.py`) and `TerminalIO` copies between it and the FIFOs.
@@ -77,6 +78,7 @@ class _Copies:
     def __init__(self) -> None:
         self.fds: list[int] = []
         self.outputs: list[asyncio.Task[None]] = []
+        self._writers: dict[int, int] = {}  # output descriptor -> copies still writing to it
         self.stdin_task: asyncio.Task[None] | None = None
         self.stdin_fd: int | None = None  # our end feeding the process's stdin
 
@@ -85,7 +87,28 @@ class _Copies:
         return fd
 
     def copy_output(self, source: int, destination: int) -> None:
-        self.outputs.append(asyncio.get_running_loop().create_task(pump(source, destination)))
+        self._writers[destination] = self._writers.get(destination, 0) + 1
+
+        async def copy() -> None:
+            try:
+                await pump(source, destination)
+            finally:
+                self._release_output(destination)
+
+        self.outputs.append(asyncio.get_running_loop().create_task(copy()))
+
+    def _release_output(self, fd: int) -> None:
+        """Close an output once every copy into it ended, so the client reads end of file.
+
+        containerd's shim does the same: a client that closes its FIFOs right after
+        deleting an exec must already have seen all of the output.
+        """
+        self._writers[fd] -= 1
+        if self._writers[fd] == 0:
+            del self._writers[fd]
+            if fd in self.fds:  # not yet closed by close()
+                self.fds.remove(fd)
+                os.close(fd)
 
     def copy_input(self, source: int, destination: int) -> None:
         async def feed() -> None:

@@ -15,22 +15,16 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.daemon import Ctr, DaemonProcess
 
 TASK_STATE_DIR = "io.containerd.runtime.v2.task"
 SHIM_MODULE = "pycontainerd.shim_v2.main"
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "it") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+#: The OCI runtime's --root for our shims, and their sockets, below the daemon's state dir.
+RUNTIME_ROOT = "runc"
+SHIM_SOCKET_DIR = "s"
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -147,6 +141,16 @@ class CtrRunEnv:
                 found[pid] = _flag(args, "-id") or ""
         return found
 
+    def shim_sockets(self) -> list[str]:
+        """What is in the shims' socket directory (sockets and pid files of live shims)."""
+        directory = self.daemon.state / SHIM_SOCKET_DIR
+        return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+    def runtime_state(self) -> list[str]:
+        """What the OCI runtime keeps for this namespace (empty once every task is deleted)."""
+        directory = self.daemon.state / RUNTIME_ROOT / self.namespace
+        return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
     def shim_pid_of(self, container_id: str) -> int:
         return int((self.bundle(container_id) / "shim.pid").read_text())
 
@@ -157,11 +161,24 @@ class CtrRunEnv:
         if bundle.exists():
             found.append(f"bundle directory {bundle} ({sorted(p.name for p in bundle.iterdir())})")
         found += [f"mount {m}" for m in mounts_below(bundle)]
-        work = self.daemon.root / TASK_STATE_DIR / self.namespace / container_id
-        if work.exists():
-            found.append(f"work directory {work}")
+        for directory in (
+            self.daemon.root / TASK_STATE_DIR / self.namespace / container_id,  # work dir
+            self.daemon.state / RUNTIME_ROOT / self.namespace / container_id,  # runtime state
+        ):
+            if directory.exists():
+                found.append(f"directory {directory}")
         found += [f"shim pid {pid}" for pid, cid in self.shim_pids().items() if cid == container_id]
         return found
+
+    def assert_clean(self, *container_ids: str, timeout: float = 10.0) -> None:
+        """Wait until the containers' leftovers are gone (shims exit a moment after delete)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [item for cid in container_ids for item in self.leftovers(cid)]
+            if not found or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert found == [], f"left behind: {found}"
 
     # -- cleaning up after a failed test ----------------------------------------------
 
@@ -178,6 +195,33 @@ class CtrRunEnv:
             for pid in reversed([shim, *descendants(shim)]):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def watch_events(env: CtrRunEnv) -> Iterator[list[str]]:
+    """The topics `ctr events` shows for the env's namespace while the body runs, in order.
+
+    The list fills in once the body is done (events are forwarded asynchronously by
+    shims, so the watcher lingers a moment before it is stopped).
+    """
+    watcher = subprocess.Popen(
+        [env.ctr.binary, "-a", str(env.daemon.address), "events"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    topics: list[str] = []
+    try:
+        time.sleep(0.3)  # let the subscription reach the daemon
+        yield topics
+        time.sleep(0.5)
+    finally:
+        watcher.terminate()
+        out, _ = watcher.communicate(timeout=10)
+    # A line: DATE TIME ZONE-OFFSET ZONE NAMESPACE TOPIC EVENT
+    for fields in (line.split(maxsplit=6) for line in out.splitlines()):
+        if len(fields) >= 6 and fields[4] == env.namespace:
+            topics.append(fields[5])
 
 
 @contextlib.contextmanager
@@ -200,5 +244,5 @@ __all__ = [
     "descendants",
     "mounts_below",
     "parent_of",
-    "wait_for",
+    "watch_events",
 ]

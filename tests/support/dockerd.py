@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -23,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tests.support.daemon import _unmount_below
+from tests.support.pty import PtySession
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -137,14 +136,36 @@ class DockerDaemon:
         except FileNotFoundError:
             return ""
 
-    def error_lines(self, mentioning: str = "containerd") -> list[str]:
-        """The log's `level=error` lines that mention ``mentioning`` (case-insensitive)."""
-        pattern = re.compile(mentioning, re.IGNORECASE)
+    def log_size(self) -> int:
+        """How far the log goes now: pass it as ``since`` to see only later lines."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def error_lines(self, mentioning: str = "", since: int = 0) -> list[str]:
+        """The log's `level=error` lines (after byte ``since``) that mention ``mentioning``."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                text = f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return []
+        pattern = re.compile(re.escape(mentioning), re.IGNORECASE)
         return [
-            line
-            for line in self.log().splitlines()
-            if "level=error" in line and pattern.search(line)
+            line for line in text.splitlines() if "level=error" in line and pattern.search(line)
         ]
+
+    def wait_for_log(self, text: str, since: int = 0, timeout: float = START_TIMEOUT) -> None:
+        """Wait until a log line after byte ``since`` contains ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                if text.encode() in f.read():
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"dockerd did not log {text!r} within {timeout}s")
 
     def cleanup(self) -> None:
         """Remove every container, stop dockerd, then undo what is left on the host."""
@@ -217,51 +238,6 @@ class DockerClient:
     def inspect(self, container: str, template: str) -> str:
         return self.ok("inspect", "-f", template, container).strip()
 
-    def run_in_pty(self, *args: str, input: bytes = b"", timeout: float = 60) -> tuple[int, bytes]:
-        """Run the CLI with a pseudo-terminal as its stdin/stdout/stderr.
-
-        ``input`` is typed into the terminal once the command produced its first
-        output byte or after a short pause; returns the exit status and everything
-        the terminal showed.
-        """
-        master, slave = pty.openpty()
-        try:
-            proc = subprocess.Popen(
-                self._command(args),
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                env=self._env(),
-                start_new_session=True,
-            )
-        finally:
-            os.close(slave)
-        output = bytearray()
-        typed = not input
-        started = time.monotonic()
-        deadline = started + timeout
-        try:
-            while time.monotonic() < deadline:
-                if not typed and (output or time.monotonic() - started > 1.0):
-                    os.write(master, input)
-                    typed = True
-                ready, _, _ = select.select([master], [], [], 0.1)
-                if ready:
-                    try:
-                        chunk = os.read(master, 4096)
-                    except OSError:  # EIO: every slave end is closed
-                        break
-                    if not chunk:
-                        break
-                    output += chunk
-                elif proc.poll() is not None and typed:
-                    break
-            else:
-                proc.kill()
-                raise TimeoutError(f"docker {' '.join(args)} still running after {timeout}s")
-            return proc.wait(10), bytes(output)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-            os.close(master)
+    def terminal(self, *args: str) -> PtySession:
+        """The CLI on a fresh pseudo-terminal (its controlling terminal), as a user runs it."""
+        return PtySession(self._command(args), env=self._env())

@@ -29,9 +29,7 @@ def set_window_size(fd: int, rows: int, columns: int) -> None:
 
 
 def window_size(fd: int) -> tuple[int, int]:
-    rows, columns, _, _ = struct.unpack(
-        "HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
-    )
+    rows, columns, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
     return rows, columns
 
 

@@ -1,0 +1,98 @@
+"""The gRPC health service (``grpc.health.v1.Health``), as containerd's healthcheck plugin.
+
+Clients use it to learn that the daemon is back after a restart: dockerd polls
+``Check`` before it subscribes to events again. The daemon answers SERVING for
+the server as a whole (service name ""), like containerd, which registers no
+per-service statuses.
+
+The two messages are built from a descriptor at import time, so no generated
+module is needed; they are wire-identical to grpc's health.proto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+
+from pycontainerd import errdefs, plugin
+from pycontainerd.services.base import rpc
+
+PACKAGE = "grpc.health.v1"
+SERVICE = f"{PACKAGE}.Health"
+SERVING = 1  # HealthCheckResponse.ServingStatus
+SERVICE_UNKNOWN = 3
+WHOLE_SERVER = ""
+
+
+def _message_classes() -> tuple[type[Message], type[Message]]:
+    """HealthCheckRequest {string service = 1} and HealthCheckResponse {ServingStatus status = 1}."""
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="pycontainerd/services/grpc_health_v1.proto", package=PACKAGE, syntax="proto3"
+    )
+    request = proto.message_type.add(name="HealthCheckRequest")
+    request.field.add(name="service", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    response = proto.message_type.add(name="HealthCheckResponse")
+    status = response.enum_type.add(name="ServingStatus")
+    for number, name in enumerate(("UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN")):
+        status.value.add(name=name, number=number)
+    response.field.add(
+        name="status",
+        number=1,
+        type=field.TYPE_ENUM,
+        type_name=f".{PACKAGE}.HealthCheckResponse.ServingStatus",
+        label=field.LABEL_OPTIONAL,
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return (
+        GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.HealthCheckRequest")),
+        GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.HealthCheckResponse")),
+    )
+
+
+HealthCheckRequest, HealthCheckResponse = _message_classes()
+
+
+class HealthService:
+    """Reports the whole server as serving; other service names are unknown."""
+
+    @rpc
+    async def Check(self, request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        if request.service != WHOLE_SERVER:
+            raise errdefs.NotFound(
+                f"no health status for service {request.service!r}; ask for '' (the server)"
+            )
+        return HealthCheckResponse(status=SERVING)
+
+    @rpc
+    async def Watch(self, request, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:  # type: ignore[no-untyped-def]  # noqa: N802
+        # The status never changes while the server runs: send it, then hold the stream.
+        status = SERVING if request.service == WHOLE_SERVER else SERVICE_UNKNOWN
+        yield HealthCheckResponse(status=status)
+        await asyncio.Event().wait()
+
+    def register(self, server: grpc.aio.Server) -> None:
+        handlers = {
+            "Check": grpc.unary_unary_rpc_method_handler(
+                self.Check,
+                request_deserializer=HealthCheckRequest.FromString,
+                response_serializer=HealthCheckResponse.SerializeToString,
+            ),
+            "Watch": grpc.unary_stream_rpc_method_handler(
+                self.Watch,
+                request_deserializer=HealthCheckRequest.FromString,
+                response_serializer=HealthCheckResponse.SerializeToString,
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+
+
+@plugin.register(plugin.GRPC, "healthcheck")
+def init_healthcheck(ic: plugin.InitContext) -> HealthService:
+    return HealthService()
