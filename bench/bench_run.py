@@ -80,13 +80,16 @@ def _remove_all(address: Path) -> None:
         _ctr(address, "containers", "rm", container, check=False)
 
 
-def _memory(daemon_pid: int, shim_pattern: str) -> tuple[float, float]:
-    shims = _pids_of(shim_pattern)
+def _memory(daemon_pid: int, shim_patterns: tuple[str, ...]) -> tuple[float, float]:
+    """The daemon's PSS, and the shims' per container (helpers such as our zygote included)."""
+    shims = {pid for pattern in shim_patterns for pid in _pids_of(pattern)}
     shim_kib = sum(_pss_kib(p) for p in shims)
     return _pss_kib(daemon_pid) / 1024, shim_kib / 1024 / MANY
 
 
-def _measure(address: Path, daemon_pid: int, shim_pattern: str, archive: Path) -> dict[str, float]:
+def _measure(
+    address: Path, daemon_pid: int, shim_patterns: tuple[str, ...], archive: Path
+) -> dict[str, float]:
     _ctr(address, "images", "import", str(archive))
     lat = _latencies(address)
     result = {
@@ -94,12 +97,12 @@ def _measure(address: Path, daemon_pid: int, shim_pattern: str, archive: Path) -
         "p90": statistics.quantiles(lat, n=10)[-1] * 1000,
         "serial": MANY / _start_many(address, "s", 1),
     }
-    result["daemon_mib"], result["shim_mib"] = _memory(daemon_pid, shim_pattern)
+    result["daemon_mib"], result["shim_mib"] = _memory(daemon_pid, shim_patterns)
     _remove_all(address)
     result["parallel"] = MANY / _start_many(address, "p", PARALLEL)
     _remove_all(address)
     _start_many(address, "g", PARALLEL, ("--annotation", GROUP))
-    _, result["grouped_shim_mib"] = _memory(daemon_pid, shim_pattern)
+    _, result["grouped_shim_mib"] = _memory(daemon_pid, shim_patterns)
     _remove_all(address)
     return result
 
@@ -140,14 +143,18 @@ def run() -> None:
         archive = work / "busybox.tar"
         write_oci_archive(archive, busybox_image("oci", "gzip"), IMAGE)
         with pycontainerd_daemon() as daemon:
-            ours = _measure(daemon.address, daemon.proc.pid, "pycontainerd.shim_v2.main", archive)
+            # Only this daemon's shims (and the zygote they are forked from), not a test's.
+            shims = (
+                f"pycontainerd.shim_v2.main -namespace bench .*-address {daemon.address}( |$)",
+                f"pycontainerd.shim_v2.zygote {daemon.state}/",
+            )
+            ours = _measure(daemon.address, daemon.proc.pid, shims, archive)
         theirs = None
         with containerd_daemon() as address:
             if address is not None:
                 pid = _pids_of(f"containerd -c {address.parent}/config.toml")[0]
-                theirs = _measure(
-                    address, pid, "containerd-shim-runc-v2 -namespace bench", archive
-                )
+                go_shims = (f"containerd-shim-runc-v2 -namespace bench .*-address {address}( |$)",)
+                theirs = _measure(address, pid, go_shims, archive)
         floor = _runc_floor(work)
 
     def ref(key: str) -> float | None:

@@ -4,6 +4,8 @@ Two whiteout modes exist because the two snapshotters differ:
 
 * ``overlay``: ``target`` is an empty overlayfs upper dir; whiteouts become
   0/0 character devices and opaque directories get ``trusted.overlay.opaque=y``.
+  Directories the layer implies without listing them take mode and owner from
+  the ``parents`` (the lower layers), as in the merged view they replace.
 * ``native``: ``target`` is a full copy of the parent's tree; whiteouts delete,
   and an opaque directory loses every entry this layer did not add (whatever the
   order of the marker and those entries in the layer).
@@ -19,6 +21,7 @@ import errno
 import io
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -27,6 +30,7 @@ from pycontainerd import errdefs
 from pycontainerd.archive.compression import Compression, decompress_stream
 from pycontainerd.archive.digesting import DigestingReader
 from pycontainerd.archive.fs_entries import EntryWriter, entry_times
+from pycontainerd.archive.lower_dirs import LowerDirs
 from pycontainerd.archive.prefetch import PrefetchingReader
 from pycontainerd.archive.scoped_root import ScopedRoot, normalize
 from pycontainerd.archive.tar_reader import EntryType, TarHeader, TarReader
@@ -52,10 +56,12 @@ def apply_layer(
     whiteouts: WhiteoutMode,
     compression: Compression | str | None = None,
     allow_devices: bool = True,
+    parents: Sequence[Path] = (),
 ) -> ApplyResult:
     """Unpack the layer in ``stream`` into ``target`` and digest its uncompressed bytes.
 
-    ``compression=None`` detects it from the magic bytes. Raises
+    ``compression=None`` detects it from the magic bytes. ``parents`` are the
+    lower layers of an overlay ``target``, nearest first. Raises
     errdefs.InvalidArgument for malformed, truncated or hostile archives (and
     for device nodes when ``allow_devices`` is False).
     """
@@ -65,7 +71,7 @@ def apply_layer(
         )
     digesting = DigestingReader(decompress_stream(stream, compression))
     with (
-        _LayerApplier(target, whiteouts, allow_devices) as applier,
+        _LayerApplier(target, whiteouts, allow_devices, parents) as applier,
         PrefetchingReader(digesting) as prefetched,  # type: ignore[arg-type]
     ):
         reader = TarReader(io.BufferedReader(prefetched, _READ_BUFFER))  # type: ignore[arg-type]
@@ -79,9 +85,16 @@ def apply_layer(
 class _LayerApplier:
     """Applies members one by one; remembers what the final passes need."""
 
-    def __init__(self, target: Path, whiteouts: WhiteoutMode, allow_devices: bool) -> None:
+    def __init__(
+        self,
+        target: Path,
+        whiteouts: WhiteoutMode,
+        allow_devices: bool,
+        parents: Sequence[Path],
+    ) -> None:
+        self._lower_dirs = LowerDirs(parents)
         try:
-            self._root = ScopedRoot(target)
+            self._root = ScopedRoot(target, make_dir=self._lower_dirs)
         except FileNotFoundError:
             raise errdefs.NotFound(f"apply target {str(target)!r} does not exist") from None
         self._overlay = whiteouts == "overlay"
@@ -98,6 +111,7 @@ class _LayerApplier:
 
     def __exit__(self, *exc_info: object) -> None:
         self._root.close()
+        self._lower_dirs.close()
 
     def apply(self, header: TarHeader, reader: TarReader) -> None:
         parts = normalize(header.name, what="entry name")

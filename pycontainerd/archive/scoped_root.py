@@ -9,15 +9,26 @@ whatever symlinks the tree holds.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Callable
 
 from pycontainerd import errdefs
 
 MAX_SYMLINKS = 40  # the kernel's limit
 _CACHE_LIMIT = 128
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+#: Creates the missing directory ``name`` in ``parent_fd``; ``path`` is where it is in the root.
+MakeDir = Callable[[int, str, tuple[str, ...]], None]
+
+
+def make_plain_dir(parent_fd: int, name: str, path: tuple[str, ...]) -> None:
+    """The default for missing directories: mode 0755, owned by whoever applies."""
+    os.mkdir(name, 0o755, dir_fd=parent_fd)
+    os.chmod(name, 0o755, dir_fd=parent_fd)  # the umask may have cut bits
 
 
 class PathEscape(errdefs.InvalidArgument):
@@ -50,10 +61,12 @@ class ScopedRoot:
 
     Descriptors of parent directories are cached; call ``invalidate`` after
     removing or replacing any directory so stale handles are dropped before
-    the next lookup.
+    the next lookup. ``make_dir`` creates the directories a lookup with
+    ``create`` finds missing.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, make_dir: MakeDir = make_plain_dir) -> None:
+        self._make_dir = make_dir
         self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._cache: dict[tuple[str, ...], int] = {}
         self._stale = False
@@ -83,7 +96,7 @@ class ScopedRoot:
     def dir_fd(self, parts: tuple[str, ...], *, create: bool = False) -> int:
         """Descriptor of directory ``parts`` (owned by this object: do not close it).
 
-        Missing directories are created with mode 0755 when ``create`` is set.
+        Missing directories are created by ``make_dir`` when ``create`` is set.
         """
         if not parts:
             return self.root_fd
@@ -106,6 +119,7 @@ class ScopedRoot:
         raises PathEscape instead of being clamped at the root.
         """
         stack = [self.root_fd]  # descriptors of the real directories walked so far
+        walked: list[str] = []  # and their names
         pending = list(reversed(parts))
         links = 0
         try:
@@ -116,12 +130,14 @@ class ScopedRoot:
                 if part == "..":
                     if len(stack) > 1:
                         os.close(stack.pop())
+                        walked.pop()
                     elif not allow_escape:
                         raise PathEscape(f"{'/'.join(parts)!r} resolves outside the root")
                     continue
-                target = self._open_component(stack[-1], part, create, parts)
+                target = self._open_component(stack[-1], part, create, parts, walked)
                 if isinstance(target, int):
                     stack.append(target)
+                    walked.append(part)
                     continue
                 links += 1
                 if links > MAX_SYMLINKS:
@@ -131,6 +147,7 @@ class ScopedRoot:
                 if target.startswith("/"):
                     while len(stack) > 1:
                         os.close(stack.pop())
+                    walked.clear()
                 pending.extend(reversed(target.split("/")))
             result = stack.pop() if len(stack) > 1 else os.dup(self.root_fd)
         finally:
@@ -138,9 +155,8 @@ class ScopedRoot:
                 os.close(fd)
         return result
 
-    @staticmethod
     def _open_component(
-        parent_fd: int, name: str, create: bool, parts: tuple[str, ...]
+        self, parent_fd: int, name: str, create: bool, parts: tuple[str, ...], walked: list[str]
     ) -> int | str:
         """Open one directory component; returns its fd, or a symlink's target text."""
         try:
@@ -148,11 +164,8 @@ class ScopedRoot:
         except FileNotFoundError:
             if not create:
                 raise
-            try:
-                os.mkdir(name, 0o755, dir_fd=parent_fd)
-                os.chmod(name, 0o755, dir_fd=parent_fd)  # the umask may have cut bits
-            except FileExistsError:
-                pass
+            with contextlib.suppress(FileExistsError):
+                self._make_dir(parent_fd, name, (*walked, name))
             return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):

@@ -41,12 +41,18 @@ WRITES_IN_FLIGHT = 2
 
 
 class PriorityGate:
-    """At most ``capacity`` holders at once; a freed place goes to the lowest ``priority``."""
+    """At most ``capacity`` holders at once; a freed place goes to the lowest ``priority``.
+
+    A freed place is handed out on the next turn of the event loop, not at once,
+    so a holder that releases and asks again straight away (the next chunk of
+    the same blob) competes with the waiters instead of always going last.
+    """
 
     def __init__(self, capacity: int) -> None:
         self._free = capacity
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrival = itertools.count()  # FIFO among equal priorities
+        self._wake_pending = False
 
     @contextlib.asynccontextmanager
     async def hold(self, priority: int) -> AsyncIterator[None]:
@@ -70,12 +76,18 @@ class PriorityGate:
             raise
 
     def _release(self) -> None:
-        while self._waiters:
+        self._free += 1
+        if self._waiters and not self._wake_pending:
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._wake)
+
+    def _wake(self) -> None:
+        self._wake_pending = False
+        while self._free > 0 and self._waiters:
             _, _, granted = heapq.heappop(self._waiters)
             if not granted.done():  # cancelled waiters are skipped
+                self._free -= 1
                 granted.set_result(None)
-                return
-        self._free += 1
 
 
 class RegistryToContent:
@@ -213,8 +225,9 @@ class RegistryToContent:
         if writer.offset > desc.size:
             return f"the ingest holds {writer.offset} bytes, more than the {desc.size} expected"
         if writer.offset < desc.size:
-            async for chunk in self._download(desc, writer.offset, priority):
-                await writer.write(chunk)
+            async for chunk in self._download(desc, writer.offset):
+                async with self._writes.hold(priority):
+                    await writer.write(chunk)
                 self._report.blob(desc, Status.DOWNLOADING, writer.offset)
         try:
             await writer.commit(labels=self._source.merged({}))
@@ -224,20 +237,13 @@ class RegistryToContent:
             return str(exc)
         return None
 
-    async def _download(
-        self, desc: Descriptor, offset: int, priority: int
-    ) -> AsyncIterator[bytes]:
+    async def _download(self, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
         """The registry's bytes of ``desc`` from ``offset``, reading ahead one chunk."""
         reader = await self._blocking(self._fetcher.fetch, desc, offset)
-
-        async def read_chunk() -> bytes:
-            async with self._writes.hold(priority):
-                return await self._blocking(reader.read, READ_SIZE)
-
-        pending = asyncio.ensure_future(read_chunk())
+        pending = asyncio.ensure_future(self._blocking(reader.read, READ_SIZE))
         try:
             while chunk := await pending:
-                pending = asyncio.ensure_future(read_chunk())
+                pending = asyncio.ensure_future(self._blocking(reader.read, READ_SIZE))
                 yield chunk
         finally:
             # Let a read already running in the pool finish before closing under it.

@@ -2,7 +2,8 @@
 
 A single overlay mount with an upper directory is written directly, in
 overlayfs's whiteout form (character devices, opaque xattrs), as containerd's
-fast path does: nothing is mounted and the lower layers are never copied up.
+fast path does: nothing is mounted and the lower layers are never copied up,
+only read for the mode and owner of directories the layer implies.
 Anything else (a bind mount of a native or base snapshot, a stack of mounts) is
 mounted on a temporary directory and applied there with whiteouts as deletions.
 """
@@ -37,6 +38,12 @@ def apply_to_mounts(
         )
     overlay = writable_overlay(mounts)
     if overlay is not None:
-        return apply_layer(Path(overlay.upper), blob, whiteouts="overlay", compression=compression)
+        return apply_layer(
+            Path(overlay.upper),
+            blob,
+            whiteouts="overlay",
+            compression=compression,
+            parents=[Path(lower) for lower in overlay.lowers],
+        )
     with temp_mount(mounts, parent=str(temp_root)) as root:
         return apply_layer(Path(root), blob, whiteouts="native", compression=compression)

@@ -9,7 +9,6 @@ parsing stops at the first argument that is not a flag, which is the action.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
 
 from pycontainerd import errdefs
 
@@ -28,18 +27,48 @@ _TRUE = {"1", "t", "T", "true", "TRUE", "True"}
 _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 
 
-@dataclass
 class ShimFlags:
-    namespace: str = ""
-    id: str = ""
-    socket: str = ""
-    bundle: str = ""
-    address: str = ""
-    publish_binary: str = "containerd"
-    listen_fd: str = ""
-    debug: bool = False
-    v: bool = False
-    args: list[str] = field(default_factory=list)
+    """The parsed flags (a plain class: `start` runs per container and skips dataclasses)."""
+
+    #: Field names in command-line order, with their defaults.
+    FIELDS: tuple[tuple[str, str | bool], ...] = (
+        ("namespace", ""),
+        ("id", ""),
+        ("socket", ""),
+        ("bundle", ""),
+        ("address", ""),
+        ("publish_binary", "containerd"),
+        ("listen_fd", ""),
+        ("debug", False),
+        ("v", False),
+    )
+
+    namespace: str
+    id: str
+    socket: str
+    bundle: str
+    address: str
+    publish_binary: str
+    listen_fd: str
+    debug: bool
+    v: bool
+
+    def __init__(self, args: list[str] | None = None, **values: str | bool) -> None:
+        for name, default in self.FIELDS:
+            setattr(self, name, values.pop(name, default))
+        if values:
+            raise TypeError(f"unknown shim flags: {sorted(values)}")
+        self.args = list(args or [])
+
+    def _values(self) -> tuple[object, ...]:
+        return (*(getattr(self, name) for name, _ in self.FIELDS), self.args)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ShimFlags) and self._values() == other._values()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name, _ in self.FIELDS)
+        return f"ShimFlags({shown}, args={self.args!r})"
 
     @property
     def action(self) -> str:
@@ -49,12 +78,12 @@ class ShimFlags:
     def to_argv(self) -> list[str]:
         """The flags back as arguments (for the shim that `start` spawns)."""
         argv: list[str] = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            name = f.name.replace("_", "-")
-            if f.name == "args" or not value:
+        for name, _ in self.FIELDS:
+            value = getattr(self, name)
+            if not value:
                 continue
-            argv += [f"-{name}"] if isinstance(value, bool) else [f"-{name}", str(value)]
+            flag = "-" + name.replace("_", "-")
+            argv += [flag] if isinstance(value, bool) else [flag, str(value)]
         return argv
 
 

@@ -50,10 +50,12 @@ class RuntimeOptions:
         return self.binary_name or DEFAULT_BINARY
 
     def runtime_root(self, namespace: str) -> str:
-        """The runtime's --root: the given root, else ``<default>/<namespace>``."""
-        if self.root:
-            return self.root
-        return os.path.join(os.environ.get(ROOT_ENV) or DEFAULT_ROOT, namespace)
+        """The runtime's --root: ``<root>/<namespace>``, the root given or the default.
+
+        containerd's shim adds the namespace to a given root too: dockerd's root
+        ``<exec-root>/runtime-runc`` holds its containers' state in ``moby/``.
+        """
+        return os.path.join(self.root or os.environ.get(ROOT_ENV) or DEFAULT_ROOT, namespace)
 
 
 def decode_options(value: any_pb2.Any | None) -> RuntimeOptions:

@@ -5,8 +5,9 @@ it prints as the address, so nothing else may reach stdout or stderr on success,
 and the spawned shim must not inherit them (containerd waits for both pipes to
 close). The socket is bound here, before the shim exists, so the address works
 the moment it is printed; the shim inherits the listening descriptor. The shim is
-a fresh interpreter in a new session: it must outlive containerd and must not
-receive signals meant for containerd's process group.
+forked by the socket directory's zygote (`zygote`), or by a new zygote that this
+process forks when there is none; either way it runs in a new session, so it
+outlives containerd and gets no signals meant for containerd's process group.
 
 Containers whose spec carries a grouping annotation share one shim: the socket
 path is derived from (daemon address, namespace, group), so a second ``start``
@@ -20,9 +21,8 @@ import errno
 import hashlib
 import json
 import os
-import shutil
+import select
 import socket
-import subprocess
 import sys
 
 from pycontainerd import errdefs
@@ -34,6 +34,9 @@ DEFAULT_SOCKET_DIR = "/run/pycontainerd-shim"
 ADDRESS_FILE = "address"
 PID_FILE = "shim.pid"
 UNIX_PREFIX = "unix://"
+SHIM_MODULE = "pycontainerd.shim_v2.main"
+#: How long `start` waits for a new zygote to import the shim and fork it.
+ZYGOTE_START_TIMEOUT = 25.0
 
 
 def group_id(bundle: str, container_id: str) -> str:
@@ -103,29 +106,66 @@ def _bind(path: str) -> socket.socket | None:
     raise errdefs.Unavailable(f"shim socket {path} keeps being taken; retry")
 
 
-def spawn_shim(flags: ShimFlags, listener: socket.socket, bundle: str) -> int:
-    """Start the long-lived shim on `listener`; return its pid."""
-    child_flags = ShimFlags(
+def child_flags(flags: ShimFlags, socket: str) -> ShimFlags:
+    """The long-lived shim's flags (its listening fd is added where it is known)."""
+    return ShimFlags(
         namespace=flags.namespace,
         id=flags.id,
         address=flags.address,
         publish_binary=flags.publish_binary,
         debug=flags.debug,
-        socket=listener.getsockname(),
-        listen_fd=str(listener.fileno()),
+        socket=socket,
     )
-    argv = [sys.executable, "-m", "pycontainerd.shim_v2.main", *child_flags.to_argv()]
-    proc = subprocess.Popen(
-        argv,
-        cwd=bundle,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        pass_fds=(listener.fileno(),),
-        start_new_session=True,
+
+
+def shim_argv(flags: ShimFlags) -> list[str]:
+    """The long-lived shim's command line: what is exec'ed, or shown by a forked shim."""
+    return [sys.executable, "-m", SHIM_MODULE, *flags.to_argv()]
+
+
+def spawn_shim(flags: ShimFlags, listener: socket.socket, bundle: str) -> int:
+    """Start the long-lived shim on `listener`; return its pid.
+
+    The zygote of the socket directory forks it when there is one; otherwise this
+    process forks and the child becomes the zygote (see `zygote_server`).
+    """
+    from pycontainerd.shim_v2 import zygote
+
+    socket_dir = os.path.dirname(listener.getsockname())
+    request = zygote.fork_request(child_flags(flags, listener.getsockname()).to_argv(), bundle)
+    pid = zygote.ask_zygote(socket_dir, request, listener.fileno())
+    if pid is None:
+        pid = _fork_zygote(request, listener.fileno(), socket_dir)
+    # Never waited for: the shim is not our child (it is reparented to init or a subreaper).
+    return pid
+
+
+def _fork_zygote(request: dict[str, object], listen_fd: int, socket_dir: str) -> int:
+    """Fork the child that becomes the zygote and starts our shim; the shim's pid."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    try:
+        child = os.fork()
+    except OSError as exc:
+        os.close(read_end)
+        os.close(write_end)
+        raise errdefs.Unavailable(f"cannot fork the shim: {exc}; retry") from exc
+    if child == 0:
+        os.close(read_end)
+        from pycontainerd.shim_v2.zygote_server import become_zygote
+
+        become_zygote(request, listen_fd, write_end, socket_dir)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as report:
+        ready, _, _ = select.select([report], [], [], ZYGOTE_START_TIMEOUT)
+        line = report.readline().decode(errors="replace").strip() if ready else ""
+    kind, _, value = line.partition(" ")
+    if kind == "pid" and value.isdigit():
+        return int(value)
+    raise errdefs.FailedPrecondition(
+        f"the shim did not start: {value if kind == 'error' else 'no answer from the zygote'}"
     )
-    # Never waited for: once `start` exits, the shim is reparented (to init or a subreaper).
-    return proc.pid
 
 
 def start(flags: ShimFlags, bundle: str) -> str:
@@ -139,8 +179,8 @@ def start(flags: ShimFlags, bundle: str) -> str:
     group_pid_file = path + ".pid"
     if listener is None:
         write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
-        with contextlib.suppress(FileNotFoundError):
-            shutil.copyfile(group_pid_file, os.path.join(bundle, PID_FILE))
+        with contextlib.suppress(FileNotFoundError), open(group_pid_file, "rb") as f:
+            write_file_atomically(os.path.join(bundle, PID_FILE), f.read().decode())
         return address
     try:
         write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)

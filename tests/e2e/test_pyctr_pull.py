@@ -82,7 +82,7 @@ def assert_image_complete(ctr: Ctr, name: str) -> None:
 @pytest.mark.parametrize("media", ["oci", "docker"])
 def test_pull_busybox(daemon, ctr, registry, media):
     pushed = push_busybox(registry, repo=f"pull/busybox-{media}", media=media)
-    out = pyctr_ok(daemon, "images", "pull", "--plain-http", pushed.ref)
+    out = pyctr_ok(daemon, "images", "pull", "--plain-http", "--no-unpack", pushed.ref)
     assert f"pulled {pushed.ref}" in out and "elapsed:" in out
     assert_image_complete(ctr, pushed.ref)
     labels = assert_same_as_ctr_fetch(ctr, pushed.ref)
@@ -106,7 +106,7 @@ def test_pull_multilayer(daemon, ctr, registry, media, compression):
     pushed = push_multilayer(
         registry, repo=f"pull/multi-{compression}", media=media, compression=compression
     )
-    pyctr_ok(daemon, "images", "pull", "--plain-http", pushed.ref)
+    pyctr_ok(daemon, "images", "pull", "--plain-http", "--no-unpack", pushed.ref)
     assert_image_complete(ctr, pushed.ref)
     labels = assert_same_as_ctr_fetch(ctr, pushed.ref)
     manifest = labels[pushed.manifest_digest]
@@ -118,7 +118,7 @@ def test_pull_multilayer(daemon, ctr, registry, media, compression):
 def test_pull_multiplatform_default_platform(daemon, ctr, registry):
     pushed = push_multiplatform(registry, repo="pull/multi-platform")
     foreign_manifest = pushed.image.images[1].manifest.descriptor.digest
-    pyctr_ok(daemon, "images", "pull", "--plain-http", pushed.ref)
+    pyctr_ok(daemon, "images", "pull", "--plain-http", "--no-unpack", pushed.ref)
     assert_image_complete(ctr, pushed.ref)
     labels = assert_same_as_ctr_fetch(ctr, pushed.ref)
     assert pushed.manifest_digest in labels and foreign_manifest not in labels
@@ -130,14 +130,16 @@ def test_pull_multiplatform_other_platform(daemon, ctr, registry):
     pushed = push_multiplatform(registry, repo="pull/multi-other")
     foreign = format_platform(foreign_platform())
     foreign_manifest = pushed.image.images[1].manifest.descriptor.digest
-    pyctr_ok(daemon, "images", "pull", "--plain-http", "--platform", foreign, pushed.ref)
+    pyctr_ok(
+        daemon, "images", "pull", "--plain-http", "--no-unpack", "--platform", foreign, pushed.ref
+    )
     labels = assert_same_as_ctr_fetch(ctr, pushed.ref, "--platform", foreign)
     assert foreign_manifest in labels and pushed.manifest_digest not in labels
 
 
 def test_pull_multiplatform_all_platforms(daemon, ctr, registry):
     pushed = push_multiplatform(registry, repo="pull/multi-all")
-    pyctr_ok(daemon, "images", "pull", "--plain-http", "--all-platforms", pushed.ref)
+    pyctr_ok(daemon, "images", "pull", "--plain-http", "--no-unpack", "--all-platforms", pushed.ref)
     labels = assert_same_as_ctr_fetch(ctr, pushed.ref, "--all-platforms")
     assert set(labels) == {blob.descriptor.digest for blob in pushed.image.blobs()}
     row = pyctr_ok(daemon, "images", "ls").splitlines()[1].split()

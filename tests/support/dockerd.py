@@ -10,6 +10,7 @@ failed test.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -17,17 +18,20 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from tests.support.daemon import _unmount_below
+from tests.support.daemon import Ctr, _unmount_below
 from tests.support.pty import PtySession
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
+CTR_TIMEOUT = 20.0
 #: dockerd's runc state root, below its exec root (runc --root for its containers).
 RUNTIME_ROOT = "runtime-runc"
 NAMESPACE = "moby"
+
+log = logging.getLogger(__name__)
 
 
 def dockerd_binary() -> str | None:
@@ -168,29 +172,57 @@ class DockerDaemon:
         raise AssertionError(f"dockerd did not log {text!r} within {timeout}s")
 
     def cleanup(self) -> None:
-        """Remove every container, stop dockerd, then undo what is left on the host."""
+        """Remove every container, stop dockerd, then undo what is left on the host.
+
+        Each step runs even when an earlier one failed: a broken test must leave no
+        container, shim, mount or directory behind.
+        """
+        steps: tuple[Callable[[], object], ...] = (
+            self._remove_containers,
+            self.stop,
+            self._delete_leftover_tasks,
+            self._delete_runtime_containers,
+            lambda: _unmount_below(self.base),
+        )
+        for step in steps:
+            try:
+                step()
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning("dockerd cleanup step %s failed: %s", step, exc)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def _remove_containers(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             ids = self.client.run("ps", "-aq", timeout=30).stdout.decode().split()
             if ids:
                 self.client.run("rm", "-f", *ids, timeout=60)
-        self.stop()
-        _delete_runtime_containers(self.exec_root / RUNTIME_ROOT / NAMESPACE)
-        _unmount_below(self.base)
-        shutil.rmtree(self.base, ignore_errors=True)
 
+    def _delete_leftover_tasks(self) -> None:
+        """Force-delete the tasks dockerd left in containerd, so that no shim outlives a test.
 
-def _delete_runtime_containers(runtime_root: Path) -> None:
-    """Kill and delete containers runc still knows under ``runtime_root``."""
-    runc = shutil.which("runc")
-    if runc is None or not runtime_root.is_dir():
-        return
-    for entry in runtime_root.iterdir():
-        subprocess.run(
-            [runc, "--root", str(runtime_root), "delete", "--force", entry.name],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        Only needed when dockerd went away before it could remove its containers;
+        runs before the runtime state under the exec root is removed.
+        """
+        if not self.containerd_address.exists():
+            return
+        ctr = Ctr(self.containerd_address, namespace=NAMESPACE)
+        listed = ctr.run("tasks", "ls", "-q", timeout=CTR_TIMEOUT)
+        for task_id in listed.stdout.decode().split():
+            ctr.run("tasks", "delete", "--force", task_id, timeout=CTR_TIMEOUT)
+
+    def _delete_runtime_containers(self) -> None:
+        """Kill and delete what runc still knows under dockerd's runtime root."""
+        runtime_root = self.exec_root / RUNTIME_ROOT / NAMESPACE
+        runc = shutil.which("runc")
+        if runc is None or not runtime_root.is_dir():
+            return
+        for entry in runtime_root.iterdir():
+            subprocess.run(
+                [runc, "--root", str(runtime_root), "delete", "--force", entry.name],
+                capture_output=True,
+                timeout=CTR_TIMEOUT,
+                check=False,
+            )
 
 
 class DockerClient:

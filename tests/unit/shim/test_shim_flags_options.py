@@ -88,7 +88,7 @@ def test_no_options_means_runc_with_a_namespaced_root(monkeypatch: pytest.Monkey
     assert options.runtime_root("ns1") == "/run/containerd/runc/ns1"
     monkeypatch.setenv(ROOT_ENV, "/tmp/elsewhere")
     assert decode_options(any_pb2.Any()).runtime_root("ns1") == "/tmp/elsewhere/ns1"
-    assert RuntimeOptions(root="/given").runtime_root("ns1") == "/given"
+    assert RuntimeOptions(root="/given").runtime_root("ns1") == "/given/ns1"
 
 
 def test_unknown_or_corrupt_options_are_invalid() -> None:

@@ -1,0 +1,83 @@
+"""The shim zygote: a warm process that forks new shims, and how `start` asks it for one.
+
+Starting a shim used to cost a fresh interpreter and its imports for every
+container. The zygote pays that once per shim socket directory (so once per
+daemon state dir): it imports the long-lived shim's code, freezes the heap
+(``gc.freeze``) and serves fork requests on an abstract unix socket named after
+that directory. A shim forked from it shares the imported pages copy-on-write,
+which cuts both start latency and memory per shim. The forked shim is
+indistinguishable from one `start` would have exec'ed: own session, parent gone
+(so it is reparented like before), the requester's environment, umask and
+working directory, and the same command line (see `proctitle`).
+
+This module is the client side and the wire format, kept to cheap imports
+because `start` runs once per container; `zygote_server` is the zygote itself.
+Any failure to use the zygote means "fall back": `start` then forks a new one.
+Run ``python -m pycontainerd.shim_v2.zygote DIR`` to start a zygote by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sys
+from typing import Any
+
+#: How long `start` waits for a zygote's answer before falling back.
+REQUEST_TIMEOUT = 10.0
+MAX_MESSAGE = 1 << 20
+
+
+def zygote_address(socket_dir: str) -> bytes:
+    """The zygote's abstract socket name for a shim socket directory (no file to go stale)."""
+    digest = hashlib.sha256(os.path.abspath(socket_dir).encode()).hexdigest()[:32]
+    return b"\0pycontainerd-shim-zygote/" + digest.encode()
+
+
+def code_identity() -> dict[str, str]:
+    """Which interpreter and which pycontainerd: a zygote only serves its own kind."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return {"python": sys.executable, "package": package}
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def fork_request(argv: list[str], cwd: str) -> dict[str, Any]:
+    """What the zygote needs to make a shim for the caller: flags, and the caller's context."""
+    return {
+        "argv": argv,
+        "cwd": cwd,
+        "env": dict(os.environ),
+        "umask": current_umask(),
+        **code_identity(),
+    }
+
+
+def ask_zygote(socket_dir: str, request: dict[str, Any], listen_fd: int) -> int | None:
+    """Have the zygote of `socket_dir` fork a shim serving on `listen_fd`; its pid, or None.
+
+    None means no zygote could do it (none running, a stale one, a refusal, a
+    timeout): the caller starts the shim another way.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as conn:
+        conn.settimeout(REQUEST_TIMEOUT)
+        try:
+            conn.connect(zygote_address(socket_dir))
+            socket.send_fds(conn, [json.dumps(request).encode()], [listen_fd])
+            reply = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
+        except (OSError, ValueError):
+            return None
+    pid = reply.get("pid") if isinstance(reply, dict) else None
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
+if __name__ == "__main__":
+    from pycontainerd.shim_v2.zygote_server import run_standalone
+
+    sys.exit(run_standalone(sys.argv[1:]))

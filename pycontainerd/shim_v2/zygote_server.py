@@ -1,0 +1,375 @@
+"""The zygote process: import the shim once, then fork a shim per request.
+
+It is born from a `start` that found no zygote: `start` forks, and the child
+(`become_zygote`) claims the zygote's socket name, imports the long-lived shim's
+code, forks the shim `start` asked for, reports its pid, and then serves further
+requests. If the name is taken it only forks that one shim and exits; if the
+kernel cannot give a forked shim its proper command line, it execs the shim as a
+fresh interpreter, exactly as before the zygote existed.
+
+Staleness: the zygote serves only callers that run the same interpreter and
+package, in the same cgroup, namespaces, credentials and limits; it retires
+(closing its socket first, so the caller's fallback can take the name) when any
+of that differs, when a module it imported changed on disk, when its socket
+directory is removed or renamed (the daemon's state dir is gone), or after
+`IDLE_SECONDS` without a request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import importlib
+import json
+import logging
+import os
+import select
+import socket
+import struct
+import sys
+from typing import Any, NoReturn
+
+from pycontainerd.shim_v2.flags import parse_flags
+from pycontainerd.shim_v2.proctitle import set_command_line
+from pycontainerd.shim_v2.zygote import (
+    MAX_MESSAGE,
+    code_identity,
+    zygote_address,
+)
+
+IDLE_SECONDS = 900.0
+ZYGOTE_MODULE = "pycontainerd.shim_v2.zygote"
+#: What a shim needs at run time, imported before forking so that every shim shares it.
+PRELOAD = (
+    "pycontainerd.shim_v2.server",
+    "pycontainerd.shim_v2.console",
+    "pycontainerd.shim_v2.cgroup_stats",
+    "pycontainerd.shim_v2.main",
+)
+_PEERCRED = struct.Struct("3i")
+_IN_CLOEXEC = 0o2000000
+_IN_NONBLOCK = 0o4000
+_IN_MOVE_SELF = 0x800
+_IN_DELETE_SELF = 0x400
+#: Per-process facts a forked shim inherits from the zygote instead of from its requester.
+_INHERITED_STATUS_FIELDS = ("Uid:", "Gid:", "Groups:", "Cap", "NoNewPrivs:", "Seccomp:")
+_NAMESPACES = ("mnt", "pid", "ipc", "uts", "user", "cgroup")
+
+
+class Retire(Exception):
+    """The zygote no longer fits its callers: stop serving."""
+
+
+def process_context(pid: int | str) -> dict[str, Any]:
+    """What a process passes on to a child it forks, beyond env, cwd and umask."""
+    base = f"/proc/{pid}"
+
+    def read(name: str) -> str:
+        try:
+            with open(f"{base}/{name}", encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    status = [
+        line for line in read("status").splitlines() if line.startswith(_INHERITED_STATUS_FIELDS)
+    ]
+    namespaces = {}
+    for name in _NAMESPACES:
+        with contextlib.suppress(OSError):
+            namespaces[name] = os.readlink(f"{base}/ns/{name}")
+    return {
+        "cgroup": read("cgroup"),
+        "limits": read("limits"),
+        "oom_score_adj": read("oom_score_adj"),
+        "status": status,
+        "namespaces": namespaces,
+    }
+
+
+def _module_stamps() -> list[tuple[str, int, int]]:
+    """(file, mtime, size) of every imported module of our package, to notice upgrades."""
+    package = code_identity()["package"]
+    stamps = []
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and path.startswith(package + os.sep):
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                stamps.append((path, st.st_mtime_ns, st.st_size))
+    return sorted(stamps)
+
+
+def _still_current(stamps: list[tuple[str, int, int]]) -> bool:
+    for path, mtime, size in stamps:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if (st.st_mtime_ns, st.st_size) != (mtime, size):
+            return False
+    return True
+
+
+def _watch_removal(directory: str) -> int | None:
+    """An inotify fd that turns readable once `directory` is removed or renamed."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK)
+    if fd < 0:
+        return None
+    if libc.inotify_add_watch(fd, os.fsencode(directory), _IN_DELETE_SELF | _IN_MOVE_SELF) < 0:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _bind(socket_dir: str) -> socket.socket | None:
+    """The zygote's listening socket; None when another zygote holds the name."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        listener.bind(zygote_address(socket_dir))
+        listener.listen(64)
+    except OSError:
+        listener.close()
+        return None
+    return listener
+
+
+def _detach_stdio() -> None:
+    """Leave the caller's pipes: containerd waits for `start`'s stdout and stderr to close."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def preload() -> None:
+    for name in PRELOAD:
+        importlib.import_module(name)
+
+
+def _exec_shim(request: dict[str, Any], listen_fd: int) -> NoReturn:
+    """The plain path: a fresh interpreter running the shim (this process becomes it)."""
+    from pycontainerd.shim_v2.start import shim_argv
+
+    flags = parse_flags(request["argv"])
+    flags.listen_fd = str(listen_fd)
+    argv = shim_argv(flags)
+    os.set_inheritable(listen_fd, True)
+    os.chdir(request["cwd"])
+    os.umask(request["umask"])
+    os.execve(argv[0], argv, request["env"])
+
+
+def _become_shim(request: dict[str, Any], listen_fd: int) -> NoReturn:
+    """In the forked child: take on the requester's context and run the long-lived shim."""
+    code = 1
+    try:
+        os.setsid()
+        gc.enable()
+        os.umask(request["umask"])
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        from pycontainerd.shim_v2.server import run_server
+        from pycontainerd.shim_v2.start import shim_argv
+
+        flags = parse_flags(request["argv"])
+        flags.listen_fd = str(listen_fd)
+        set_command_line(shim_argv(flags), request["env"])
+        run_server(flags, request["cwd"])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - a forked child must never return to the zygote
+        code = 1
+    finally:
+        with contextlib.suppress(BaseException):
+            logging.shutdown()
+        os._exit(code)
+
+
+def fork_shim(request: dict[str, Any], listen_fd: int, close_in_child: list[int]) -> int:
+    """Fork a shim for `request` through a short-lived middle process; the shim's pid.
+
+    The middle process exits at once, so the shim is reparented just like one
+    spawned by a `start` that has exited. `close_in_child` are the zygote's own
+    descriptors; their Python objects stay referenced by the zygote's frames on
+    the child's stack (which never returns), so nothing closes the numbers again.
+    """
+    gc.freeze()  # objects made since the last fork stay shared too
+    read_end, write_end = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        try:
+            os.close(read_end)
+            for fd in close_in_child:
+                os.close(fd)
+            shim = os.fork()
+            if shim == 0:
+                os.close(write_end)
+                _become_shim(request, listen_fd)
+            os.write(write_end, str(shim).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        answer = os.read(read_end, 64)
+    finally:
+        os.close(read_end)
+        os.waitpid(middle, 0)
+    if not answer:
+        raise OSError("the shim could not be forked")
+    return int(answer)
+
+
+class Zygote:
+    """Serves fork requests on its socket until it retires."""
+
+    def __init__(self, socket_dir: str, listener: socket.socket) -> None:
+        self.socket_dir = socket_dir
+        self.listener = listener
+        self.identity = code_identity()
+        self.context = process_context("self")
+        self.stamps = _module_stamps()
+        self.watch = _watch_removal(socket_dir)
+
+    def owned_fds(self) -> list[int]:
+        fds = [self.listener.fileno()]
+        return fds if self.watch is None else [*fds, self.watch]
+
+    def serve(self) -> None:
+        poller = select.poll()
+        poller.register(self.listener, select.POLLIN)
+        if self.watch is not None:
+            poller.register(self.watch, select.POLLIN)
+        try:
+            while True:
+                ready = poller.poll(IDLE_SECONDS * 1000)
+                if not ready or any(fd == self.watch for fd, _ in ready):
+                    return  # idle too long, or the socket directory is gone
+                conn, _ = self.listener.accept()
+                with conn:
+                    self._answer(conn)
+        except Retire:
+            return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        if self.watch is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.watch)
+            self.watch = None
+
+    def _answer(self, conn: socket.socket) -> None:
+        conn.settimeout(5.0)
+        try:
+            pid, uid, gid = _PEERCRED.unpack(
+                conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+            )
+            message, fds, flags, _ = socket.recv_fds(conn, MAX_MESSAGE, 1)
+        except OSError:
+            return
+        try:
+            if (
+                uid != os.getuid()
+                or len(fds) != 1
+                or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)
+            ):
+                self._reply(conn, {"error": "refused: bad request"})
+                return
+            request = json.loads(message)
+            reason = self._unfit_for(request, pid)
+            if reason:
+                self.close()  # first, so that the caller's fallback can take the name
+                self._reply(conn, {"error": f"retired: {reason}"})
+                raise Retire(reason)
+            try:
+                shim = fork_shim(request, fds[0], [*self.owned_fds(), conn.fileno()])
+            except OSError as exc:
+                self._reply(conn, {"error": str(exc)})
+                return
+            self._reply(conn, {"pid": shim})
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _unfit_for(self, request: dict[str, Any], pid: int) -> str:
+        if any(request.get(key) != value for key, value in self.identity.items()):
+            return "another interpreter or package"
+        if process_context(pid) != self.context:
+            return "the caller runs in another context (cgroup, namespaces, credentials, limits)"
+        if not _still_current(self.stamps):
+            return "its code changed on disk"
+        return ""
+
+    @staticmethod
+    def _reply(conn: socket.socket, reply: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            conn.send(json.dumps(reply).encode())
+
+
+def _zygote_argv(socket_dir: str) -> list[str]:
+    return [sys.executable, "-m", ZYGOTE_MODULE, socket_dir]
+
+
+def _prepare(socket_dir: str) -> socket.socket | None:
+    """Claim the name and import everything; None when another zygote holds the name."""
+    listener = _bind(socket_dir)
+    preload()
+    if listener is not None:
+        from pycontainerd.shim_v2.rehearsal import rehearse
+
+        rehearse()
+    gc.freeze()
+    return listener
+
+
+def become_zygote(
+    request: dict[str, Any], listen_fd: int, report_fd: int, socket_dir: str
+) -> NoReturn:
+    """In the child `start` forked: start the requested shim, then stay as the zygote.
+
+    Writes ``pid N`` (or ``error MESSAGE``) to `report_fd` for `start`.
+    """
+    code = 1
+    try:
+        os.setsid()
+        _detach_stdio()
+        gc.disable()
+        if not set_command_line(_zygote_argv(socket_dir), dict(os.environ)):
+            os.write(report_fd, f"pid {os.getpid()}\n".encode())
+            _exec_shim(request, listen_fd)
+        os.chdir("/")
+        listener = _prepare(socket_dir)
+        zygote = Zygote(socket_dir, listener) if listener is not None else None
+        shim = fork_shim(request, listen_fd, [report_fd, *(zygote.owned_fds() if zygote else [])])
+        os.write(report_fd, f"pid {shim}\n".encode())
+        os.close(report_fd)
+        os.close(listen_fd)
+        if zygote is not None:
+            zygote.serve()
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - report, never return into `start`
+        with contextlib.suppress(OSError):
+            os.write(report_fd, f"error {type(exc).__name__}: {exc}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def run_standalone(args: list[str]) -> int:
+    """``python -m pycontainerd.shim_v2.zygote DIR``: serve as DIR's zygote in the foreground."""
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m pycontainerd.shim_v2.zygote SOCKET_DIR\n")
+        return 2
+    socket_dir = os.path.abspath(args[0])
+    gc.disable()
+    listener = _prepare(socket_dir)
+    if listener is None:
+        sys.stderr.write(f"a zygote for {socket_dir} is already running\n")
+        return 1
+    Zygote(socket_dir, listener).serve()
+    return 0

@@ -1,0 +1,208 @@
+"""Shims forked by the zygote look and behave like shims exec'ed by `start`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pycontainerd.api.runtime.v2.task import shim_pb2
+from pycontainerd.shim_v2.zygote import zygote_address
+from pycontainerd.shim_v2.zygote_server import _still_current, process_context
+from pycontainerd.ttrpc import ServiceStub, TtrpcClient
+
+TASK_SERVICE = shim_pb2.DESCRIPTOR.services_by_name["Task"]
+ZYGOTE_MODULE = "pycontainerd.shim_v2.zygote"
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode() for part in raw.split(b"\0") if part]
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.decode().partition("=")[::2] for item in raw.split(b"\0") if item)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _zygotes_of(socket_dir: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _cmdline(int(entry.name))[1:] == [
+            "-m",
+            ZYGOTE_MODULE,
+            str(socket_dir),
+        ]:
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_until(check, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    # Short: socket paths must stay under 108 bytes. Removing it retires the zygote.
+    directory = Path(tempfile.mkdtemp(prefix="zyg-"))
+    try:
+        yield directory
+    finally:
+        zygotes = _zygotes_of(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+        for pid in zygotes:
+            try:
+                _wait_until(lambda pid=pid: not _alive(pid), "the zygote to retire", 5)
+            finally:
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def shim_pids() -> Iterator[list[int]]:
+    pids: list[int] = []
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def start(bundle: Path, socket_dir: Path, container_id: str, marker: str) -> str:
+    env = {**os.environ, "PYCONTAINERD_SHIM_SOCKET_DIR": str(socket_dir), "MARKER": marker}
+    env.pop("TTRPC_ADDRESS", None)
+    argv = [sys.executable, "-m", "pycontainerd.shim_v2.main", "-namespace", "ns",
+            "-address", "/test/c.sock", "-publish-binary", "/bin/true", "-id", container_id,
+            "start"]  # fmt: skip
+    result = subprocess.run(argv, cwd=bundle, capture_output=True, timeout=30, env=env)
+    assert result.returncode == 0 and result.stderr == b"", result.stderr
+    return result.stdout.decode()
+
+
+def make_bundle(base: Path, name: str) -> Path:
+    bundle = base / name
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"annotations": {}}))
+    return bundle
+
+
+async def _call(address: str, method: str, request):  # type: ignore[no-untyped-def]
+    async with await TtrpcClient.connect(address, timeout=10) as client:
+        return await getattr(ServiceStub(client, TASK_SERVICE), method)(request, timeout=10)
+
+
+def _check_like_exec(pid: int, container_id: str, bundle: Path, address: str, marker: str) -> None:
+    """What `start` used to give a shim: command line, session, cwd, environment."""
+    args = _cmdline(pid)
+    assert args[:3] == [sys.executable, "-m", "pycontainerd.shim_v2.main"]
+    flags = dict(zip(args[3::2], args[4::2], strict=False))
+    assert flags["-id"] == container_id and flags["-namespace"] == "ns"
+    assert flags["-socket"] == address.removeprefix("unix://")
+    assert int(flags["-listen-fd"]) > 2
+    stat = _stat(pid)
+    assert int(stat[3]) == pid, "the shim leads its own session"
+    assert int(stat[1]) not in _zygotes_of(Path(flags["-socket"]).parent)
+    assert os.readlink(f"/proc/{pid}/cwd") == str(bundle)
+    environ = _environ(pid)
+    assert environ["MARKER"] == marker and "TTRPC_ADDRESS" not in environ
+    connected = asyncio.run(_call(address, "Connect", shim_pb2.ConnectRequest(id=container_id)))
+    assert connected.shim_pid == pid
+
+
+def test_the_zygote_forks_shims_that_look_exec_ed(
+    tmp_path: Path, socket_dir: Path, shim_pids: list[int]
+) -> None:
+    bundles = [make_bundle(tmp_path, f"c{i}") for i in range(3)]
+    addresses = []
+    for i, bundle in enumerate(bundles):
+        addresses.append(start(bundle, socket_dir, f"c{i}", marker=f"m{i}"))
+        shim_pids.append(int((bundle / "shim.pid").read_text()))
+    assert len(set(shim_pids)) == 3
+    zygotes = _zygotes_of(socket_dir)
+    assert len(zygotes) == 1, "the first start left one zygote behind"
+    for i, (bundle, address, pid) in enumerate(zip(bundles, addresses, shim_pids, strict=True)):
+        _check_like_exec(pid, f"c{i}", bundle, address, marker=f"m{i}")
+
+    for address in addresses:
+        asyncio.run(_call(address, "Shutdown", shim_pb2.ShutdownRequest(id="x")))
+    _wait_until(lambda: not any(_alive(p) for p in shim_pids), "the shims to exit")
+    assert list(socket_dir.iterdir()) == [], "the zygote leaves no file behind"
+
+    shutil.rmtree(socket_dir)
+    _wait_until(lambda: not _alive(zygotes[0]), "the zygote to go with its directory")
+
+
+def test_start_works_when_the_zygote_name_is_taken(
+    tmp_path: Path, socket_dir: Path, shim_pids: list[int]
+) -> None:
+    # Bound but not listening: connecting is refused, and no new zygote can take the name.
+    squatter = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    squatter.bind(zygote_address(str(socket_dir)))
+    try:
+        bundle = make_bundle(tmp_path, "lone")
+        address = start(bundle, socket_dir, "lone", marker="x")
+        pid = int((bundle / "shim.pid").read_text())
+        shim_pids.append(pid)
+        _check_like_exec(pid, "lone", bundle, address, marker="x")
+        assert _zygotes_of(socket_dir) == []  # the would-be zygote only forked this shim
+    finally:
+        squatter.close()
+
+
+def test_staleness_checks(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text("x = 1\n")
+    st = module.stat()
+    stamps = [(str(module), st.st_mtime_ns, st.st_size)]
+    assert _still_current(stamps)
+    module.write_text("x = 22\n")
+    assert not _still_current(stamps)
+    assert not _still_current([(str(tmp_path / "gone.py"), 0, 0)])
+
+    assert process_context(os.getpid()) == process_context("self")
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert process_context(child.pid) == process_context("self")
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_forked_process_can_take_a_command_line() -> None:
+    code = (
+        "from pycontainerd.shim_v2.proctitle import set_command_line\n"
+        "assert set_command_line(['prog', '-id', 'x'], {'A': '1'})\n"
+        "print(open('/proc/self/cmdline', 'rb').read(), open('/proc/self/environ', 'rb').read())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, check=True)
+    assert out.stdout.strip() == repr(b"prog\0-id\0x\0").encode() + b" " + repr(b"A=1\0").encode()
