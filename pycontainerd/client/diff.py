@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from pycontainerd import errdefs
 from pycontainerd.api.services.diff.v1 import diff_pb2, diff_pb2_grpc
-from pycontainerd.client.models import descriptor_from_api, descriptor_to_api
 from pycontainerd.client.rpc import Connection
 from pycontainerd.client.snapshots import DEFAULT_SNAPSHOTTER, Kind, mounts_to_api
+from pycontainerd.descriptors import descriptor_from_api, descriptor_to_api
 from pycontainerd.mount import Mount
 from pycontainerd.remotes import mediatypes
 from pycontainerd.remotes.manifest import Descriptor

@@ -9,8 +9,9 @@ from google.protobuf import field_mask_pb2
 from pycontainerd import errdefs
 from pycontainerd.api.services.images.v1 import images_pb2 as api
 from pycontainerd.api.services.images.v1 import images_pb2_grpc
-from pycontainerd.client.models import Image, descriptor_from_api, descriptor_to_api, from_timestamp
+from pycontainerd.client.models import Image, from_timestamp
 from pycontainerd.client.rpc import Connection
+from pycontainerd.descriptors import descriptor_from_api, descriptor_to_api
 
 
 def image_from_api(image: api.Image) -> Image:

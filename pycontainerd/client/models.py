@@ -9,7 +9,6 @@ from datetime import datetime
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from pycontainerd.api.types import descriptor_pb2
 from pycontainerd.remotes.manifest import Descriptor
 
 
@@ -18,19 +17,6 @@ def from_timestamp(stamp: timestamp_pb2.Timestamp) -> datetime | None:
     if not stamp.seconds and not stamp.nanos:
         return None
     return stamp.ToDatetime(tzinfo=datetime.now().astimezone().tzinfo)
-
-
-def descriptor_from_api(desc: descriptor_pb2.Descriptor) -> Descriptor:
-    return Descriptor(desc.media_type, desc.digest, desc.size, dict(desc.annotations))
-
-
-def descriptor_to_api(desc: Descriptor) -> descriptor_pb2.Descriptor:
-    return descriptor_pb2.Descriptor(
-        media_type=desc.media_type,
-        digest=desc.digest,
-        size=desc.size,
-        annotations=dict(desc.annotations),
-    )
 
 
 @dataclass(frozen=True)

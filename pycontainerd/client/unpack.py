@@ -35,9 +35,9 @@ from pycontainerd import errdefs
 from pycontainerd.api.services.diff.v1 import diff_pb2, diff_pb2_grpc
 from pycontainerd.api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from pycontainerd.api.types import mount_pb2
-from pycontainerd.client.models import descriptor_from_api, descriptor_to_api
 from pycontainerd.client.progress import Reporter
 from pycontainerd.client.walk import ChildPolicy, document_children
+from pycontainerd.descriptors import descriptor_from_api, descriptor_to_api
 from pycontainerd.remotes import mediatypes
 from pycontainerd.remotes.manifest import Descriptor, parse_config, parse_manifest
 from pycontainerd.remotes.platforms import ALL, PlatformMatcher, default_matcher

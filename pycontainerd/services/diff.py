@@ -17,7 +17,7 @@ from pycontainerd import errdefs, plugin
 from pycontainerd.api.services.diff.v1 import diff_pb2 as api
 from pycontainerd.api.services.diff.v1 import diff_pb2_grpc
 from pycontainerd.api.types import mount_pb2
-from pycontainerd.client.models import descriptor_from_api, descriptor_to_api
+from pycontainerd.descriptors import descriptor_from_api, descriptor_to_api
 from pycontainerd.diff.compare import CompareOptions
 from pycontainerd.mount import Mount
 from pycontainerd.remotes.manifest import Descriptor
