@@ -106,7 +106,8 @@ _LOWERDIR = "lowerdir="
 _UNMOUNT_BUSY_RETRIES = 50
 _UNMOUNT_BUSY_DELAY = 0.05
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+# The process's own libc: find_library would run ldconfig at import.
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
     ctypes.c_char_p,
     ctypes.c_char_p,
@@ -260,8 +261,8 @@ def _sys_mount(source: str, target: str, fstype: str, flags: int, data: str, m: 
 # Runs in a fresh interpreter whose working directory is already the layers'
 # common parent. Prints the errno on failure so the caller can report it.
 _CHDIR_MOUNT_PROGRAM = """
-import ctypes, ctypes.util, sys
-libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
 source, target, fstype, flags, data = sys.argv[1:6]
 if libc.mount(source.encode(), target.encode(), fstype.encode(), int(flags), data.encode()):

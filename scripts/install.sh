@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 runtime_packages=(runc python3 python3-venv ca-certificates)
 test_packages=(containerd crun docker-registry busybox-static golang-github-containerd-containerd-dev
-               iproute2 util-linux procps)
+               docker.io iproute2 util-linux procps)
 extras=""
 packages=("${runtime_packages[@]}")
 if [[ "${1:-}" == "--test" ]]; then
@@ -24,14 +24,18 @@ if ((${#missing[@]})); then
   echo "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # containerd and docker.io come for their clients and for the dockerd the
+  # tests start themselves: their packaged services must not start. Debian's
+  # policy-rc.d says so to the packages' scripts, for this install only.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The containerd package is installed for its `ctr` client only; its own
-# daemon must not hold the system's attention (nor our tests' sockets).
-if [[ "${1:-}" == "--test" ]] && command -v systemctl >/dev/null && systemctl is-active -q containerd 2>/dev/null; then
-  echo "note: Debian's containerd service is running; pycontainerd uses its own socket and root"
-fi
 
 # gVisor's runsc, a second OCI runtime for the tests (Debian trixie's static binary).
 if [[ "${1:-}" == "--test" ]]; then
