@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from runtime_testlib import FakeShim
@@ -22,21 +20,6 @@ from pycontainerd.runtime.manager import TaskManager
 from pycontainerd.runtime.shim_binary import DaemonAddresses
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-SCENARIO_TIMEOUT = 30.0
-
-
-@pytest.fixture
-def run() -> Callable[[Coroutine[Any, Any, Any]], Any]:
-    """Run one async scenario in a fresh event loop, bounded in time."""
-
-    def runner(scenario: Coroutine[Any, Any, Any]) -> Any:
-        async def bounded() -> Any:
-            async with asyncio.timeout(SCENARIO_TIMEOUT):
-                return await scenario
-
-        return asyncio.run(bounded())
-
-    return runner
 
 
 @pytest.fixture

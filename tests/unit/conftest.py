@@ -1,4 +1,4 @@
-"""Fixtures for the ttrpc tests (the Echo test service lives in ttrpc_echo.py)."""
+"""Fixtures shared by the unit tests."""
 
 from __future__ import annotations
 
