@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.daemon import unmount_below
 from tests.support.images import busybox_image, write_oci_archive
 
 pytestmark = pytest.mark.e2e
@@ -177,7 +178,7 @@ class PrivateContainerd:
         self.stop()
         self._kill_leftover_shims()
         self._delete_runtime_containers()
-        _unmount_below(self.base)
+        unmount_below(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
 
     def _kill_leftover_shims(self) -> None:
@@ -199,14 +200,6 @@ class PrivateContainerd:
                 capture_output=True,
                 check=False,
             )
-
-
-def _unmount_below(base: Path) -> None:
-    mounts = Path("/proc/self/mounts").read_text().splitlines()
-    prefix = f"{base}/"
-    targets = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
-    for target in sorted(targets, key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
 @pytest.fixture(scope="module")

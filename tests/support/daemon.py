@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.support.cli import CommandLine
+
 START_TIMEOUT = 20.0
 
 
@@ -97,11 +99,11 @@ class DaemonProcess:
 
     def cleanup(self) -> None:
         self.stop()
-        _unmount_below(self.base)
+        unmount_below(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def _unmount_below(base: Path) -> None:
+def unmount_below(base: Path) -> None:
     """Unmount anything a test left mounted under its private base."""
     try:
         mounts = Path("/proc/self/mounts").read_text().splitlines()
@@ -113,8 +115,10 @@ def _unmount_below(base: Path) -> None:
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
-class Ctr:
+class Ctr(CommandLine):
     """Runs Debian's real `ctr` against a daemon's socket."""
+
+    name = "ctr"
 
     def __init__(self, address: Path, namespace: str = "default") -> None:
         self.address = address
@@ -140,16 +144,3 @@ class Ctr:
                     cmd, stdin=source, capture_output=True, timeout=timeout, env=env
                 )
         return subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, env=env)
-
-    def ok(self, *args: str, **kwargs) -> str:  # type: ignore[no-untyped-def]
-        result = self.run(*args, **kwargs)
-        assert result.returncode == 0, (
-            f"ctr {' '.join(args)} failed ({result.returncode}):\n"
-            f"{result.stderr.decode(errors='replace')}"
-        )
-        return result.stdout.decode(errors="replace")
-
-    def fails(self, *args: str, **kwargs) -> str:  # type: ignore[no-untyped-def]
-        result = self.run(*args, **kwargs)
-        assert result.returncode != 0, f"ctr {' '.join(args)} unexpectedly succeeded"
-        return result.stderr.decode(errors="replace")

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from tests.support.daemon import Ctr, _unmount_below
+from tests.support.cli import CommandLine
+from tests.support.daemon import Ctr, unmount_below
 from tests.support.pty import PtySession
 
 START_TIMEOUT = 60.0
@@ -182,7 +183,7 @@ class DockerDaemon:
             self.stop,
             self._delete_leftover_tasks,
             self._delete_runtime_containers,
-            lambda: _unmount_below(self.base),
+            lambda: unmount_below(self.base),
         )
         for step in steps:
             try:
@@ -225,8 +226,10 @@ class DockerDaemon:
             )
 
 
-class DockerClient:
+class DockerClient(CommandLine):
     """The docker CLI pointed at one private dockerd."""
+
+    name = "docker"
 
     def __init__(self, socket: Path, config_dir: Path) -> None:
         binary = docker_client_binary()
@@ -255,14 +258,6 @@ class DockerClient:
             timeout=timeout,
             env=self._env(),
         )
-
-    def ok(self, *args: str, **kwargs) -> str:  # type: ignore[no-untyped-def]
-        result = self.run(*args, **kwargs)
-        assert result.returncode == 0, (
-            f"docker {' '.join(args)} failed ({result.returncode}):\n"
-            f"{result.stderr.decode(errors='replace')}"
-        )
-        return result.stdout.decode(errors="replace")
 
     def status(self, *args: str, **kwargs) -> int:  # type: ignore[no-untyped-def]
         return self.run(*args, **kwargs).returncode
