@@ -1,0 +1,81 @@
+"""pyctr's pull-and-unpack leaves exactly what the real ctr's pull leaves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.images import push_multilayer
+from tests.support.registry import TestRegistry
+
+pytestmark = pytest.mark.e2e
+USER, SECRET = "parity", "s3cret"
+
+
+def _content_labels(ctr, namespace: str) -> dict[str, dict[str, str]]:
+    found = {}
+    for line in ctr.ok("content", "ls", namespace=namespace).splitlines()[1:]:
+        fields = line.split()
+        labels = {} if fields[-1] == "-" else dict(kv.split("=", 1) for kv in fields[-1].split(","))
+        found[fields[0]] = labels
+    return found
+
+
+def _snapshots(ctr, namespace: str) -> dict[str, tuple[str, str]]:
+    """name -> (parent, kind) of ``ctr snapshots ls``."""
+    rows = ctr.ok("snapshots", "ls", namespace=namespace).splitlines()[1:]
+    result = {}
+    for row in rows:
+        fields = row.split()
+        parent = fields[1] if len(fields) == 3 else ""
+        result[fields[0]] = (parent, fields[-1])
+    return result
+
+
+def _pyctr(daemon, *args: str, namespace: str) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ctr.main", "-a", str(daemon.address), "-n", namespace, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"pyctr {' '.join(args)} failed:\n{result.stderr}"
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_same_chain_and_labels_as_ctr_pull(ctr, daemon, registry, compression):
+    pushed = push_multilayer(registry, repo=f"parity/{compression}", compression=compression)
+    ctr.ok("images", "pull", "--plain-http", pushed.ref, namespace="by-ctr")
+    _pyctr(daemon, "images", "pull", "--plain-http", pushed.ref, namespace="by-pyctr")
+    assert _snapshots(ctr, "by-pyctr") == _snapshots(ctr, "by-ctr")
+    assert _content_labels(ctr, "by-pyctr") == _content_labels(ctr, "by-ctr")
+    for namespace in ("by-ctr", "by-pyctr"):
+        line = next(
+            ln
+            for ln in ctr.ok("images", "check", namespace=namespace).splitlines()
+            if ln.startswith(pushed.ref)
+        )
+        assert " complete " in line
+    # Each sees the other's image as its own: ctr mounts what pyctr pulled.
+    info = json.loads(ctr.ok("snapshots", "info", _top(ctr, "by-pyctr"), namespace="by-pyctr"))
+    assert info["Kind"] == "Committed"
+
+
+def _top(ctr, namespace: str) -> str:
+    snapshots = _snapshots(ctr, namespace)
+    parents = {parent for parent, _ in snapshots.values()}
+    [top] = [name for name in snapshots if name not in parents]
+    return top
+
+
+def test_ctr_pull_from_a_registry_with_basic_auth(ctr):
+    with TestRegistry(users={USER: SECRET}) as private:
+        pushed = push_multilayer(private, repo="parity/private")  # pushes as USER
+        err = ctr.fails("images", "pull", "--plain-http", pushed.ref)
+        assert "401" in err or "unauthorized" in err.lower()
+        ctr.ok("images", "pull", "--plain-http", "--user", f"{USER}:{SECRET}", pushed.ref)
+        assert pushed.ref in ctr.ok("images", "ls", "-q")
