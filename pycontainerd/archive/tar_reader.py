@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -85,8 +86,22 @@ def _cstring(raw: bytes) -> bytes:
     return raw.split(b"\0", 1)[0]
 
 
+# Mode, owner and time fields repeat from member to member: remember their values.
+_NUMBER_CACHE: dict[bytes, int] = {}
+_NUMBER_CACHE_LIMIT = 4096
+
+
 def _number(raw: bytes, what: str) -> int:
     """Parse a numeric header field: octal text, or GNU base-256 when the top bit is set."""
+    value = _NUMBER_CACHE.get(raw)
+    if value is None:
+        value = _parse_number(raw, what)
+        if len(_NUMBER_CACHE) < _NUMBER_CACHE_LIMIT:
+            _NUMBER_CACHE[raw] = value
+    return value
+
+
+def _parse_number(raw: bytes, what: str) -> int:
     if raw[:1] and raw[0] & 0x80:
         value = int.from_bytes(raw, "big", signed=False)
         if raw[0] == 0xFF:  # negative base-256
@@ -346,9 +361,18 @@ def _pax_int(pax: dict[str, bytes], key: str) -> int:
         raise MalformedArchive(f"invalid PAX {key} value {pax[key]!r}") from None
 
 
+def _byte_sum(block: bytes) -> int:
+    """The sum of a header block's bytes, the fast way.
+
+    Adler-32's first half is 1 + the byte sum modulo 65521; over 256 bytes the sum
+    stays below the modulus, so two zlib calls (SIMD) give it exactly.
+    """
+    return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
+
+
 def _verify_checksum(block: bytes) -> None:
     stored = _number(block[148:156], "checksum")
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 0x20
+    unsigned = _byte_sum(block) - sum(block[148:156]) + 8 * 0x20
     if stored == unsigned:
         return
     # Some old writers summed signed chars.

@@ -1,7 +1,9 @@
 """Moving blobs from a registry into the daemon's content store (the pull's WalkTarget).
 
 The registry client is synchronous; its reads run in a thread pool while the
-event loop feeds the bytes to the content service's Write stream. A write
+event loop feeds the bytes to the content service's Write stream. Each read
+fills a :class:`~pycontainerd.client.content.FrameBuffer` and becomes a ready
+WRITE message with one copy, and the writer pipelines the messages. A write
 resumes where the server's ingest for the same ref stopped, and the fetcher
 resumes a broken HTTP transfer by itself.
 
@@ -11,7 +13,9 @@ Such an unpack wants the layers complete in manifest order, base first, but
 downloads running side by side share the daemon's write path equally and all
 finish near the end. So every chunk write passes a :class:`PriorityGate`,
 numbered by the blob's place in the walk: the earliest blob writes whenever it
-has a chunk ready, and the others fill the gaps.
+has a chunk ready, and the others fill the gaps. As sends do not wait for the
+daemon's replies, one sender at a time keeps the daemon busy, and the blobs
+complete one after the other, as the unpack consumes them.
 """
 
 from __future__ import annotations
@@ -25,19 +29,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pycontainerd import errdefs
-from pycontainerd.client.content import ContentService, ContentWriter
+from pycontainerd.client.content import (
+    WRITE_CHUNK_SIZE,
+    ContentService,
+    ContentWriter,
+    FrameBuffer,
+    WriteFrame,
+)
 from pycontainerd.client.labels import DistributionSource
 from pycontainerd.client.progress import Reporter, Status, ref_key
 from pycontainerd.client.walk import LabelsFor
-from pycontainerd.remotes.fetcher import Fetcher, read_all
+from pycontainerd.remotes.fetcher import BlobReader, Fetcher, read_all
 from pycontainerd.remotes.manifest import Descriptor
 
 T = TypeVar("T")
-READ_SIZE = 1 << 20
 # A ref held by another writer (a concurrent pull of the same blob) frees up soon.
 LOCKED_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
-#: Chunk writes in flight to the daemon at once, across all downloads of a pull.
-WRITES_IN_FLIGHT = 2
+#: Downloads that may send a chunk to the daemon at the same moment.
+CONCURRENT_SENDS = 1
 
 
 class PriorityGate:
@@ -109,7 +118,7 @@ class RegistryToContent:
         self._source = source
         self._report = report
         self._slots = asyncio.Semaphore(max_concurrent)
-        self._writes = PriorityGate(WRITES_IN_FLIGHT)
+        self._writes = PriorityGate(CONCURRENT_SENDS)
         self._walk_order = itertools.count()
         self._stored: dict[str, asyncio.Future[None]] = {}
         self._closed = False
@@ -225,9 +234,9 @@ class RegistryToContent:
         if writer.offset > desc.size:
             return f"the ingest holds {writer.offset} bytes, more than the {desc.size} expected"
         if writer.offset < desc.size:
-            async for chunk in self._download(desc, writer.offset):
+            async for frame in self._download(desc, writer.offset):
                 async with self._writes.hold(priority):
-                    await writer.write(chunk)
+                    await writer.send(frame)
                 self._report.blob(desc, Status.DOWNLOADING, writer.offset)
         try:
             await writer.commit(labels=self._source.merged({}))
@@ -237,14 +246,19 @@ class RegistryToContent:
             return str(exc)
         return None
 
-    async def _download(self, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
-        """The registry's bytes of ``desc`` from ``offset``, reading ahead one chunk."""
+    async def _download(self, desc: Descriptor, offset: int) -> AsyncIterator[WriteFrame]:
+        """The registry's bytes of ``desc`` from ``offset`` as WRITE frames, reading ahead one."""
         reader = await self._blocking(self._fetcher.fetch, desc, offset)
-        pending = asyncio.ensure_future(self._blocking(reader.read, READ_SIZE))
+        buffer = FrameBuffer(WRITE_CHUNK_SIZE)
+        pending = asyncio.ensure_future(self._blocking(_read_frame, reader, buffer, offset))
         try:
-            while chunk := await pending:
-                pending = asyncio.ensure_future(self._blocking(reader.read, READ_SIZE))
-                yield chunk
+            while frame := await pending:
+                # The frame is a copy: the buffer is free for the next read at once.
+                next_offset = frame.offset + frame.size
+                pending = asyncio.ensure_future(
+                    self._blocking(_read_frame, reader, buffer, next_offset)
+                )
+                yield frame
         finally:
             # Let a read already running in the pool finish before closing under it.
             await asyncio.gather(asyncio.shield(pending), return_exceptions=True)
@@ -260,3 +274,15 @@ class RegistryToContent:
         changed = {k: v for k, v in wanted.items() if current.get(k) != v}
         if changed:
             await self._content.update_labels(desc.digest, changed)
+
+
+def _read_frame(reader: BlobReader, buffer: FrameBuffer, offset: int) -> WriteFrame | None:
+    """Fill ``buffer`` from ``reader`` (in a pool thread); None at the end of the blob."""
+    space = buffer.space
+    filled = 0
+    while filled < len(space):
+        n = reader.readinto(space[filled:])
+        if not n:
+            break
+        filled += n
+    return buffer.frame(offset, filled) if filled else None

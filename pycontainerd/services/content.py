@@ -227,9 +227,9 @@ class _WriteSession:
         if request.offset == 0 and status.offset > 0:
             await _blocking(inner.truncate, 0)
             response.offset = 0
-        if request.data:
-            written = await _blocking(inner.write, request.data)
-            response.offset += written
+        data = request.data  # each access to a bytes field copies it
+        if data:
+            response.offset += await _blocking(inner.write, data)
         if request.action == api.COMMIT:
             digest = await _blocking(
                 self.writer.commit, self.total, self.expected, dict(request.labels)
