@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pycontainerd import errdefs
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.runtime.bundle import Bundle
+from pycontainerd.runtime.own_shim import is_own_shim, start_through_zygote
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +137,16 @@ class ShimBinary:
         """Run ``start`` and return the address the shim serves on.
 
         ``options`` is a serialized ``google.protobuf.Any`` of runtime options,
-        handed to the shim on stdin (it may read cgroup settings from it).
+        handed to the shim on stdin (it may read cgroup settings from it). Our own
+        shim reads them again at Create, so it is started without the command
+        where its zygote can (see `own_shim`).
         """
-        code, out, err = await self._run(
-            self._args("start", debug=self.daemon.debug), options, START_TIMEOUT
-        )
+        args = self._args("start", debug=self.daemon.debug)
+        if is_own_shim(self.path):
+            address = await start_through_zygote(args[1:], str(self.bundle.path), self._env())
+            if address is not None:
+                return address
+        code, out, err = await self._run(args, options, START_TIMEOUT)
         if code != 0:
             detail = (err or out).decode(errors="replace").strip()
             raise errdefs.FailedPrecondition(

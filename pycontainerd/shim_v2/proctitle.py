@@ -11,8 +11,12 @@ as the process, so they are kept here.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pycontainerd.shim_v2.libc import libc
 
 _PR_SET_MM = 35
 _PR_SET_MM_MAP = 14
@@ -59,13 +63,20 @@ def _stat_field(numbers: Sequence[int]) -> list[int]:
     return [int(after_name[n - 3]) for n in numbers]
 
 
+@functools.cache
+def _prctl_and_sbrk() -> tuple[Any, Any]:
+    """libc's prctl and sbrk with their signatures (set once: the zygote's serve its shims)."""
+    prctl, sbrk = libc().prctl, libc().sbrk
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                      ctypes.c_ulong]  # fmt: skip
+    sbrk.restype = ctypes.c_void_p
+    sbrk.argtypes = [ctypes.c_long]
+    return prctl, sbrk
+
+
 def set_command_line(argv: Sequence[str], env: Mapping[str, str]) -> bool:
     """Show `argv` and `env` as this process's cmdline and environ; False if the kernel refuses."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                           ctypes.c_ulong]  # fmt: skip
-    libc.sbrk.restype = ctypes.c_void_p
-    libc.sbrk.argtypes = [ctypes.c_long]
+    prctl, sbrk = _prctl_and_sbrk()
     args = _nul_joined(argv)
     environ = _nul_joined([f"{k}={v}" for k, v in env.items()])
     start_code, end_code, start_stack, start_data, end_data, start_brk = _stat_field(
@@ -77,7 +88,7 @@ def set_command_line(argv: Sequence[str], env: Mapping[str, str]) -> bool:
         start_data=start_data,
         end_data=end_data,
         start_brk=start_brk,
-        brk=libc.sbrk(0) or 0,
+        brk=sbrk(0) or 0,
         start_stack=start_stack,
         arg_start=ctypes.addressof(args),
         arg_end=ctypes.addressof(args) + ctypes.sizeof(args),
@@ -87,7 +98,7 @@ def set_command_line(argv: Sequence[str], env: Mapping[str, str]) -> bool:
         auxv_size=0,
         exe_fd=_KEEP_EXE_FILE,
     )
-    if libc.prctl(_PR_SET_MM, _PR_SET_MM_MAP, ctypes.addressof(mm), ctypes.sizeof(mm), 0) != 0:
+    if prctl(_PR_SET_MM, _PR_SET_MM_MAP, ctypes.addressof(mm), ctypes.sizeof(mm), 0) != 0:
         return False
     _kept[:] = [args, environ]
     return True

@@ -138,8 +138,9 @@ def set_child_subreaper(enabled: bool = True) -> None:
     """prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants become our children."""
     import ctypes
 
+    from pycontainerd.shim_v2.libc import libc
+
     pr_set_child_subreaper = 36
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_child_subreaper, int(enabled), 0, 0, 0) != 0:
+    if libc().prctl(pr_set_child_subreaper, int(enabled), 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise errdefs.FailedPrecondition(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 TTRPC_ADDRESS_ENV = "TTRPC_ADDRESS"
 LOG_FIFO = "log"
 SHUTDOWN_GRACE = 2.0
+#: Built at import (in the zygote, so forked shims share it rather than build their own).
+_LOG_FORMAT = logging.Formatter(
+    "time=%(asctime)s level=%(levelname)s msg=%(message)s runtime=pyrunc"
+)
 
 
 def setup_logging(bundle: str, debug: bool) -> None:
@@ -42,11 +46,10 @@ def setup_logging(bundle: str, debug: bool) -> None:
         return
     os.set_blocking(fd, True)
     stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace")
-    logging.basicConfig(
-        level=level,
-        stream=stream,
-        format="time=%(asctime)s level=%(levelname)s msg=%(message)s runtime=pyrunc",
-    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_LOG_FORMAT)
+    logging.root.addHandler(handler)
+    logging.root.setLevel(level)
 
 
 async def serve(flags: ShimFlags, listener: socket.socket) -> None:

@@ -24,6 +24,7 @@ import os
 import select
 import socket
 import sys
+from collections.abc import Mapping
 
 from pycontainerd import errdefs
 from pycontainerd.shim_v2.flags import ShimFlags
@@ -54,9 +55,12 @@ def group_id(bundle: str, container_id: str) -> str:
     return container_id
 
 
-def socket_path(daemon_address: str, namespace: str, group: str) -> str:
-    """Where the shim of a group listens (a short path: sun_path holds 108 bytes)."""
-    directory = os.environ.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
+def socket_path(daemon_address: str, namespace: str, group: str, directory: str = "") -> str:
+    """Where the shim of a group listens (a short path: sun_path holds 108 bytes).
+
+    `directory` defaults to ``$PYCONTAINERD_SHIM_SOCKET_DIR``, else /run/pycontainerd-shim.
+    """
+    directory = directory or os.environ.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
     digest = hashlib.sha256(f"{daemon_address}/{namespace}/{group}".encode()).hexdigest()
     path = os.path.join(directory, digest[:32])
     if len(path.encode()) >= 108:
@@ -67,11 +71,11 @@ def socket_path(daemon_address: str, namespace: str, group: str) -> str:
 
 
 def write_file_atomically(path: str, text: str) -> None:
+    """Replace `path` whole. No fsync: these files describe running processes, which
+    a crash of the machine ends too; a crash of a process leaves the page cache intact."""
     temp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}")
     with open(temp, "w", encoding="utf-8") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(temp, path)
 
 
@@ -123,17 +127,31 @@ def shim_argv(flags: ShimFlags) -> list[str]:
     return [sys.executable, "-m", SHIM_MODULE, *flags.to_argv()]
 
 
-def spawn_shim(flags: ShimFlags, listener: socket.socket, bundle: str) -> int:
+class NoZygote(errdefs.Unavailable):
+    """No zygote forked the shim, and the caller did not want one forked (see `start`)."""
+
+
+def spawn_shim(
+    flags: ShimFlags,
+    listener: socket.socket,
+    bundle: str,
+    env: Mapping[str, str] | None = None,
+    fork_zygote: bool = True,
+) -> int:
     """Start the long-lived shim on `listener`; return its pid.
 
     The zygote of the socket directory forks it when there is one; otherwise this
-    process forks and the child becomes the zygote (see `zygote_server`).
+    process forks and the child becomes the zygote (see `zygote_server`), or, with
+    `fork_zygote` False, NoZygote is raised.
     """
     from pycontainerd.shim_v2 import zygote
 
     socket_dir = os.path.dirname(listener.getsockname())
-    request = zygote.fork_request(child_flags(flags, listener.getsockname()).to_argv(), bundle)
+    argv = child_flags(flags, listener.getsockname()).to_argv()
+    request = zygote.fork_request(argv, bundle, env, may_retire=fork_zygote)
     pid = zygote.ask_zygote(socket_dir, request, listener.fileno())
+    if pid is None and not fork_zygote:
+        raise NoZygote(f"no shim zygote serves {socket_dir}")
     if pid is None:
         pid = _fork_zygote(request, listener.fileno(), socket_dir)
     # Never waited for: the shim is not our child (it is reparented to init or a subreaper).
@@ -168,11 +186,23 @@ def _fork_zygote(request: dict[str, object], listen_fd: int, socket_dir: str) ->
     )
 
 
-def start(flags: ShimFlags, bundle: str) -> str:
-    """Do the ``start`` action; returns the address to print."""
+def start(
+    flags: ShimFlags,
+    bundle: str,
+    env: Mapping[str, str] | None = None,
+    fork_zygote: bool = True,
+) -> str:
+    """Do the ``start`` action; returns the address to print.
+
+    `env` is the shim's environment (this process's by default; its socket
+    directory variable is honoured). The daemon calls this directly for its own
+    shim with `fork_zygote` False: it must not fork itself, so without a zygote it
+    gets NoZygote and runs the ``start`` command instead.
+    """
     if not flags.id:
         raise errdefs.InvalidArgument("start needs -id")
-    path = socket_path(flags.address, flags.namespace, group_id(bundle, flags.id))
+    directory = (os.environ if env is None else env).get(SOCKET_DIR_ENV, "")
+    path = socket_path(flags.address, flags.namespace, group_id(bundle, flags.id), directory)
     address = UNIX_PREFIX + path
     listener = _bind(path)
     # The group's shim pid sits next to its socket, for the bundles that join it.
@@ -184,7 +214,7 @@ def start(flags: ShimFlags, bundle: str) -> str:
         return address
     try:
         write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
-        pid = spawn_shim(flags, listener, bundle)
+        pid = spawn_shim(flags, listener, bundle, env, fork_zygote)
         write_file_atomically(group_pid_file, str(pid))
         write_file_atomically(os.path.join(bundle, PID_FILE), str(pid))
     except BaseException:

@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 #: How long `start` waits for a zygote's answer before falling back.
@@ -37,24 +38,49 @@ def zygote_address(socket_dir: str) -> bytes:
 
 
 def code_identity() -> dict[str, str]:
-    """Which interpreter and which pycontainerd: a zygote only serves its own kind."""
+    """Which interpreter and which pycontainerd: a zygote only serves its own kind.
+
+    The interpreter is compared by its real path: the daemon may run as
+    ``.../bin/python`` while the shim script's shebang names ``.../bin/python3.11``.
+    """
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return {"python": sys.executable, "package": package}
+    return {"python": os.path.realpath(sys.executable), "package": package}
 
 
 def current_umask() -> int:
+    """This process's umask, read without changing it (safe beside other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-def fork_request(argv: list[str], cwd: str) -> dict[str, Any]:
-    """What the zygote needs to make a shim for the caller: flags, and the caller's context."""
+def fork_request(
+    argv: list[str],
+    cwd: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    may_retire: bool = True,
+) -> dict[str, Any]:
+    """What the zygote needs to make a shim for the caller: flags, and the caller's context.
+
+    `env` is the shim's environment (the caller's own by default). With
+    `may_retire` False, a zygote that does not fit the caller only refuses instead
+    of retiring: the daemon asks that way, so that it never ends a zygote that
+    serves the shim binary's own `start` well.
+    """
     return {
         "argv": argv,
         "cwd": cwd,
-        "env": dict(os.environ),
+        "env": dict(os.environ if env is None else env),
         "umask": current_umask(),
+        "may_retire": may_retire,
         **code_identity(),
     }
 

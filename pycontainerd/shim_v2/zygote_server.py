@@ -10,7 +10,8 @@ fresh interpreter, exactly as before the zygote existed.
 Staleness: the zygote serves only callers that run the same interpreter and
 package, in the same cgroup, namespaces, credentials and limits; it retires
 (closing its socket first, so the caller's fallback can take the name) when any
-of that differs, when a module it imported changed on disk, when its socket
+of that differs for a `start` command (the daemon, asking directly, is only
+refused: see `zygote.fork_request`), when a module it imported changed on disk, when its socket
 directory is removed or renamed (the daemon's state dir is gone), or after
 `IDLE_SECONDS` without a request.
 """
@@ -18,7 +19,6 @@ directory is removed or renamed (the daemon's state dir is gone), or after
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib
 import json
@@ -31,6 +31,7 @@ import sys
 from typing import Any, NoReturn
 
 from pycontainerd.shim_v2.flags import parse_flags
+from pycontainerd.shim_v2.libc import libc
 from pycontainerd.shim_v2.proctitle import set_command_line
 from pycontainerd.shim_v2.zygote import (
     MAX_MESSAGE,
@@ -46,6 +47,7 @@ PRELOAD = (
     "pycontainerd.shim_v2.console",
     "pycontainerd.shim_v2.cgroup_stats",
     "pycontainerd.shim_v2.main",
+    "pycontainerd.shim_v2.start",
 )
 _PEERCRED = struct.Struct("3i")
 _IN_CLOEXEC = 0o2000000
@@ -55,6 +57,9 @@ _IN_DELETE_SELF = 0x400
 #: Per-process facts a forked shim inherits from the zygote instead of from its requester.
 _INHERITED_STATUS_FIELDS = ("Uid:", "Gid:", "Groups:", "Cap", "NoNewPrivs:", "Seccomp:")
 _NAMESPACES = ("mnt", "pid", "ipc", "uts", "user", "cgroup")
+
+
+_CODE_CHANGED = "its code changed on disk"
 
 
 class Retire(Exception):
@@ -114,11 +119,10 @@ def _still_current(stamps: list[tuple[str, int, int]]) -> bool:
 
 def _watch_removal(directory: str) -> int | None:
     """An inotify fd that turns readable once `directory` is removed or renamed."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK)
+    fd = libc().inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK)
     if fd < 0:
         return None
-    if libc.inotify_add_watch(fd, os.fsencode(directory), _IN_DELETE_SELF | _IN_MOVE_SELF) < 0:
+    if libc().inotify_add_watch(fd, os.fsencode(directory), _IN_DELETE_SELF | _IN_MOVE_SELF) < 0:
         os.close(fd)
         return None
     return fd
@@ -149,6 +153,24 @@ def preload() -> None:
         importlib.import_module(name)
 
 
+#: A compact copy of the zygote's environment, made just before freezing.
+_environment_at_fork: dict[str, str] = {}
+
+
+def _adopt_environment(env: dict[str, str]) -> None:
+    """Make the environment `env`, changing only what differs from the zygote's.
+
+    Replacing it whole would touch every one of the zygote's environment objects
+    (and copy the pages they sit on into each shim); requests mostly differ from
+    the zygote's environment in a few variables.
+    """
+    for key in _environment_at_fork.keys() - env.keys():
+        os.environ.pop(key, None)
+    for key, value in env.items():
+        if _environment_at_fork.get(key) != value:
+            os.environ[key] = value
+
+
 def _exec_shim(request: dict[str, Any], listen_fd: int) -> NoReturn:
     """The plain path: a fresh interpreter running the shim (this process becomes it)."""
     from pycontainerd.shim_v2.start import shim_argv
@@ -162,22 +184,27 @@ def _exec_shim(request: dict[str, Any], listen_fd: int) -> NoReturn:
     os.execve(argv[0], argv, request["env"])
 
 
-def _become_shim(request: dict[str, Any], listen_fd: int) -> NoReturn:
-    """In the forked child: take on the requester's context and run the long-lived shim."""
+def _become_shim(request: dict[str, Any], listen_fd: int, ready_fd: int) -> NoReturn:
+    """In the forked child: take on the requester's context and run the long-lived shim.
+
+    Writes its pid to `ready_fd` once it shows the shim's command line, so that
+    nobody told about the shim sees it in the zygote's clothes.
+    """
     code = 1
     try:
         os.setsid()
         gc.enable()
         os.umask(request["umask"])
         os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
+        _adopt_environment(request["env"])
         from pycontainerd.shim_v2.server import run_server
         from pycontainerd.shim_v2.start import shim_argv
 
         flags = parse_flags(request["argv"])
         flags.listen_fd = str(listen_fd)
         set_command_line(shim_argv(flags), request["env"])
+        os.write(ready_fd, str(os.getpid()).encode())
+        os.close(ready_fd)
         run_server(flags, request["cwd"])
         code = 0
     except SystemExit as exc:
@@ -206,11 +233,8 @@ def fork_shim(request: dict[str, Any], listen_fd: int, close_in_child: list[int]
             os.close(read_end)
             for fd in close_in_child:
                 os.close(fd)
-            shim = os.fork()
-            if shim == 0:
-                os.close(write_end)
-                _become_shim(request, listen_fd)
-            os.write(write_end, str(shim).encode())
+            if os.fork() == 0:
+                _become_shim(request, listen_fd, write_end)
         finally:
             os._exit(0)
     os.close(write_end)
@@ -283,6 +307,9 @@ class Zygote:
                 return
             request = json.loads(message)
             reason = self._unfit_for(request, pid)
+            if reason and not self._retires_for(request, reason):
+                self._reply(conn, {"error": f"refused: {reason}"})
+                return
             if reason:
                 self.close()  # first, so that the caller's fallback can take the name
                 self._reply(conn, {"error": f"retired: {reason}"})
@@ -298,13 +325,18 @@ class Zygote:
                 os.close(fd)
 
     def _unfit_for(self, request: dict[str, Any], pid: int) -> str:
+        if not _still_current(self.stamps):
+            return _CODE_CHANGED
         if any(request.get(key) != value for key, value in self.identity.items()):
             return "another interpreter or package"
         if process_context(pid) != self.context:
             return "the caller runs in another context (cgroup, namespaces, credentials, limits)"
-        if not _still_current(self.stamps):
-            return "its code changed on disk"
         return ""
+
+    @staticmethod
+    def _retires_for(request: dict[str, Any], reason: str) -> bool:
+        """Changed code retires the zygote for everyone; a misfit caller only if it may."""
+        return reason == _CODE_CHANGED or request.get("may_retire", True) is not False
 
     @staticmethod
     def _reply(conn: socket.socket, reply: dict[str, Any]) -> None:
@@ -324,6 +356,8 @@ def _prepare(socket_dir: str) -> socket.socket | None:
         from pycontainerd.shim_v2.rehearsal import rehearse
 
         rehearse()
+    _environment_at_fork.clear()
+    _environment_at_fork.update(os.environ)
     gc.freeze()
     return listener
 

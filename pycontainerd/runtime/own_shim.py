@@ -1,0 +1,44 @@
+"""Starting pycontainerd's own shim without running its ``start`` command.
+
+Running ``containerd-shim-pyrunc-v2 start`` costs a fresh interpreter per
+container (tens of milliseconds before it does anything). When the runtime's
+shim binary is our own, the daemon does what that command would do, in a worker
+thread: bind the shim's socket, write the bundle's address and pid files, and
+ask the shim zygote of the socket directory to fork the shim. The shim gets the
+environment, working directory and flags the command would have given it.
+
+Without a zygote (the first container of a daemon, or after the zygote retired),
+or when the zygote serves other code than the daemon's, this path gives up and
+the caller runs the ``start`` command, which forks a zygote for the next time.
+The daemon itself never forks: it has threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+
+from pycontainerd.shim_v2.flags import parse_flags
+from pycontainerd.shim_v2.main import NAME as OWN_SHIM_NAME
+from pycontainerd.shim_v2.start import NoZygote, start
+
+
+def is_own_shim(path: str) -> bool:
+    """Whether the shim binary at `path` is pycontainerd's Python shim (by its name)."""
+    return os.path.basename(path) == OWN_SHIM_NAME
+
+
+async def start_through_zygote(
+    start_args: Sequence[str], bundle: str, env: Mapping[str, str]
+) -> str | None:
+    """The address of a shim the zygote forked for ``<shim> start_args``; None without one.
+
+    `start_args` are the command's arguments (flags, then ``start``); errors other
+    than a missing zygote are raised as the command would report them.
+    """
+    flags = parse_flags(list(start_args))
+    try:
+        return await asyncio.to_thread(start, flags, bundle, env, False)
+    except NoZygote:
+        return None
