@@ -20,13 +20,16 @@ from pycontainerd.client.progress import ProgressCallback, Reporter, Status
 from pycontainerd.client.transfer import RegistryToContent
 from pycontainerd.client.unpack import DEFAULT_SNAPSHOTTER, unpack_image
 from pycontainerd.client.walk import ChildPolicy, ImageWalk
+from pycontainerd.remotes import mediatypes
 from pycontainerd.remotes.auth import CredentialsFunc
-from pycontainerd.remotes.manifest import Descriptor
+from pycontainerd.remotes.manifest import Descriptor, parse_index
 from pycontainerd.remotes.platforms import (
     ALL,
     PlatformMatcher,
     any_of,
     default_matcher,
+    format_platform,
+    only,
     parse_platform,
 )
 from pycontainerd.remotes.reference import parse_reference
@@ -108,8 +111,32 @@ async def pull(
                     )
                 )
             await run_together(jobs)
+            if unpack and all_platforms:
+                await _unpack_other_platforms(client, Image(name, root), snapshotter, report)
             image = await client.images.create_or_update(Image(name, root))
     return image
+
+
+async def _unpack_other_platforms(
+    client: Client, image: Image, snapshotter: str, report: Reporter
+) -> None:
+    """As `ctr images pull --all-platforms`: every platform of an index is unpacked.
+
+    This host's platform was unpacked beside the download; the others follow,
+    from the content now all in the store.
+    """
+    if not mediatypes.is_index(image.target.media_type):
+        return
+    index = parse_index(await client.content.read_all(image.target.digest))
+    best = default_matcher().best(d.platform for d in index.manifests if d.platform)
+    done = {format_platform(best)} if best is not None else set()
+    for manifest in index.manifests:
+        if manifest.platform is None or format_platform(manifest.platform) in done:
+            continue
+        done.add(format_platform(manifest.platform))
+        await unpack_image(
+            client, image, snapshotter=snapshotter, matcher=only(manifest.platform), progress=report
+        )
 
 
 async def _fetch(target: RegistryToContent, policy: ChildPolicy, root: Descriptor) -> None:

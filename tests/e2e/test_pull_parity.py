@@ -79,3 +79,23 @@ def test_ctr_pull_from_a_registry_with_basic_auth(ctr):
         assert "401" in err or "unauthorized" in err.lower()
         ctr.ok("images", "pull", "--plain-http", "--user", f"{USER}:{SECRET}", pushed.ref)
         assert pushed.ref in ctr.ok("images", "ls", "-q")
+
+
+def test_all_platforms_unpacks_every_platform_like_ctr(ctr, daemon, registry):
+    from tests.support.images import push_multiplatform
+
+    pushed = push_multiplatform(registry, repo="parity/multi")
+    ctr.ok("images", "pull", "--plain-http", "--all-platforms", pushed.ref, namespace="all-ctr")
+    _pyctr(
+        daemon,
+        "images",
+        "pull",
+        "--plain-http",
+        "--all-platforms",
+        pushed.ref,
+        namespace="all-pyctr",
+    )
+    ours, theirs = _snapshots(ctr, "all-pyctr"), _snapshots(ctr, "all-ctr")
+    assert ours == theirs
+    # The foreign image is busybox plus one layer: its chain extends the host's.
+    assert len(ours) == 2
