@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.daemon import Ctr, DaemonProcess
+
+# What the tests drive. scripts/install.sh --test installs all of it; a missing
+# one is a broken set-up, never a reason to skip.
+REQUIRED_PROGRAMS = (
+    "ctr",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "runc",
+    "crun",
+    "docker-registry",
+    "busybox",
+    "dockerd",
+    "unshare",
+    "containerd-shim-pyrunc-v2",
+    "pyctr",
+)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [name for name in REQUIRED_PROGRAMS if shutil.which(name) is None]
+    if missing:
+        pytest.exit(
+            f"missing programs: {', '.join(missing)}; run `make test` (it runs "
+            "scripts/install.sh --test and puts .venv/bin on PATH)",
+            returncode=3,
+        )
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import time
 import uuid
@@ -29,17 +28,10 @@ from tests.support.dockerd import (
     RUNTIME_ROOT,
     DockerClient,
     DockerDaemon,
-    docker_client_binary,
-    dockerd_binary,
 )
 
 pytestmark = pytest.mark.e2e
 
-if not (dockerd_binary() and docker_client_binary() and shutil.which("runc")):
-    pytest.skip(
-        "needs dockerd, the docker client and runc: apt-get install docker.io runc",
-        allow_module_level=True,
-    )
 
 TASK_STATE_DIR = "io.containerd.runtime.v2.task"
 WAIT_TIMEOUT = 20.0

@@ -33,9 +33,6 @@ from pycontainerd.oci import (
 RUNTIMES = [name for name in ("runc",) if shutil.which(name)]
 BUSYBOX = shutil.which("busybox")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-pytestmark = pytest.mark.skipif(
-    "runc" not in RUNTIMES or BUSYBOX is None, reason="needs runc and busybox-static on PATH"
-)
 
 
 def _remove_cgroups(namespace: str) -> None:

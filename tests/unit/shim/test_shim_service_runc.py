@@ -29,9 +29,6 @@ from pycontainerd.shim_v2.service import TaskService
 
 RUNC = shutil.which("runc")
 BUSYBOX = shutil.which("busybox")
-pytestmark = pytest.mark.skipif(
-    RUNC is None or BUSYBOX is None, reason="needs runc and busybox-static installed"
-)
 
 
 class RecordingPublisher(EventPublisher):
