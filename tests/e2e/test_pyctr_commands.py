@@ -107,8 +107,17 @@ def test_run_output_exit_status_and_flags(pyctr: Pyctr, env: CtrRunEnv, image: s
     lines = result.splitlines()
     assert lines[:6] == ["1000", "1000", "/tmp", "box", "1 yes", "from the host"]
     assert lines[-1] == "ro"
-    assert "host-net" not in pyctr.ok("run", "--rm", "--net-host", image, "r3", "true")
+    # --net-host: the host's interfaces; otherwise a namespace with loopback only.
+    host_interfaces = _interfaces(Path("/proc/net/dev").read_text())
+    shared = pyctr.ok("run", "--rm", "--net-host", image, "r3", "cat", "/proc/net/dev")
+    assert _interfaces(shared) == host_interfaces
+    isolated = pyctr.ok("run", "--rm", image, "r4", "cat", "/proc/net/dev")
+    assert _interfaces(isolated) == {"lo"}
     assert env.containers() == []
+
+
+def _interfaces(proc_net_dev: str) -> set[str]:
+    return {line.split(":")[0].strip() for line in proc_net_dev.splitlines()[2:] if ":" in line}
 
 
 def test_run_with_runtime_options_and_privileged(pyctr: Pyctr, image: str):
