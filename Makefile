@@ -11,11 +11,11 @@ install:            ## install runtime dependencies and pycontainerd into .venv
 install-test:       ## also install what the tests need (ctr, registry, busybox, ...)
 	scripts/install.sh --test
 
-run: install        ## run the daemon in the foreground (ARGS="--root ... -l debug")
-	$(VENV)/bin/pycontainerd $(ARGS)
+run:                ## install what is missing, run the daemon (ARGS="--root ... -l debug")
+	scripts/run.sh $(ARGS)
 
-test: install-test  ## run the whole test suite (unit and end-to-end, as root)
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
+test:               ## install what the tests need, run the whole suite (as root)
+	scripts/test.sh
 
 protos:             ## regenerate pycontainerd/api from protos/
 	$(PY) scripts/gen_protos.py

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,13 +66,23 @@ def resolve_shim(runtime: str, table: Mapping[str, str]) -> str:
         )
     if os.path.isabs(wanted):
         return _check_executable(runtime, wanted)
-    found = shutil.which(wanted)
+    found = shutil.which(wanted, path=_search_path())
     if found is None:
         raise errdefs.NotFound(
             f"runtime {runtime!r}: shim binary {wanted!r} is not installed (not found on PATH); "
             "install it or map the runtime to another shim in the runtime table"
         )
     return os.path.abspath(found)
+
+
+def _search_path() -> str:
+    """PATH, after the directory of the daemon's own interpreter.
+
+    Our shim is installed beside the daemon (a virtual environment's bin/, which
+    need not be on PATH); the copy that came with this daemon is the one to run.
+    """
+    own = os.path.dirname(sys.executable)
+    return os.pathsep.join(p for p in (own, os.environ.get("PATH", "")) if p)
 
 
 def _check_executable(runtime: str, path: str) -> str:
