@@ -74,7 +74,7 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
 
     @rpc
     async def Get(self, request: api.GetContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        found = await self.db.run(self.store.get, namespace_of(context), request.id)
+        found = await self.db.read(self.store.get, namespace_of(context), request.id)
         return api.GetContainerResponse(container=container_to_api(found))
 
     async def _list(

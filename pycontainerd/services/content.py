@@ -61,7 +61,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
 
     @rpc
     async def Info(self, request: api.InfoRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        info = await self.db.run(self.store.info, namespace_of(context), request.digest)
+        info = await self.db.read(self.store.info, namespace_of(context), request.digest)
         return api.InfoResponse(info=_info_to_api(info))
 
     @rpc
@@ -101,7 +101,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
         parse_digest(request.digest)
         # The first chunk comes with the lookup, in one hop to the database
         # thread: clients such as ctr read in many small requests.
-        offset, remaining, first, chunks = await self.db.run(
+        offset, remaining, first, chunks = await self.db.read(
             self._start_read, namespace, request.digest, request.offset, request.size
         )
         # Written with context.write rather than yielded: grpc's async

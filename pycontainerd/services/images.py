@@ -60,7 +60,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
 
     @rpc
     async def Get(self, request: api.GetImageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        image = await self.db.run(self.store.get, namespace_of(context), request.name)
+        image = await self.db.read(self.store.get, namespace_of(context), request.name)
         return api.GetImageResponse(image=image_to_api(image))
 
     @rpc

@@ -29,7 +29,7 @@ class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
     async def Get(self, request: api.GetNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         # Like containerd, a namespace nobody wrote to yet reads as existing and empty:
         # clients look up labels (e.g. the default runtime) before their first write.
-        labels = await self.db.run(self.store.labels, request.name)
+        labels = await self.db.read(self.store.labels, request.name)
         return api.GetNamespaceResponse(namespace=api.Namespace(name=request.name, labels=labels))
 
     @rpc

@@ -60,7 +60,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     async def _container(self, namespace: str, container_id: str) -> Container:
         if not container_id:
             raise errdefs.InvalidArgument("container id is required")
-        return await self.db.run(self.containers.get, namespace, container_id)
+        return await self.db.read(self.containers.get, namespace, container_id)
 
     async def _task(self, context: grpc.aio.ServicerContext, container_id: str) -> ShimTask:
         namespace = namespace_of(context)
