@@ -7,19 +7,11 @@ import json
 import pytest
 
 from tests.support.images import push_multilayer
+from tests.support.pyctr import Pyctr, content_labels
 from tests.support.registry import TestRegistry
 
 pytestmark = pytest.mark.e2e
 USER, SECRET = "parity", "s3cret"
-
-
-def _content_labels(ctr, namespace: str) -> dict[str, dict[str, str]]:
-    found = {}
-    for line in ctr.ok("content", "ls", namespace=namespace).splitlines()[1:]:
-        fields = line.split()
-        labels = {} if fields[-1] == "-" else dict(kv.split("=", 1) for kv in fields[-1].split(","))
-        found[fields[0]] = labels
-    return found
 
 
 def _snapshots(ctr, namespace: str) -> dict[str, tuple[str, str]]:
@@ -34,16 +26,7 @@ def _snapshots(ctr, namespace: str) -> dict[str, tuple[str, str]]:
 
 
 def _pyctr(daemon, *args: str, namespace: str) -> None:
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-m", "ctr.main", "-a", str(daemon.address), "-n", namespace, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, f"pyctr {' '.join(args)} failed:\n{result.stderr}"
+    Pyctr(daemon.address, namespace).ok(*args, timeout=300)
 
 
 @pytest.mark.parametrize("compression", ["gzip", "zstd"])
@@ -52,7 +35,7 @@ def test_same_chain_and_labels_as_ctr_pull(ctr, daemon, registry, compression):
     ctr.ok("images", "pull", "--plain-http", pushed.ref, namespace="by-ctr")
     _pyctr(daemon, "images", "pull", "--plain-http", pushed.ref, namespace="by-pyctr")
     assert _snapshots(ctr, "by-pyctr") == _snapshots(ctr, "by-ctr")
-    assert _content_labels(ctr, "by-pyctr") == _content_labels(ctr, "by-ctr")
+    assert content_labels(ctr, "by-pyctr") == content_labels(ctr, "by-ctr")
     for namespace in ("by-ctr", "by-pyctr"):
         line = next(
             ln

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pycontainerd.remotes.fetcher import Fetcher
 from pycontainerd.remotes.platforms import format_platform
 from tests.support.daemon import Ctr, DaemonProcess
 from tests.support.images import foreign_platform, push_busybox, push_multilayer, push_multiplatform
+from tests.support.pyctr import Pyctr, content_labels
 from tests.support.registry import TestRegistry
 
 pytestmark = pytest.mark.e2e
@@ -42,27 +42,11 @@ def auth_registry() -> Iterator[TestRegistry]:
 def pyctr(
     daemon: DaemonProcess, *args: str, namespace: str = "default", address: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("CONTAINERD_ADDRESS")}
-    cmd = [sys.executable, "-m", "ctr.main", "-a", address or str(daemon.address), "-n", namespace]
-    return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, env=env
-    )
+    return Pyctr(address or daemon.address, namespace).run(*args, timeout=120)
 
 
 def pyctr_ok(daemon: DaemonProcess, *args: str, namespace: str = "default") -> str:
-    result = pyctr(daemon, *args, namespace=namespace)
-    assert result.returncode == 0, f"pyctr {' '.join(args)} failed:\n{result.stderr}"
-    return result.stdout
-
-
-def content_labels(ctr: Ctr, namespace: str) -> dict[str, dict[str, str]]:
-    """``ctr content ls`` as digest -> labels (the labels column is the last one)."""
-    found = {}
-    for line in ctr.ok("content", "ls", namespace=namespace).splitlines()[1:]:
-        fields = line.split()
-        labels = {} if fields[-1] == "-" else dict(kv.split("=", 1) for kv in fields[-1].split(","))
-        found[fields[0]] = labels
-    return found
+    return Pyctr(daemon.address, namespace).ok(*args, timeout=120)
 
 
 def assert_same_as_ctr_fetch(ctr: Ctr, ref: str, *platform_args: str) -> dict:
