@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import Row, containerd_daemon, print_table, pycontainerd_daemon, timed
+from pycontainerd.shim_v2.pool import DEFAULT_POOL_SIZE
+from tests.support.daemon import DaemonProcess
 from tests.support.images import busybox_binary, busybox_image, write_oci_archive
 
 IMAGE = "docker.io/library/busybox-bench:latest"
@@ -107,6 +109,25 @@ def _measure(
     return result
 
 
+def _our_shims(daemon: DaemonProcess) -> tuple[str, ...]:
+    """Only this daemon's shims (and the zygote they are forked from), not a test's."""
+    return (
+        f"pycontainerd.shim_v2.main -namespace bench .*-address {daemon.address}( |$)",
+        f"pycontainerd.shim_v2.zygote {daemon.state}/",
+    )
+
+
+def _shim_each(archive: Path) -> dict[str, float]:
+    """Our daemon with a shim per container (pool size 1), as containerd runs its Go shim."""
+    with pycontainerd_daemon(shim_pool_size=1) as daemon:
+        _ctr(daemon.address, "images", "import", str(archive))
+        lat = _latencies(daemon.address)
+        _start_many(daemon.address, "e", PARALLEL)
+        _, shim_mib = _memory(daemon.proc.pid, _our_shims(daemon))
+        _remove_all(daemon.address)
+    return {"median": statistics.median(lat) * 1000, "shim_mib": shim_mib}
+
+
 def _runc_floor(work: Path) -> dict[str, float]:
     """`runc run` of a prepared bundle: no daemon, no shim, no image."""
     bundle = work / "bundle"
@@ -143,12 +164,8 @@ def run() -> None:
         archive = work / "busybox.tar"
         write_oci_archive(archive, busybox_image("oci", "gzip"), IMAGE)
         with pycontainerd_daemon() as daemon:
-            # Only this daemon's shims (and the zygote they are forked from), not a test's.
-            shims = (
-                f"pycontainerd.shim_v2.main -namespace bench .*-address {daemon.address}( |$)",
-                f"pycontainerd.shim_v2.zygote {daemon.state}/",
-            )
-            ours = _measure(daemon.address, daemon.proc.pid, shims, archive)
+            ours = _measure(daemon.address, daemon.proc.pid, _our_shims(daemon), archive)
+        each = _shim_each(archive)
         theirs = None
         with containerd_daemon() as address:
             if address is not None:
@@ -174,6 +191,13 @@ def run() -> None:
                 f"ctr run --rm true, p90 of {LATENCY_RUNS}",
                 ours["p90"],
                 ref("p90"),
+                "ms",
+                "containerd",
+            ),
+            Row(
+                "ctr run --rm true, median, a shim per container",
+                each["median"],
+                ref("median"),
                 "ms",
                 "containerd",
             ),
@@ -206,8 +230,15 @@ def run() -> None:
                 "containerd",
             ),
             Row(
-                "shim PSS per running container",
+                f"shim PSS per running container (pools of {DEFAULT_POOL_SIZE})",
                 ours["shim_mib"],
+                ref("shim_mib"),
+                "MiB",
+                "Go shim",
+            ),
+            Row(
+                "shim PSS per running container, a shim each",
+                each["shim_mib"],
                 ref("shim_mib"),
                 "MiB",
                 "Go shim",

@@ -47,8 +47,10 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 @contextmanager
-def pycontainerd_daemon() -> Iterator[DaemonProcess]:
-    daemon = DaemonProcess()
+def pycontainerd_daemon(shim_pool_size: int | None = None) -> Iterator[DaemonProcess]:
+    """Our daemon with its defaults (`shim_pool_size` set: that many containers per shim)."""
+    # containerd beside it logs at its default level (info); so does this one.
+    daemon = DaemonProcess(log_level="info", shim_pool_idle=None, shim_pool_size=shim_pool_size)
     try:
         yield daemon.start()
     finally:

@@ -1,7 +1,13 @@
 """The ``io.containerd.runtime.v2.task`` plugin: the task manager, with its runtime table.
 
-Config (over the defaults, entry by entry)::
+Config (runtimes over the defaults, entry by entry)::
 
+    [plugins."io.containerd.runtime.v2.task"]
+      # Containers (without a group annotation) per process of our own shim;
+      # 1 gives each container its own shim, as containerd does. See shim_v2.pool.
+      shim_pool_size = 8
+      # Seconds an idle pool shim waits for a new container before it exits.
+      shim_pool_idle = 10.0
     [plugins."io.containerd.runtime.v2.task".runtimes."io.containerd.runc.v2"]
       shim = "containerd-shim-runc-v2"
 """
@@ -9,20 +15,26 @@ Config (over the defaults, entry by entry)::
 from __future__ import annotations
 
 import copy
+from typing import Any
 
-from pycontainerd import plugin
+from pycontainerd import errdefs, plugin
 from pycontainerd.runtime.bundle import BundleStore
 from pycontainerd.runtime.manager import TaskManager
 from pycontainerd.runtime.recovery import recover_tasks
 from pycontainerd.runtime.resolve import DEFAULT_RUNTIMES, runtime_table
 from pycontainerd.runtime.shim_binary import DaemonAddresses, default_publish_binary
+from pycontainerd.shim_v2.pool import DEFAULT_POOL_IDLE, DEFAULT_POOL_SIZE
 
 
 @plugin.register(
     plugin.RUNTIME_V2,
     "task",
     requires=(plugin.EVENT,),
-    config={"runtimes": copy.deepcopy(DEFAULT_RUNTIMES)},
+    config={
+        "runtimes": copy.deepcopy(DEFAULT_RUNTIMES),
+        "shim_pool_size": DEFAULT_POOL_SIZE,
+        "shim_pool_idle": DEFAULT_POOL_IDLE,
+    },
 )
 async def init_task_manager(ic: plugin.InitContext) -> TaskManager:
     cfg = ic.daemon_config
@@ -33,6 +45,8 @@ async def init_task_manager(ic: plugin.InitContext) -> TaskManager:
         debug=cfg.log_level in ("debug", "trace"),
         runtime_root=str(cfg.state / "runc"),
         socket_dir=str(cfg.state / "s"),
+        shim_pool_size=_number(ic.config, "shim_pool_size", int, minimum=1),
+        shim_pool_idle=_number(ic.config, "shim_pool_idle", float, minimum=0),
     )
     manager = TaskManager(
         BundleStore(state=ic.state, root=ic.root),
@@ -42,3 +56,13 @@ async def init_task_manager(ic: plugin.InitContext) -> TaskManager:
     )
     await recover_tasks(manager)
     return manager
+
+
+def _number(config: dict[str, Any], key: str, kind: type[int] | type[float], minimum: float) -> Any:
+    value = config.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise errdefs.InvalidArgument(
+            f'plugins."io.containerd.runtime.v2.task".{key} must be a number >= {minimum}, '
+            f"got {value!r}"
+        )
+    return kind(value)

@@ -21,6 +21,12 @@ from pycontainerd import errdefs
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.runtime.bundle import Bundle
 from pycontainerd.runtime.own_shim import is_own_shim, start_through_zygote
+from pycontainerd.shim_v2.pool import (
+    DEFAULT_POOL_IDLE,
+    DEFAULT_POOL_SIZE,
+    POOL_IDLE_ENV,
+    POOL_SIZE_ENV,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,9 @@ class DaemonAddresses:
     # (containerd's shim default) with it; other shims ignore these.
     runtime_root: str = ""
     socket_dir: str = ""
+    # How our own shim shares processes between containers (see shim_v2.pool).
+    shim_pool_size: int = DEFAULT_POOL_SIZE
+    shim_pool_idle: float = DEFAULT_POOL_IDLE
 
 
 def default_publish_binary() -> str:
@@ -106,6 +115,8 @@ class ShimBinary:
                 if self.daemon.socket_dir
                 else {}
             ),
+            POOL_SIZE_ENV: str(self.daemon.shim_pool_size),
+            POOL_IDLE_ENV: str(self.daemon.shim_pool_idle),
         }
 
     async def _run(self, args: list[str], stdin: bytes, timeout: float) -> tuple[int, bytes, bytes]:

@@ -19,9 +19,11 @@ from pycontainerd import errdefs
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.mount import MNT_DETACH, unmount_all
 from pycontainerd.oci.runtime import OciRuntime, SubprocessRunner
+from pycontainerd.shim_v2 import pool
 from pycontainerd.shim_v2.container import INIT_PID_FILE, LOG_FILE, read_pid_file
 from pycontainerd.shim_v2.flags import ShimFlags
 from pycontainerd.shim_v2.options import read_options
+from pycontainerd.shim_v2.start import ADDRESS_FILE, UNIX_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,25 @@ async def cleanup(flags: ShimFlags, bundle: str) -> shim_pb2.DeleteResponse:
     except errdefs.ContainerdError as exc:
         log.warning("unmounting %s failed, detaching: %s", rootfs, exc)
         unmount_all(rootfs, flags=MNT_DETACH)
+    _leave_shim(bundle, flags.id)
     response = shim_pb2.DeleteResponse(
         pid=read_pid_file(os.path.join(bundle, INIT_PID_FILE)), exit_status=KILLED_STATUS
     )
     response.exited_at.FromNanoseconds(time.time_ns())
     return response
+
+
+def _leave_shim(bundle: str, container_id: str) -> None:
+    """Drop the container's entry on its shim; a dead shim's files go with the last one."""
+    try:
+        with open(os.path.join(bundle, ADDRESS_FILE), encoding="utf-8") as f:
+            address = f.read().strip()
+    except OSError:
+        return
+    path = address.removeprefix(UNIX_PREFIX)
+    if not path.startswith("/"):
+        return
+    pool.leave(path, container_id)
+    with pool.placement_lock(os.path.dirname(path)):
+        if not pool.someone_listens(path):
+            pool.forget_shim(path)  # the dead shim's socket, pid file and members

@@ -22,7 +22,7 @@ from pycontainerd.api.events import task_pb2 as events
 from pycontainerd.api.runtime.v2.runc.options import oci_pb2
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.mount import Mount
-from pycontainerd.shim_v2 import console
+from pycontainerd.shim_v2 import console, pool
 from pycontainerd.shim_v2.container import Container
 from pycontainerd.shim_v2.events import EventPublisher
 from pycontainerd.shim_v2.metrics import pack_metrics
@@ -59,8 +59,10 @@ class TaskService:
         publisher: EventPublisher,
         reaper: Reaper,
         on_shutdown: Callable[[], None],
+        socket_path: str = "",
     ) -> None:
         self.namespace = namespace
+        self.socket_path = socket_path  # our place in `pool`, left when a container goes
         self.publisher = publisher
         self.reaper = reaper
         self.on_shutdown = on_shutdown
@@ -126,15 +128,19 @@ class TaskService:
             raise errdefs.NotImplemented_("restoring from a checkpoint needs criu; not supported")
         paths = StdioPaths(request.stdin, request.stdout, request.stderr, request.terminal)
         mounts = [Mount(m.type, m.source, m.target, list(m.options)) for m in request.rootfs]
-        container = await Container.create(
-            request.id,
-            request.bundle or os.getcwd(),
-            namespace=self.namespace,
-            options=decode_options(request.options if request.HasField("options") else None),
-            mounts=mounts,
-            paths=paths,
-            reaper=self.reaper,
-        )
+        try:
+            container = await Container.create(
+                request.id,
+                request.bundle or os.getcwd(),
+                namespace=self.namespace,
+                options=decode_options(request.options if request.HasField("options") else None),
+                mounts=mounts,
+                paths=paths,
+                reaper=self.reaper,
+            )
+        except BaseException:
+            pool.leave(self.socket_path, request.id)
+            raise
         self.containers[request.id] = container
         self._claim_early_exit(container, container.init)
         self.publisher.publish(
@@ -180,6 +186,7 @@ class TaskService:
         )
         if not request.exec_id:
             del self.containers[request.id]
+            pool.leave(self.socket_path, request.id)
             self.publisher.publish(
                 events.TaskDelete(
                     container_id=container.id,
@@ -321,6 +328,9 @@ class TaskService:
     async def Shutdown(  # noqa: N802
         self, request: shim_pb2.ShutdownRequest, ctx: RequestContext
     ) -> empty_pb2.Empty:
+        """The caller is done with task `request.id` here; with none left, the shim may go."""
+        if request.id not in self.containers:
+            pool.leave(self.socket_path, request.id)  # placed here, but never created
         if not self.containers:
             self.on_shutdown()
         return _EMPTY

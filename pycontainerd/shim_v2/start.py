@@ -1,4 +1,4 @@
-"""``start``: launch the long-lived shim (or find its group's) and print its address.
+"""``start``: place a container on a shim (a new one, or its group's or pool's) and print its address.
 
 containerd runs this with the bundle as working directory and reads everything
 it prints as the address, so nothing else may reach stdout or stderr on success,
@@ -9,24 +9,24 @@ forked by the socket directory's zygote (`zygote`), or by a new zygote that this
 process forks when there is none; either way it runs in a new session, so it
 outlives containerd and gets no signals meant for containerd's process group.
 
-Containers whose spec carries a grouping annotation share one shim: the socket
-path is derived from (daemon address, namespace, group), so a second ``start``
-finds the first one's socket listening and prints that address instead.
+Which shim serves the container is `pool`'s business: the shim of its group
+(annotation), a pool shim with room, or one of its own. When that shim already
+listens, ``start`` only prints its address.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
 import json
 import os
 import select
 import socket
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pycontainerd import errdefs
+from pycontainerd.shim_v2 import pool
 from pycontainerd.shim_v2.flags import ShimFlags
 
 GROUP_ANNOTATIONS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
@@ -40,34 +40,19 @@ SHIM_MODULE = "pycontainerd.shim_v2.main"
 ZYGOTE_START_TIMEOUT = 25.0
 
 
-def group_id(bundle: str, container_id: str) -> str:
-    """The shim group of a container: its spec's grouping annotation, else its own id."""
+def group_of(bundle: str) -> str:
+    """The shim group a container's spec asks for by annotation ("" for none)."""
     try:
         with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
             annotations = json.load(f).get("annotations") or {}
     except FileNotFoundError:
-        return container_id
+        return ""
     except ValueError as exc:
         raise errdefs.InvalidArgument(f"{bundle}/config.json is not valid JSON: {exc}") from exc
     for key in GROUP_ANNOTATIONS:
         if annotations.get(key):
             return str(annotations[key])
-    return container_id
-
-
-def socket_path(daemon_address: str, namespace: str, group: str, directory: str = "") -> str:
-    """Where the shim of a group listens (a short path: sun_path holds 108 bytes).
-
-    `directory` defaults to ``$PYCONTAINERD_SHIM_SOCKET_DIR``, else /run/pycontainerd-shim.
-    """
-    directory = directory or os.environ.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
-    digest = hashlib.sha256(f"{daemon_address}/{namespace}/{group}".encode()).hexdigest()
-    path = os.path.join(directory, digest[:32])
-    if len(path.encode()) >= 108:
-        raise errdefs.InvalidArgument(
-            f"shim socket path {path} is too long; set {SOCKET_DIR_ENV} to a shorter directory"
-        )
-    return path
+    return ""
 
 
 def write_file_atomically(path: str, text: str) -> None:
@@ -79,35 +64,31 @@ def write_file_atomically(path: str, text: str) -> None:
     os.replace(temp, path)
 
 
-def _someone_listens(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
-        return True
+@dataclass(frozen=True)
+class Placement:
+    """The shim a container goes to; `listener` is set when that shim is to be spawned."""
+
+    path: str
+    listener: socket.socket | None
+    linger: float
 
 
-def _bind(path: str) -> socket.socket | None:
-    """A listening socket on `path`; None when a live shim already listens there."""
-    os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
-    for _attempt in range(2):
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            listener.bind(path)
-            listener.listen(128)
-            return listener
-        except OSError as exc:
-            listener.close()
-            if exc.errno != errno.EADDRINUSE:
-                raise errdefs.FailedPrecondition(
-                    f"cannot create shim socket {path}: {exc}"
-                ) from exc
-        if _someone_listens(path):
-            return None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # a dead shim's leftover
-    raise errdefs.Unavailable(f"shim socket {path} keeps being taken; retry")
+def place(flags: ShimFlags, bundle: str, env: Mapping[str, str]) -> Placement:
+    """Choose the container's shim (see `pool`) and record the container there."""
+    directory = env.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
+    group = group_of(bundle)
+    size = pool.pool_size(env)
+    with pool.placement_lock(directory):
+        if group or size == 1:
+            key = group or flags.id
+            path = pool.shim_socket_path(flags.address, flags.namespace, key, directory)
+            listener = pool.bind_shim_socket(path)
+            linger = 0.0
+        else:
+            path, listener = pool.place_in_pool(flags.address, flags.namespace, directory, size)
+            linger = pool.pool_idle(env)
+        pool.join(path, flags.id)
+    return Placement(path, listener, linger)
 
 
 def child_flags(flags: ShimFlags, socket: str) -> ShimFlags:
@@ -195,32 +176,33 @@ def start(
     """Do the ``start`` action; returns the address to print.
 
     `env` is the shim's environment (this process's by default; its socket
-    directory variable is honoured). The daemon calls this directly for its own
-    shim with `fork_zygote` False: it must not fork itself, so without a zygote it
-    gets NoZygote and runs the ``start`` command instead.
+    directory and pool variables are honoured). The daemon calls this directly
+    for its own shim with `fork_zygote` False: it must not fork itself, so without
+    a zygote it gets NoZygote and runs the ``start`` command instead.
     """
     if not flags.id:
         raise errdefs.InvalidArgument("start needs -id")
-    directory = (os.environ if env is None else env).get(SOCKET_DIR_ENV, "")
-    path = socket_path(flags.address, flags.namespace, group_id(bundle, flags.id), directory)
+    env = dict(os.environ if env is None else env)
+    placement = place(flags, bundle, env)
+    path = placement.path
     address = UNIX_PREFIX + path
-    listener = _bind(path)
-    # The group's shim pid sits next to its socket, for the bundles that join it.
-    group_pid_file = path + ".pid"
-    if listener is None:
+    # The shim's pid sits next to its socket, for the bundles that join it.
+    shim_pid_file = path + pool.PID_SUFFIX
+    if placement.listener is None:
         write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
-        with contextlib.suppress(FileNotFoundError), open(group_pid_file, "rb") as f:
+        with contextlib.suppress(FileNotFoundError), open(shim_pid_file, "rb") as f:
             write_file_atomically(os.path.join(bundle, PID_FILE), f.read().decode())
         return address
     try:
         write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
-        pid = spawn_shim(flags, listener, bundle, env, fork_zygote)
-        write_file_atomically(group_pid_file, str(pid))
+        env[pool.LINGER_ENV] = str(placement.linger)
+        pid = spawn_shim(flags, placement.listener, bundle, env, fork_zygote)
+        write_file_atomically(shim_pid_file, str(pid))
         write_file_atomically(os.path.join(bundle, PID_FILE), str(pid))
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        with pool.placement_lock(os.path.dirname(path)):
+            pool.forget_shim(path)
         raise
     finally:
-        listener.close()
+        placement.listener.close()
     return address

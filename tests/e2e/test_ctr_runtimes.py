@@ -93,7 +93,8 @@ def check_runtime_lifecycle(env: CtrRunEnv, runtime: Path, image: str) -> None:
     assert f"exit code {128 + signal.SIGKILL}" in removed.stderr.decode()
     env.ctr.ok("containers", "rm", "bg")
     env.assert_clean("once", "fails", "bg")
-    assert env.runtime_state() == [] and env.shim_sockets() == []
+    assert env.runtime_state() == []
+    env.assert_no_shims()
 
 
 def test_runsc_runs_containers_through_our_shim(

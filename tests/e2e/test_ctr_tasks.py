@@ -364,7 +364,6 @@ def test_shim_outlives_a_daemon_kill_and_is_found_again(env: TaskEnv) -> None:
 
 def test_dead_shims_are_cleaned_up(env: TaskEnv) -> None:
     env.start_detached("lost", "sleep", "1000")
-    env.start_detached("gone", "sleep", "1000")
     with _events(env) as lines:
         # A shim dying while the daemon runs: the daemon reports the task's end.
         os.kill(env.shim_pid("lost"), signal.SIGKILL)
@@ -374,6 +373,7 @@ def test_dead_shims_are_cleaned_up(env: TaskEnv) -> None:
     wait_for(lambda: not env.bundle("lost").exists(), what="the bundle to be removed")
 
     # A shim dying while the daemon is down: found and cleaned at start-up.
+    env.start_detached("gone", "sleep", "1000")
     env.daemon.kill9()
     os.kill(env.shim_pid("gone"), signal.SIGKILL)
     env.daemon.start()

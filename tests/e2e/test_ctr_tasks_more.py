@@ -194,7 +194,8 @@ def test_the_shim_is_not_the_daemons_child_and_the_container_is_the_shims(
 def _no_leftovers(env: CtrRunEnv, *container_ids: str) -> None:
     env.assert_clean(*container_ids)
     assert env.tasks() == {}
-    assert env.shim_sockets() == [] and env.runtime_state() == []
+    assert env.runtime_state() == []
+    env.assert_no_shims()
     snapshots = env.ctr.ok("snapshots", "ls")
     for container_id in container_ids:
         assert container_id not in snapshots, snapshots

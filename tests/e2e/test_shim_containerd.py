@@ -96,6 +96,8 @@ class PrivateContainerd:
             "PATH": f"{self.bin_dir}:{os.environ.get('PATH', '')}",
             "PYCONTAINERD_RUNC_ROOT": str(self.runc_root),
             "PYCONTAINERD_SHIM_SOCKET_DIR": str(self.base / "s"),
+            # An idle pool shim lingers 10 s by default; the tests wait for shims to go.
+            "PYCONTAINERD_SHIM_POOL_IDLE": "0.5",
         }
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from pycontainerd.shim_v2.pool import LOCK_FILE
 from tests.support.daemon import Ctr, DaemonProcess
 
 TASK_STATE_DIR = "io.containerd.runtime.v2.task"
@@ -142,9 +143,18 @@ class CtrRunEnv:
         return found
 
     def shim_sockets(self) -> list[str]:
-        """What is in the shims' socket directory (sockets and pid files of live shims)."""
+        """What is in the shims' socket directory (sockets, pid files, members of live shims)."""
         directory = self.daemon.state / SHIM_SOCKET_DIR
-        return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+        if not directory.exists():
+            return []
+        return sorted(p.name for p in directory.iterdir() if p.name != LOCK_FILE)
+
+    def assert_no_shims(self, timeout: float = 10.0) -> None:
+        """Wait until no shim serves this daemon (idle pool shims linger a moment)."""
+        deadline = time.monotonic() + timeout
+        while self.shim_sockets() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.shim_sockets() == [], "shims left serving"
 
     def runtime_state(self) -> list[str]:
         """What the OCI runtime keeps for this namespace (empty once every task is deleted)."""

@@ -17,10 +17,29 @@ from tests.support.cli import CommandLine
 START_TIMEOUT = 20.0
 
 
-class DaemonProcess:
-    """Start, kill -9 and restart a pycontainerd on one private root."""
+def _task_plugin_config(pool_idle: float | None, pool_size: int | None) -> str:
+    settings = (f"  shim_pool_idle = {pool_idle}\n" if pool_idle is not None else "") + (
+        f"  shim_pool_size = {pool_size}\n" if pool_size is not None else ""
+    )
+    return f'[plugins."io.containerd.runtime.v2.task"]\n{settings}' if settings else ""
 
-    def __init__(self, base: Path | None = None, extra_config: str = "") -> None:
+
+class DaemonProcess:
+    """Start, kill -9 and restart a pycontainerd on one private root.
+
+    Idle pool shims linger `shim_pool_idle` seconds (the default 10 would make
+    every test that waits for a shim to go wait that long); None for either
+    keeps the daemon's default.
+    """
+
+    def __init__(
+        self,
+        base: Path | None = None,
+        extra_config: str = "",
+        log_level: str = "debug",
+        shim_pool_idle: float | None = 0.5,
+        shim_pool_size: int | None = None,
+    ) -> None:
         # Unix socket paths are limited to 108 bytes: keep the base short.
         self.base = base or Path(tempfile.mkdtemp(prefix="pcd-"))
         self.root = self.base / "root"
@@ -30,8 +49,11 @@ class DaemonProcess:
         self.config_path = self.base / "config.toml"
         self.config_path.write_text(
             f'version = 2\nroot = "{self.root}"\nstate = "{self.state}"\n'
-            f'[grpc]\n  address = "{self.address}"\n' + extra_config
+            f'[grpc]\n  address = "{self.address}"\n'
+            + _task_plugin_config(shim_pool_idle, shim_pool_size)
+            + extra_config
         )
+        self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProcess:
@@ -44,7 +66,7 @@ class DaemonProcess:
                 "-c",
                 str(self.config_path),
                 "-l",
-                "debug",
+                self.log_level,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

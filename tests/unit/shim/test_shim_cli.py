@@ -18,6 +18,7 @@ import pytest
 
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.shim_v2.options import RuntimeOptions, write_options
+from pycontainerd.shim_v2.pool import LOCK_FILE
 from pycontainerd.ttrpc import ServiceStub, TtrpcClient
 
 TASK_SERVICE = shim_pb2.DESCRIPTOR.services_by_name["Task"]
@@ -36,7 +37,11 @@ def socket_dir() -> Iterator[Path]:
 def shim(
     bundle: Path, socket_dir: Path, *args: str, stdin: bytes = b""
 ) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "PYCONTAINERD_SHIM_SOCKET_DIR": str(socket_dir)}
+    env = {
+        **os.environ,
+        "PYCONTAINERD_SHIM_SOCKET_DIR": str(socket_dir),
+        "PYCONTAINERD_SHIM_POOL_IDLE": "0",
+    }
     env.pop("TTRPC_ADDRESS", None)
     argv = [sys.executable, "-m", "pycontainerd.shim_v2.main", "-namespace", "ns",
             "-address", "/test/c.sock", "-publish-binary", "/bin/true", *args]  # fmt: skip
@@ -89,13 +94,14 @@ def test_start_serves_and_groups_share_a_shim(tmp_path: Path, socket_dir: Path) 
         assert other.returncode == 0 and other.stdout.decode() != address
         pids.append(int((alone / "shim.pid").read_text()))
 
-        for running in (address, other.stdout.decode()):
-            asyncio.run(_call(running, "Shutdown", shim_pb2.ShutdownRequest(id="x")))
+        # Each placed container is let go of (never created here, as after a failed create).
+        for running, task_id in ((address, "c1"), (address, "c2"), (other.stdout.decode(), "c3")):
+            asyncio.run(_call(running, "Shutdown", shim_pb2.ShutdownRequest(id=task_id)))
         deadline = time.monotonic() + 10
         while any(_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not any(_alive(p) for p in pids), "shim did not exit after Shutdown"
-        assert list(socket_dir.iterdir()) == []
+        assert [p.name for p in socket_dir.iterdir()] == [LOCK_FILE]
     finally:
         for pid in pids:
             if _alive(pid):
@@ -119,7 +125,11 @@ def test_delete_reports_a_killed_init(tmp_path: Path, socket_dir: Path) -> None:
 
 def test_bad_invocations_fail_with_a_message(tmp_path: Path, socket_dir: Path) -> None:
     bundle = make_bundle(tmp_path, "b")
-    env = {**os.environ, "PYCONTAINERD_SHIM_SOCKET_DIR": str(socket_dir)}
+    env = {
+        **os.environ,
+        "PYCONTAINERD_SHIM_SOCKET_DIR": str(socket_dir),
+        "PYCONTAINERD_SHIM_POOL_IDLE": "0",
+    }
     no_namespace = subprocess.run(
         [sys.executable, "-m", "pycontainerd.shim_v2.main", "-id", "x", "start"],
         cwd=bundle, capture_output=True, env=env, timeout=30,

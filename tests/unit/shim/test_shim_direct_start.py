@@ -14,6 +14,7 @@ import test_shim_zygote as shared
 import pycontainerd
 from pycontainerd.runtime.own_shim import is_own_shim, start_through_zygote
 from pycontainerd.shim_v2 import zygote
+from pycontainerd.shim_v2.pool import LOCK_FILE, POOL_SIZE_ENV
 from pycontainerd.shim_v2.start import SOCKET_DIR_ENV
 
 # The zygote tests' fixtures: a short socket dir (its zygote retired after), shims killed after.
@@ -31,7 +32,7 @@ def _start_args(container_id: str) -> list[str]:
 
 def _env(socket_dir: Path, marker: str) -> dict[str, str]:
     # The same package as this process, so that the zygote `start` forks serves us too.
-    env = {**os.environ, SOCKET_DIR_ENV: str(socket_dir), "MARKER": marker}
+    env = {**os.environ, SOCKET_DIR_ENV: str(socket_dir), "MARKER": marker, POOL_SIZE_ENV: "1"}
     env["PYTHONPATH"] = PACKAGE_ROOT
     env.pop("TTRPC_ADDRESS", None)
     return env
@@ -56,7 +57,9 @@ def test_without_a_zygote_the_caller_runs_the_command(tmp_path: Path, socket_dir
     address = asyncio.run(start_through_zygote(_start_args("c"), str(bundle), _env(socket_dir, "")))
     assert address is None
     assert _zygotes_of(socket_dir) == [], "the daemon never forks a zygote itself"
-    assert [p.name for p in socket_dir.iterdir()] == [], "no socket is left for the command"
+    assert [p.name for p in socket_dir.iterdir()] == [LOCK_FILE], (
+        "no socket is left for the command"
+    )
 
 
 def test_the_zygote_forks_the_daemons_shim(

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pycontainerd.api.runtime.v2.task import shim_pb2
+from pycontainerd.shim_v2.pool import LOCK_FILE, POOL_SIZE_ENV
 from pycontainerd.shim_v2.zygote import zygote_address
 from pycontainerd.shim_v2.zygote_server import _still_current, process_context
 from pycontainerd.ttrpc import ServiceStub, TtrpcClient
@@ -99,7 +100,12 @@ def shim_pids() -> Iterator[list[int]]:
 
 
 def start(bundle: Path, socket_dir: Path, container_id: str, marker: str) -> str:
-    env = {**os.environ, "PYCONTAINERD_SHIM_SOCKET_DIR": str(socket_dir), "MARKER": marker}
+    env = {
+        **os.environ,
+        "PYCONTAINERD_SHIM_SOCKET_DIR": str(socket_dir),
+        "MARKER": marker,
+        POOL_SIZE_ENV: "1",  # a shim per container, to see several forked
+    }
     env.pop("TTRPC_ADDRESS", None)
     argv = [sys.executable, "-m", "pycontainerd.shim_v2.main", "-namespace", "ns",
             "-address", "/test/c.sock", "-publish-binary", "/bin/true", "-id", container_id,
@@ -122,7 +128,11 @@ async def _call(address: str, method: str, request):  # type: ignore[no-untyped-
 
 
 def _check_like_exec(pid: int, container_id: str, bundle: Path, address: str, marker: str) -> None:
-    """What `start` used to give a shim: command line, session, cwd, environment."""
+    """What `start` used to give a shim: command line, session, environment.
+
+    The shim's working directory is ``/`` once it serves (it may outlive the
+    bundle it was started in), whether it was exec'ed or forked.
+    """
     args = _cmdline(pid)
     assert args[:3] == [sys.executable, "-m", "pycontainerd.shim_v2.main"]
     flags = dict(zip(args[3::2], args[4::2], strict=False))
@@ -132,7 +142,8 @@ def _check_like_exec(pid: int, container_id: str, bundle: Path, address: str, ma
     stat = _stat(pid)
     assert int(stat[3]) == pid, "the shim leads its own session"
     assert int(stat[1]) not in _zygotes_of(Path(flags["-socket"]).parent)
-    assert os.readlink(f"/proc/{pid}/cwd") == str(bundle)
+    assert os.readlink(f"/proc/{pid}/cwd") == "/"
+    assert (bundle / "address").read_text() == address
     environ = _environ(pid)
     assert environ["MARKER"] == marker and "TTRPC_ADDRESS" not in environ
     connected = asyncio.run(_call(address, "Connect", shim_pb2.ConnectRequest(id=container_id)))
@@ -153,10 +164,10 @@ def test_the_zygote_forks_shims_that_look_exec_ed(
     for i, (bundle, address, pid) in enumerate(zip(bundles, addresses, shim_pids, strict=True)):
         _check_like_exec(pid, f"c{i}", bundle, address, marker=f"m{i}")
 
-    for address in addresses:
-        asyncio.run(_call(address, "Shutdown", shim_pb2.ShutdownRequest(id="x")))
+    for i, address in enumerate(addresses):
+        asyncio.run(_call(address, "Shutdown", shim_pb2.ShutdownRequest(id=f"c{i}")))
     _wait_until(lambda: not any(_alive(p) for p in shim_pids), "the shims to exit")
-    assert list(socket_dir.iterdir()) == [], "the zygote leaves no file behind"
+    assert [p.name for p in socket_dir.iterdir()] == [LOCK_FILE], "the zygote leaves no file behind"
 
     shutil.rmtree(socket_dir)
     _wait_until(lambda: not _alive(zygotes[0]), "the zygote to go with its directory")
