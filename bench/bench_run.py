@@ -2,7 +2,9 @@
 
 The same real `ctr` drives both daemons; each runs the busybox test image
 imported from an OCI archive. Memory is the proportional set size (PSS) of the
-daemon and of the shims while 50 containers run.
+daemon and of the shims while 50 containers run. Our daemon runs with its
+defaults (pool shims), and again with a shim per container, as containerd runs
+its Go shim.
 """
 
 from __future__ import annotations
@@ -82,6 +84,12 @@ def _remove_all(address: Path) -> None:
         _ctr(address, "containers", "rm", container, check=False)
 
 
+def _wait_for_no_shims(pattern: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _pids_of(pattern) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def _memory(daemon_pid: int, shim_patterns: tuple[str, ...]) -> tuple[float, float]:
     """The daemon's PSS, and the shims' per container (helpers such as our zygote included)."""
     shims = {pid for pattern in shim_patterns for pid in _pids_of(pattern)}
@@ -103,6 +111,7 @@ def _measure(
     _remove_all(address)
     result["parallel"] = MANY / _start_many(address, "p", PARALLEL)
     _remove_all(address)
+    _wait_for_no_shims(shim_patterns[0])  # idle pool shims linger a while
     _start_many(address, "g", PARALLEL, ("--annotation", GROUP))
     _, result["grouped_shim_mib"] = _memory(daemon_pid, shim_patterns)
     _remove_all(address)

@@ -98,6 +98,8 @@ def _members(path: str) -> str:
 
 def join(path: str, container_id: str) -> None:
     """Record that `container_id` is placed on the shim at `path` (under the lock)."""
+    if not container_id or os.sep in container_id or container_id.startswith("."):
+        raise errdefs.InvalidArgument(f"container id {container_id!r} cannot name a shim member")
     directory = _members(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     with open(os.path.join(directory, container_id), "wb"):
