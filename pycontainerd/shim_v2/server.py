@@ -2,10 +2,10 @@
 
 It runs in its own session, in ``/`` (not the first container's bundle, which
 may be deleted while the shim serves others), with the listening socket
-inherited from ``start``. As a child subreaper it becomes the
-parent of every container process once the runtime command that forked it
-exits. Logs go to the bundle's ``log`` FIFO, which containerd reads and copies
-to its own output. Once Shutdown finds no container left, the shim retires (see
+inherited from ``start``. As a child subreaper it becomes the parent of every
+container process once the runtime command that forked it exits. Logs go to a
+served bundle's ``log`` FIFO (`shim_log`), which containerd reads and copies to
+its own output. Once Shutdown finds no container left, the shim retires (see
 `pool`): at once, or for a pool shim after lingering idle a while; a container
 placed on it meanwhile keeps it serving. SIGTERM/SIGINT end it at once.
 """
@@ -27,41 +27,22 @@ from pycontainerd.shim_v2.events import EventPublisher
 from pycontainerd.shim_v2.flags import ShimFlags
 from pycontainerd.shim_v2.reaper import Reaper, set_child_subreaper
 from pycontainerd.shim_v2.service import TaskService
+from pycontainerd.shim_v2.shim_log import BundleLogHandler, setup_logging
 from pycontainerd.ttrpc import TtrpcServer, register_service
 
 log = logging.getLogger(__name__)
 
 TTRPC_ADDRESS_ENV = "TTRPC_ADDRESS"
-LOG_FIFO = "log"
 SHUTDOWN_GRACE = 2.0
 #: How often an idle shim looks for new containers or its vanished socket.
 IDLE_POLL = 0.25
 #: How long an idle shim waits again after a container was on its way but never came.
 IDLE_RECHECK = 5.0
-#: Built at import (in the zygote, so forked shims share it rather than build their own).
-_LOG_FORMAT = logging.Formatter(
-    "time=%(asctime)s level=%(levelname)s msg=%(message)s runtime=pyrunc"
-)
 
 
-def setup_logging(bundle: str, debug: bool) -> None:
-    """Log to the bundle's ``log`` FIFO when containerd has it open, else nowhere."""
-    logging.raiseExceptions = False
-    level = logging.DEBUG if debug else logging.INFO
-    try:
-        fd = os.open(os.path.join(bundle, LOG_FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        logging.basicConfig(level=logging.CRITICAL + 1, handlers=[logging.NullHandler()])
-        return
-    os.set_blocking(fd, True)
-    stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace")
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(_LOG_FORMAT)
-    logging.root.addHandler(handler)
-    logging.root.setLevel(level)
-
-
-async def serve(flags: ShimFlags, listener: socket.socket) -> None:
+async def serve(
+    flags: ShimFlags, listener: socket.socket, log_handler: BundleLogHandler | None = None
+) -> None:
     """Serve until the shim retires (see `retire_when_idle`) or a terminating signal."""
     loop = asyncio.get_running_loop()
     terminate = asyncio.Event()
@@ -74,6 +55,8 @@ async def serve(flags: ShimFlags, listener: socket.socket) -> None:
     service = TaskService(
         flags.namespace, publisher, reaper, on_shutdown=idle.set, socket_path=flags.socket
     )
+    if log_handler is not None:
+        log_handler.bundles = lambda: [c.bundle for c in service.containers.values()]
     server = TtrpcServer(require_same_user=True)
     register_service(server, shim_pb2.DESCRIPTOR.services_by_name["Task"], service)
     await server.serve_on_socket(listener)
@@ -138,7 +121,7 @@ def _linger_seconds() -> float:
 
 def run_server(flags: ShimFlags, bundle: str) -> None:
     """Entry of the long-lived shim process (spawned by `start`)."""
-    setup_logging(bundle, flags.debug)
+    log_handler = setup_logging(bundle, flags.debug)
     # The first bundle may go while the shim serves others (pools, groups); runtime
     # commands inherit the working directory, and a shell wrapper fails in a deleted one.
     os.chdir("/")
@@ -147,4 +130,4 @@ def run_server(flags: ShimFlags, bundle: str) -> None:
         raise SystemExit("the long-lived shim is started by `start`; it needs -listen-fd")
     listener = socket.socket(fileno=int(flags.listen_fd))
     listener.set_inheritable(False)
-    asyncio.run(serve(flags, listener))
+    asyncio.run(serve(flags, listener, log_handler))
