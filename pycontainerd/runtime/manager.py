@@ -30,6 +30,7 @@ from pycontainerd.runtime.exits import (
     ExitRecorder,
     recorded_exit,
 )
+from pycontainerd.runtime.own_shim import is_own_shim, prewarm_zygote
 from pycontainerd.runtime.resolve import resolve_shim
 from pycontainerd.runtime.shim_binary import DaemonAddresses, ShimBinary, remove_dead_socket
 from pycontainerd.runtime.shim_task import ShimTask
@@ -73,8 +74,24 @@ class TaskManager:
         self._tasks: dict[TaskKey, ShimTask] = {}
         self._reserved: set[TaskKey] = set()
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._zygote: asyncio.Task[None] | None = None
         self._exits = ExitRecorder(exchange, self._bundle_of)
         self._exits.start()
+
+    # Start-up
+
+    def prewarm_own_shim(self) -> None:
+        """Have our shim's zygote ready before the first task, if the table runs our shim."""
+        for runtime in self.runtimes:
+            try:
+                shim = resolve_shim(runtime, self.runtimes)
+            except errdefs.ContainerdError:
+                continue
+            if is_own_shim(shim) and self.daemon.socket_dir:
+                self._zygote = asyncio.get_running_loop().create_task(
+                    prewarm_zygote(self.daemon.socket_dir)
+                )
+                return
 
     # Lookups
 
@@ -232,6 +249,8 @@ class TaskManager:
     async def close(self) -> None:
         """Let go of every shim without stopping it: the tasks keep running."""
         await self._exits.stop()
+        if self._zygote is not None:
+            self._zygote.cancel()  # the zygote itself runs on, in its own session
         for task in list(self._tasks.values()):
             task.detach()
         for cleanup in list(self._cleanups):

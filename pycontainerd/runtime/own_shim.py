@@ -10,18 +10,26 @@ environment, working directory and flags the command would have given it.
 Without a zygote (the first container of a daemon, or after the zygote retired),
 or when the zygote serves other code than the daemon's, this path gives up and
 the caller runs the ``start`` command, which forks a zygote for the next time.
-The daemon itself never forks: it has threads.
+The daemon itself never forks: it has threads. So that not even the first
+container waits for a zygote to import the shim, the daemon starts one at
+start-up (`prewarm_zygote`), as a program of its own in a session of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 
 from pycontainerd.shim_v2.flags import parse_flags
 from pycontainerd.shim_v2.main import NAME as OWN_SHIM_NAME
 from pycontainerd.shim_v2.start import NoZygote, start
+from pycontainerd.shim_v2.zygote import zygote_running
+from pycontainerd.shim_v2.zygote_server import ZYGOTE_MODULE
+
+log = logging.getLogger(__name__)
 
 
 def is_own_shim(path: str) -> bool:
@@ -42,3 +50,24 @@ async def start_through_zygote(
         return await asyncio.to_thread(start, flags, bundle, env, False)
     except NoZygote:
         return None
+
+
+async def prewarm_zygote(socket_dir: str) -> None:
+    """Run the zygote of `socket_dir` unless one runs; returns when it retires.
+
+    It runs in its own session and is not killed with the daemon; awaiting it
+    only reaps it once it retires (idle, its directory gone, or its code changed).
+    """
+    if await asyncio.to_thread(zygote_running, socket_dir):
+        return
+    os.makedirs(socket_dir, mode=0o711, exist_ok=True)
+    devnull = asyncio.subprocess.DEVNULL
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", ZYGOTE_MODULE, socket_dir,
+            cwd="/", stdin=devnull, stdout=devnull, stderr=devnull, start_new_session=True,
+        )  # fmt: skip
+    except OSError as exc:
+        log.warning("cannot start the shim zygote (shims start slower): %s", exc)
+        return
+    await proc.wait()

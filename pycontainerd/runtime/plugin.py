@@ -55,6 +55,7 @@ async def init_task_manager(ic: plugin.InitContext) -> TaskManager:
         ic.get(plugin.EVENT),
     )
     await recover_tasks(manager)
+    manager.prewarm_own_shim()
     return manager
 
 

@@ -37,6 +37,16 @@ def zygote_address(socket_dir: str) -> bytes:
     return b"\0pycontainerd-shim-zygote/" + digest.encode()
 
 
+def zygote_running(socket_dir: str) -> bool:
+    """Whether a zygote listens for `socket_dir` (it answers the probe with a refusal)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as probe:
+        try:
+            probe.connect(zygote_address(socket_dir))
+        except OSError:
+            return False
+        return True
+
+
 def code_identity() -> dict[str, str]:
     """Which interpreter and which pycontainerd: a zygote only serves its own kind.
 

@@ -1,5 +1,8 @@
 """Pool shims, end to end with the real `ctr`: containers share our shim, a few per process.
 
+The daemon also readies the zygote that forks shims at start-up, so that not
+even its first container waits for a Python interpreter to start and import.
+
 The daemon's `shim_pool_size` caps the containers of one namespace on one shim
 process (1: a shim each, as containerd does); an idle pool shim lingers
 `shim_pool_idle` seconds for the next container, then exits. A pool shim that
@@ -15,7 +18,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.ctr_env import CtrRunEnv, alive, ctr_run_env, parent_of, watch_events
+from tests.support.ctr_env import (
+    CtrRunEnv,
+    alive,
+    all_pids,
+    command_line,
+    ctr_run_env,
+    parent_of,
+    watch_events,
+)
 from tests.support.daemon import Ctr, DaemonProcess
 from tests.support.wait import wait_for
 
@@ -144,3 +155,20 @@ def test_bad_pool_settings_stop_the_task_plugin(setting: str) -> None:
         assert line.split()[-1] == "error", line
     finally:
         daemon.cleanup()
+
+
+def _zygotes(daemon: DaemonProcess) -> list[int]:
+    wanted = ["-m", "pycontainerd.shim_v2.zygote", str(daemon.state / "s")]
+    return [pid for pid in all_pids() if command_line(pid)[1:4] == wanted]
+
+
+def test_the_daemon_readies_the_shim_zygote_at_start(env: CtrRunEnv, busybox_pushed) -> None:
+    wait_for(lambda: len(_zygotes(env.daemon)) == 1, what="the daemon's shim zygote")
+    (zygote,) = _zygotes(env.daemon)
+    ran = env.run("--rm", busybox_pushed.ref, "first", "echo", "warm")
+    assert ran.stdout == b"warm\n", ran.stderr
+    assert _zygotes(env.daemon) == [zygote], "the first shim came from the ready zygote"
+
+    env.daemon.stop()
+    env.daemon.start()
+    assert _zygotes(env.daemon) == [zygote], "a restarted daemon keeps the running zygote"
