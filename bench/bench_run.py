@@ -1,7 +1,9 @@
 """Container start latency, throughput and memory: pycontainerd beside containerd and bare runc.
 
 The same real `ctr` drives both daemons; each runs the busybox test image
-imported from an OCI archive. Memory is the proportional set size (PSS) of the
+imported from an OCI archive. Latency runs alternate between the daemons, all
+up at once; the rest is measured one daemon at a time. Memory is the
+proportional set size (PSS) of the
 daemon and of the shims while 50 containers run. Our daemon runs with its
 defaults (pool shims), and again with a shim per container, as containerd runs
 its Go shim.
@@ -9,6 +11,7 @@ its Go shim.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import statistics
@@ -54,11 +57,25 @@ def _pids_of(pattern: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def _latencies(address: Path) -> list[float]:
-    samples = []
+def _paired_latencies(addresses: dict[str, Path]) -> dict[str, list[float]]:
+    """`ctr run --rm true` on each daemon in turn, who goes first alternating, so that
+    drift in the machine's state (caches, writeback, other load) weighs on all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in addresses}
     for i in range(LATENCY_RUNS):
-        samples.append(timed(lambda i=i: _ctr(address, "run", "--rm", IMAGE, f"lat-{i}", "true")))
+        turn = list(addresses.items())
+        if i % 2:
+            turn.reverse()
+        for name, address in turn:
+            run = ("run", "--rm", IMAGE, f"lat-{i}", "true")
+            samples[name].append(timed(lambda address=address, run=run: _ctr(address, *run)))
     return samples
+
+
+def _summary(latencies: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(latencies) * 1000,
+        "p90": statistics.quantiles(latencies, n=10)[-1] * 1000,
+    }
 
 
 def _start_many(address: Path, prefix: str, parallel: int, extra: tuple[str, ...] = ()) -> float:
@@ -97,16 +114,9 @@ def _memory(daemon_pid: int, shim_patterns: tuple[str, ...]) -> tuple[float, flo
     return _pss_kib(daemon_pid) / 1024, shim_kib / 1024 / MANY
 
 
-def _measure(
-    address: Path, daemon_pid: int, shim_patterns: tuple[str, ...], archive: Path
-) -> dict[str, float]:
-    _ctr(address, "images", "import", str(archive))
-    lat = _latencies(address)
-    result = {
-        "median": statistics.median(lat) * 1000,
-        "p90": statistics.quantiles(lat, n=10)[-1] * 1000,
-        "serial": MANY / _start_many(address, "s", 1),
-    }
+def _measure(address: Path, daemon_pid: int, shim_patterns: tuple[str, ...]) -> dict[str, float]:
+    """Throughput and memory of one daemon whose image is imported."""
+    result = {"serial": MANY / _start_many(address, "s", 1)}
     result["daemon_mib"], result["shim_mib"] = _memory(daemon_pid, shim_patterns)
     _remove_all(address)
     result["parallel"] = MANY / _start_many(address, "p", PARALLEL)
@@ -126,15 +136,12 @@ def _our_shims(daemon: DaemonProcess) -> tuple[str, ...]:
     )
 
 
-def _shim_each(archive: Path) -> dict[str, float]:
-    """Our daemon with a shim per container (pool size 1), as containerd runs its Go shim."""
-    with pycontainerd_daemon(shim_pool_size=1) as daemon:
-        _ctr(daemon.address, "images", "import", str(archive))
-        lat = _latencies(daemon.address)
-        _start_many(daemon.address, "e", PARALLEL)
-        _, shim_mib = _memory(daemon.proc.pid, _our_shims(daemon))
-        _remove_all(daemon.address)
-    return {"median": statistics.median(lat) * 1000, "shim_mib": shim_mib}
+def _shim_each_memory(daemon: DaemonProcess) -> float:
+    """Shim PSS per container of a daemon with a shim per container (pool size 1)."""
+    _start_many(daemon.address, "e", PARALLEL)
+    _, shim_mib = _memory(daemon.proc.pid, _our_shims(daemon))
+    _remove_all(daemon.address)
+    return shim_mib
 
 
 def _runc_floor(work: Path) -> dict[str, float]:
@@ -168,19 +175,28 @@ def _runc_floor(work: Path) -> dict[str, float]:
 
 
 def run() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         archive = work / "busybox.tar"
         write_oci_archive(archive, busybox_image("oci", "gzip"), IMAGE)
-        with pycontainerd_daemon() as daemon:
-            ours = _measure(daemon.address, daemon.proc.pid, _our_shims(daemon), archive)
-        each = _shim_each(archive)
+        daemon = stack.enter_context(pycontainerd_daemon())
+        one_each = stack.enter_context(pycontainerd_daemon(shim_pool_size=1))
+        theirs_address = stack.enter_context(containerd_daemon())
+        addresses = {"ours": daemon.address, "each": one_each.address}
+        if theirs_address is not None:
+            addresses["theirs"] = theirs_address
+        for address in addresses.values():
+            _ctr(address, "images", "import", str(archive))
+        latencies = {name: _summary(lat) for name, lat in _paired_latencies(addresses).items()}
+        ours = latencies["ours"] | _measure(daemon.address, daemon.proc.pid, _our_shims(daemon))
+        each = latencies["each"] | {"shim_mib": _shim_each_memory(one_each)}
         theirs = None
-        with containerd_daemon() as address:
-            if address is not None:
-                pid = _pids_of(f"containerd -c {address.parent}/config.toml")[0]
-                go_shims = (f"containerd-shim-runc-v2 -namespace bench .*-address {address}( |$)",)
-                theirs = _measure(address, pid, go_shims, archive)
+        if theirs_address is not None:
+            pid = _pids_of(f"containerd -c {theirs_address.parent}/config.toml")[0]
+            go_shims = (
+                f"containerd-shim-runc-v2 -namespace bench .*-address {theirs_address}( |$)",
+            )
+            theirs = latencies["theirs"] | _measure(theirs_address, pid, go_shims)
         floor = _runc_floor(work)
 
     def ref(key: str) -> float | None:

@@ -2,6 +2,10 @@
 
 Content nobody refers to stays until something triggers a collection: a
 deletion, an expiring lease, or the periodic pass (`interval`, 0 turns it off).
+As containerd's scheduler, collections after deletions are spaced so that they
+take at most `pause_threshold` of the time (default 2%): a burst of deletions
+is collected in one pass, not in one each. Callers that must see the result
+(``--sync``) call `collect` and are never kept waiting.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -30,6 +35,7 @@ class GCScheduler:
         schedule_delay: float = 0.0,
         interval: float = 0.0,
         startup_delay: float = 0.0,
+        pause_threshold: float = 0.02,
     ) -> None:
         self.db = db
         self.collector = collector
@@ -37,6 +43,10 @@ class GCScheduler:
         self.schedule_delay = schedule_delay
         self.interval = interval
         self.startup_delay = startup_delay
+        self.pause_threshold = pause_threshold
+        self._gc_seconds = 0.0
+        self._collections = 0
+        self._last_end: float | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -49,11 +59,15 @@ class GCScheduler:
     async def collect(self) -> Sweep:
         """Run one full collection now (metadata, then what is on disk)."""
         async with self._lock:
+            started = time.monotonic()
             sweep = await self.db.run(self.collector.collect)
             for sweeper in self.sweepers:
                 await asyncio.get_running_loop().run_in_executor(
                     None, sweeper, self.collector, sweep
                 )
+            self._last_end = time.monotonic()
+            self._gc_seconds += self._last_end - started
+            self._collections += 1
             self.last = sweep
             if sweep.content or sweep.snapshots or sweep.leases:
                 log.info(
@@ -64,6 +78,18 @@ class GCScheduler:
                     sweep.duration,
                 )
             return sweep
+
+    def pause(self) -> float:
+        """Seconds to wait before a deletion's pass, to stay within `pause_threshold`.
+
+        The average pass, divided by the threshold, is the period of passes
+        (containerd's rule): the pass itself plus the pause after it.
+        """
+        if not self.pause_threshold or self._last_end is None or not self._collections:
+            return 0.0
+        average = self._gc_seconds / self._collections
+        period = average / self.pause_threshold
+        return max(0.0, self._last_end + period - average - time.monotonic())
 
     def schedule(self) -> None:
         """Ask for a collection soon (after a deletion)."""
@@ -100,8 +126,9 @@ class GCScheduler:
         while True:
             self._wake.clear()
             if self._collect_requested:
-                # A request made while this pass runs sets the flag again,
-                # and the loop comes straight back for another pass.
+                # Requests made while pausing or collecting are served by the
+                # next pass: the flag is set again, the loop comes straight back.
+                await asyncio.sleep(self.pause())
                 self._collect_requested = False
                 try:
                     await self.collect()

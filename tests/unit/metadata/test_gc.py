@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -136,3 +137,44 @@ def test_lease_expiry_wakes_the_scheduler(store):
         return not await store.db.run(store.leases.list, "a")
 
     assert asyncio.run(scenario())
+
+
+def test_passes_after_deletions_stay_within_the_pause_threshold(store):
+    """containerd's rule: the period of passes is the average pass over the threshold."""
+
+    async def scenario() -> list[float]:
+        scheduler = GCScheduler(store.db, Collector(store.db), pause_threshold=0.25)
+        starts: list[float] = []
+
+        def slow_sweeper(collector, sweep) -> None:  # type: ignore[no-untyped-def]
+            starts.append(time.monotonic())
+            time.sleep(0.05)
+
+        scheduler.add_sweeper(slow_sweeper)
+        await scheduler.start()  # the start-up pass: ~0.05 s
+        for _ in range(5):  # a burst of deletions
+            scheduler.schedule()
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.6)  # room for a third pass, if the burst made one
+        await scheduler.stop()
+        return starts
+
+    starts = asyncio.run(scenario())
+    # A pass of ~0.05 s at 25% gives a period of ~0.2 s; the burst is one pass, not five.
+    assert len(starts) == 2, starts
+    assert starts[1] - starts[0] >= 0.19, starts
+
+
+def test_a_collection_asked_for_directly_does_not_wait(store):
+    async def scenario() -> float:
+        scheduler = GCScheduler(store.db, Collector(store.db), pause_threshold=0.01)
+        scheduler.add_sweeper(lambda collector, sweep: time.sleep(0.05))
+        await scheduler.start()
+        assert scheduler.pause() > 1.0  # ~5 s for a deletion-triggered pass
+        started = time.monotonic()
+        await scheduler.collect()  # what --sync does
+        waited = time.monotonic() - started
+        await scheduler.stop()
+        return waited
+
+    assert asyncio.run(scenario()) < 1.0
