@@ -56,7 +56,7 @@ async def serve(
         flags.namespace, publisher, reaper, on_shutdown=idle.set, socket_path=flags.socket
     )
     if log_handler is not None:
-        log_handler.bundles = lambda: [c.bundle for c in service.containers.values()]
+        log_handler.bundles = service.bundles
     server = TtrpcServer(require_same_user=True)
     register_service(server, shim_pb2.DESCRIPTOR.services_by_name["Task"], service)
     await server.serve_on_socket(listener)

@@ -67,10 +67,15 @@ class TaskService:
         self.reaper = reaper
         self.on_shutdown = on_shutdown
         self.containers: dict[str, Container] = {}
+        self.creating: dict[str, str] = {}  # container id -> bundle, while Create runs
         self._exit_tasks: set[asyncio.Task[None]] = set()
         # Held while a process starts, so its TaskExit cannot overtake its TaskStart.
         self._start_lock = asyncio.Lock()
         reaper.on_exit = self.on_exit
+
+    def bundles(self) -> list[str]:
+        """The bundles of the containers served or being created (where logs may go)."""
+        return [*self.creating.values(), *(c.bundle for c in self.containers.values())]
 
     def container(self, container_id: str) -> Container:
         found = self.containers.get(container_id)
@@ -122,16 +127,20 @@ class TaskService:
     async def Create(  # noqa: N802 - ttrpc method names are the API's
         self, request: shim_pb2.CreateTaskRequest, ctx: RequestContext
     ) -> shim_pb2.CreateTaskResponse:
-        if request.id in self.containers:
+        if request.id in self.containers or request.id in self.creating:
             raise errdefs.AlreadyExists(f"container {request.id} already exists in this shim")
+        if not request.bundle:
+            raise errdefs.InvalidArgument(f"create of {request.id} needs the bundle's path")
         if request.checkpoint:
             raise errdefs.NotImplemented_("restoring from a checkpoint needs criu; not supported")
         paths = StdioPaths(request.stdin, request.stdout, request.stderr, request.terminal)
         mounts = [Mount(m.type, m.source, m.target, list(m.options)) for m in request.rootfs]
+        bundle = request.bundle
+        self.creating[request.id] = bundle
         try:
             container = await Container.create(
                 request.id,
-                request.bundle or os.getcwd(),
+                bundle,
                 namespace=self.namespace,
                 options=decode_options(request.options if request.HasField("options") else None),
                 mounts=mounts,
@@ -141,6 +150,8 @@ class TaskService:
         except BaseException:
             pool.leave(self.socket_path, request.id)
             raise
+        finally:
+            self.creating.pop(request.id, None)
         self.containers[request.id] = container
         self._claim_early_exit(container, container.init)
         self.publisher.publish(

@@ -177,3 +177,15 @@ def test_execs_kill_and_terminal(tmp_path: Path) -> None:
     assert events[:4] == ["TaskCreate", "TaskStart", "TaskExecAdded", "TaskExecStarted"]
     assert events[-2:] == ["TaskExit", "TaskDelete"]
     assert tty_output.read_text().strip().startswith("/dev/pts/")
+
+
+def test_create_needs_a_bundle_and_a_new_id(tmp_path: Path) -> None:
+    async def body(service: TaskService) -> None:
+        with pytest.raises(errdefs.InvalidArgument, match="bundle"):
+            await service.Create(shim_pb2.CreateTaskRequest(id="no-bundle"), None)
+        service.creating["busy"] = str(tmp_path)  # a Create of "busy" in flight
+        with pytest.raises(errdefs.AlreadyExists):
+            await service.Create(shim_pb2.CreateTaskRequest(id="busy", bundle=str(tmp_path)), None)
+        assert service.bundles() == [str(tmp_path)]
+
+    assert run_service(tmp_path, body) == []
