@@ -251,13 +251,13 @@ def fork_shim(request: dict[str, Any], listen_fd: int, close_in_child: list[int]
 class Zygote:
     """Serves fork requests on its socket until it retires."""
 
-    def __init__(self, socket_dir: str, listener: socket.socket) -> None:
+    def __init__(self, socket_dir: str, listener: socket.socket, watch: int | None) -> None:
         self.socket_dir = socket_dir
         self.listener = listener
         self.identity = code_identity()
         self.context = process_context("self")
         self.stamps = _module_stamps()
-        self.watch = _watch_removal(socket_dir)
+        self.watch = watch
 
     def owned_fds(self) -> list[int]:
         fds = [self.listener.fileno()]
@@ -348,9 +348,18 @@ def _zygote_argv(socket_dir: str) -> list[str]:
     return [sys.executable, "-m", ZYGOTE_MODULE, socket_dir]
 
 
-def _prepare(socket_dir: str) -> socket.socket | None:
-    """Claim the name and import everything; None when another zygote holds the name."""
+def _prepare(socket_dir: str) -> tuple[socket.socket, int | None] | None:
+    """Claim the name, watch the directory, import everything; (listener, watch).
+
+    None when another zygote holds the name, or when the directory is already
+    gone (its daemon stopped while this process started): no zygote then.
+    The watch is set before the imports, so a removal during them is seen.
+    """
     listener = _bind(socket_dir)
+    watch = _watch_removal(socket_dir) if listener is not None else None
+    if listener is not None and watch is None and not os.path.isdir(socket_dir):
+        listener.close()
+        listener = None
     preload()
     if listener is not None:
         from pycontainerd.shim_v2.rehearsal import rehearse
@@ -359,7 +368,7 @@ def _prepare(socket_dir: str) -> socket.socket | None:
     _environment_at_fork.clear()
     _environment_at_fork.update(os.environ)
     gc.freeze()
-    return listener
+    return None if listener is None else (listener, watch)
 
 
 def become_zygote(
@@ -378,8 +387,8 @@ def become_zygote(
             os.write(report_fd, f"pid {os.getpid()}\n".encode())
             _exec_shim(request, listen_fd)
         os.chdir("/")
-        listener = _prepare(socket_dir)
-        zygote = Zygote(socket_dir, listener) if listener is not None else None
+        prepared = _prepare(socket_dir)
+        zygote = Zygote(socket_dir, *prepared) if prepared is not None else None
         shim = fork_shim(request, listen_fd, [report_fd, *(zygote.owned_fds() if zygote else [])])
         os.write(report_fd, f"pid {shim}\n".encode())
         os.close(report_fd)
@@ -401,9 +410,9 @@ def run_standalone(args: list[str]) -> int:
         return 2
     socket_dir = os.path.abspath(args[0])
     gc.disable()
-    listener = _prepare(socket_dir)
-    if listener is None:
-        sys.stderr.write(f"a zygote for {socket_dir} is already running\n")
+    prepared = _prepare(socket_dir)
+    if prepared is None:
+        sys.stderr.write(f"a zygote for {socket_dir} is already running, or it is gone\n")
         return 1
-    Zygote(socket_dir, listener).serve()
+    Zygote(socket_dir, *prepared).serve()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -123,6 +124,56 @@ class DaemonProcess:
         self.stop()
         unmount_below(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
+        end_helpers_of(self.base)
+
+
+#: How long shims and zygotes get to notice that their daemon's directories are gone.
+HELPER_GRACE = 5.0
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """{pid: (parent pid, command line)} of every process."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), command)
+    return found
+
+
+def end_helpers_of(base: Path) -> None:
+    """Make sure no shim or zygote of a daemon under `base` outlives the test.
+
+    They retire by themselves once the daemon's directories are gone; one that
+    does not within `HELPER_GRACE` is killed with everything below it.
+    """
+    marker = str(base) + "/"
+
+    def helpers() -> list[int]:
+        return [
+            pid
+            for pid, (_, command) in _processes().items()
+            if "pycontainerd.shim_v2" in command and marker in command
+        ]
+
+    deadline = time.monotonic() + HELPER_GRACE
+    while helpers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    doomed = helpers()
+    table = _processes()
+    while True:  # add descendants (containers under a shim)
+        more = [pid for pid, (ppid, _) in table.items() if ppid in doomed and pid not in doomed]
+        if not more:
+            break
+        doomed += more
+    for pid in reversed(doomed):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def unmount_below(base: Path) -> None:

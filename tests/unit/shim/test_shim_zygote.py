@@ -217,3 +217,33 @@ def test_a_forked_process_can_take_a_command_line() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, check=True)
     assert out.stdout.strip() == repr(b"prog\0-id\0x\0").encode() + b" " + repr(b"A=1\0").encode()
+
+
+def _standalone_zygote(socket_dir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", ZYGOTE_MODULE, str(socket_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def test_a_zygote_for_a_removed_directory_does_not_stay(tmp_path: Path) -> None:
+    """A daemon may stop (its state dir removed) while the zygote it started still imports."""
+    gone = _standalone_zygote(tmp_path / "never-made")
+    try:
+        assert gone.wait(30) == 1
+        assert b"gone" in gone.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if gone.poll() is None:
+            gone.kill()
+
+    directory = Path(tempfile.mkdtemp(prefix="zyg-"))
+    during = _standalone_zygote(directory)
+    try:
+        shutil.rmtree(directory)  # most likely while it imports
+        assert during.wait(30) in (0, 1), "the zygote outlived its directory"
+    finally:
+        if during.poll() is None:
+            during.kill()
+        during.wait()
