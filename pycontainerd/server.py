@@ -7,7 +7,6 @@ import contextlib
 import inspect
 import logging
 import os
-import socket
 from pathlib import Path
 
 import grpc
@@ -17,6 +16,7 @@ from pycontainerd.builtins import load_builtin_plugins
 from pycontainerd.config import Config
 from pycontainerd.rootlock import RootLock
 from pycontainerd.ttrpc import TtrpcServer
+from pycontainerd.unix_socket import listening
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +24,11 @@ SOCKET_MODE = 0o660
 DIR_MODE = 0o711
 
 
-def _socket_in_use(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-        return True
-
-
 def prepare_socket_path(path: Path) -> None:
     """Refuse a live socket; remove a stale one left by a crash."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     if path.exists() or path.is_symlink():
-        if _socket_in_use(path):
+        if listening(path):
             raise errdefs.FailedPrecondition(
                 f"{path} is in use by another process; stop it or pass another --address"
             )

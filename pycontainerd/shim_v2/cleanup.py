@@ -24,6 +24,7 @@ from pycontainerd.shim_v2.container import INIT_PID_FILE, LOG_FILE, read_pid_fil
 from pycontainerd.shim_v2.flags import ShimFlags
 from pycontainerd.shim_v2.options import read_options
 from pycontainerd.shim_v2.start import ADDRESS_FILE, UNIX_PREFIX
+from pycontainerd.unix_socket import listening
 
 log = logging.getLogger(__name__)
 
@@ -74,5 +75,5 @@ def _leave_shim(bundle: str, container_id: str) -> None:
         return
     pool.leave(path, container_id)
     with pool.placement_lock(os.path.dirname(path)):
-        if not pool.someone_listens(path):
+        if not listening(path):
             pool.forget_shim(path)  # the dead shim's socket, pid file and members

@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator, Mapping
 
 from pycontainerd import errdefs
+from pycontainerd.unix_socket import listening
 
 POOL_SIZE_ENV = "PYCONTAINERD_SHIM_POOL_SIZE"
 POOL_IDLE_ENV = "PYCONTAINERD_SHIM_POOL_IDLE"
@@ -144,15 +145,6 @@ def forget_shim(path: str) -> None:
     shutil.rmtree(_members(path), ignore_errors=True)
 
 
-def someone_listens(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
-        return True
-
-
 def bind_shim_socket(path: str) -> socket.socket | None:
     """A listening socket on `path`; None when a live shim already listens there.
 
@@ -170,7 +162,7 @@ def bind_shim_socket(path: str) -> socket.socket | None:
                 raise errdefs.FailedPrecondition(
                     f"cannot create shim socket {path}: {exc}"
                 ) from exc
-        if someone_listens(path):
+        if listening(path):
             return None
         forget_shim(path)
     raise errdefs.Unavailable(f"shim socket {path} keeps being taken; retry")
