@@ -57,6 +57,29 @@ def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
     return value
 
 
+def number_setting(
+    plugin_uri: str,
+    settings: dict[str, Any],
+    key: str,
+    *,
+    minimum: float,
+    maximum: float | None = None,
+) -> float:
+    """A plugin's numeric setting within its bounds; InvalidArgument naming it otherwise."""
+    value = settings.get(key)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise errdefs.InvalidArgument(
+            f'plugins."{plugin_uri}".{key} must be a number {bounds}, got {value!r}'
+        )
+    return float(value)
+
+
 def parse(text: str) -> Config:
     """Parse a config file's text; unknown top-level keys are ignored as containerd does."""
     try:

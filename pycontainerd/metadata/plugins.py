@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pycontainerd import errdefs, plugin
+from pycontainerd import plugin
+from pycontainerd.config import number_setting
 from pycontainerd.content.store import LocalContentStore
 from pycontainerd.metadata.db import Database
 from pycontainerd.metadata.gc import Collector, Sweep
@@ -41,15 +42,6 @@ def _duration(value: Any) -> float:
     raise ValueError(f"{value!r} is not a duration (use e.g. 100ms, 1s, 5m)")
 
 
-def _pause_threshold(value: object) -> float:
-    """containerd's bounds: a share of the time in (0, 0.5]; 0 collects at once every time."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 0.5:
-        raise errdefs.InvalidArgument(
-            f"pause_threshold must be a number from 0 to 0.5 (a share of the time), got {value!r}"
-        )
-    return float(value)
-
-
 @plugin.register(
     plugin.GC,
     "scheduler",
@@ -69,7 +61,10 @@ async def init_gc(ic: plugin.InitContext) -> GCScheduler:
         schedule_delay=_duration(ic.config["schedule_delay"]),
         startup_delay=_duration(ic.config["startup_delay"]),
         interval=_duration(ic.config["interval"]),
-        pause_threshold=_pause_threshold(ic.config["pause_threshold"]),
+        # A share of the time, as containerd bounds it; 0 collects at once every time.
+        pause_threshold=number_setting(
+            "io.containerd.gc.v1.scheduler", ic.config, "pause_threshold", minimum=0, maximum=0.5
+        ),
     )
 
     def sweep_blobs(collector: Collector, sweep: Sweep) -> None:

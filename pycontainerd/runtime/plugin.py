@@ -15,15 +15,17 @@ Config (runtimes over the defaults, entry by entry)::
 from __future__ import annotations
 
 import copy
-from typing import Any
 
-from pycontainerd import errdefs, plugin
+from pycontainerd import plugin
+from pycontainerd.config import number_setting
 from pycontainerd.runtime.bundle import BundleStore
 from pycontainerd.runtime.manager import TaskManager
 from pycontainerd.runtime.recovery import recover_tasks
 from pycontainerd.runtime.resolve import DEFAULT_RUNTIMES, runtime_table
 from pycontainerd.runtime.shim_binary import DaemonAddresses, default_publish_binary
 from pycontainerd.shim_v2.pool import DEFAULT_POOL_IDLE, DEFAULT_POOL_SIZE
+
+URI = f"{plugin.RUNTIME_V2}.task"
 
 
 @plugin.register(
@@ -45,8 +47,8 @@ async def init_task_manager(ic: plugin.InitContext) -> TaskManager:
         debug=cfg.log_level in ("debug", "trace"),
         runtime_root=str(cfg.state / "runc"),
         socket_dir=str(cfg.state / "s"),
-        shim_pool_size=_number(ic.config, "shim_pool_size", int, minimum=1),
-        shim_pool_idle=_number(ic.config, "shim_pool_idle", float, minimum=0),
+        shim_pool_size=int(number_setting(URI, ic.config, "shim_pool_size", minimum=1)),
+        shim_pool_idle=number_setting(URI, ic.config, "shim_pool_idle", minimum=0),
     )
     manager = TaskManager(
         BundleStore(state=ic.state, root=ic.root),
@@ -57,13 +59,3 @@ async def init_task_manager(ic: plugin.InitContext) -> TaskManager:
     await recover_tasks(manager)
     manager.prewarm_own_shim()
     return manager
-
-
-def _number(config: dict[str, Any], key: str, kind: type[int] | type[float], minimum: float) -> Any:
-    value = config.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise errdefs.InvalidArgument(
-            f'plugins."io.containerd.runtime.v2.task".{key} must be a number >= {minimum}, '
-            f"got {value!r}"
-        )
-    return kind(value)
