@@ -30,6 +30,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from pycontainerd import errdefs
 from pycontainerd.unix_socket import listening
@@ -49,20 +50,32 @@ PID_SUFFIX = ".pid"
 MAX_POOLS = 4096
 
 
+def _env_number(
+    env: Mapping[str, str], name: str, default: float, minimum: float, kind: type
+) -> Any:
+    try:
+        return max(minimum, kind(env.get(name, default)))
+    except ValueError as exc:
+        what = "an integer" if kind is int else "a number"
+        raise errdefs.InvalidArgument(f"{name} must be {what}: {exc}") from exc
+
+
 def pool_size(env: Mapping[str, str]) -> int:
     """The pool size the environment asks for (at least 1)."""
-    try:
-        return max(1, int(env.get(POOL_SIZE_ENV, DEFAULT_POOL_SIZE)))
-    except ValueError as exc:
-        raise errdefs.InvalidArgument(f"{POOL_SIZE_ENV} must be an integer: {exc}") from exc
+    return _env_number(env, POOL_SIZE_ENV, DEFAULT_POOL_SIZE, 1, int)
 
 
 def pool_idle(env: Mapping[str, str]) -> float:
     """How long an idle pool shim waits for a new container before it exits."""
+    return _env_number(env, POOL_IDLE_ENV, DEFAULT_POOL_IDLE, 0.0, float)
+
+
+def linger(env: Mapping[str, str]) -> float:
+    """How long this shim lingers when idle, as `start` set it (0 when unset or garbled)."""
     try:
-        return max(0.0, float(env.get(POOL_IDLE_ENV, DEFAULT_POOL_IDLE)))
-    except ValueError as exc:
-        raise errdefs.InvalidArgument(f"{POOL_IDLE_ENV} must be a number: {exc}") from exc
+        return _env_number(env, LINGER_ENV, 0.0, 0.0, float)
+    except errdefs.InvalidArgument:
+        return 0.0
 
 
 def shim_socket_path(daemon_address: str, namespace: str, key: str, directory: str) -> str:

@@ -61,7 +61,7 @@ async def serve(
     register_service(server, shim_pb2.DESCRIPTOR.services_by_name["Task"], service)
     await server.serve_on_socket(listener)
     log.info("shim %d serving %s for namespace %s", os.getpid(), flags.socket, flags.namespace)
-    linger = _linger_seconds()
+    linger = pool.linger(os.environ)
     try:
         while not terminate.is_set():
             await _first_of(terminate.wait(), idle.wait())
@@ -110,13 +110,6 @@ async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-def _linger_seconds() -> float:
-    try:
-        return max(0.0, float(os.environ.get(pool.LINGER_ENV, "0")))
-    except ValueError:
-        return 0.0
 
 
 def run_server(flags: ShimFlags, bundle: str) -> None:

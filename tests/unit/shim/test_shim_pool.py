@@ -100,3 +100,5 @@ def test_settings_from_the_environment() -> None:
         pool.pool_size({pool.POOL_SIZE_ENV: "many"})
     with pytest.raises(errdefs.InvalidArgument, match=pool.POOL_IDLE_ENV):
         pool.pool_idle({pool.POOL_IDLE_ENV: "soon"})
+    assert pool.linger({pool.LINGER_ENV: "3.5"}) == 3.5
+    assert pool.linger({}) == pool.linger({pool.LINGER_ENV: "garbled"}) == 0.0
