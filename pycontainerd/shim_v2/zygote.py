@@ -26,6 +26,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from pycontainerd.unix_socket import listening
+
 #: How long `start` waits for a zygote's answer before falling back.
 REQUEST_TIMEOUT = 10.0
 MAX_MESSAGE = 1 << 20
@@ -39,12 +41,7 @@ def zygote_address(socket_dir: str) -> bytes:
 
 def zygote_running(socket_dir: str) -> bool:
     """Whether a zygote listens for `socket_dir` (it answers the probe with a refusal)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as probe:
-        try:
-            probe.connect(zygote_address(socket_dir))
-        except OSError:
-            return False
-        return True
+    return listening(zygote_address(socket_dir), socket.SOCK_SEQPACKET)
 
 
 def code_identity() -> dict[str, str]:
