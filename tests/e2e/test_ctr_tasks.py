@@ -27,6 +27,7 @@ from pycontainerd.api.services.containers.v1 import containers_pb2, containers_p
 from pycontainerd.api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from pycontainerd.oci import generate_spec, with_process_args, with_rootfs_path
 from tests.support.daemon import Ctr, DaemonProcess
+from tests.support.procs import alive, all_pids, command_line, parent_of
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -116,13 +117,8 @@ class TaskEnv:
         with contextlib.suppress(OSError, ValueError):
             return int((self.bundle(container_id) / "shim.pid").read_text().strip())
         wanted = {"-namespace": self.namespace, "-id": container_id}
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            except OSError:
-                continue
+        for pid in all_pids():
+            args = command_line(pid)
             shim_arg = next(
                 (
                     i
@@ -136,7 +132,7 @@ class TaskEnv:
             rest = args[shim_arg + 1 :]
             flags = dict(zip(rest[::2], rest[1::2], strict=False))
             if all(flags.get(k) == v for k, v in wanted.items()):
-                return int(proc.name)
+                return pid
         raise AssertionError(f"no shim process found for {container_id}")
 
     def kill_leftovers(self) -> None:
@@ -165,19 +161,6 @@ def _kill_pid_file(path: Path) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-
-
-def _ppid(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 @contextlib.contextmanager
@@ -332,10 +315,10 @@ def test_errors_have_the_right_codes_and_leave_nothing_behind(env: TaskEnv) -> N
 def test_shim_outlives_a_daemon_kill_and_is_found_again(env: TaskEnv) -> None:
     env.start_detached("keep", "sleep", "1000")
     shim_pid = env.shim_pid("keep")
-    assert _ppid(shim_pid) != env.daemon.proc.pid  # the shim is not the daemon's child
+    assert parent_of(shim_pid) != env.daemon.proc.pid  # the shim is not the daemon's child
 
     env.daemon.kill9()
-    assert _pid_alive(shim_pid)
+    assert alive(shim_pid)
     env.daemon.start()
     env.reconnect()
     assert env.task_lines()["keep"][2] == "RUNNING"
@@ -359,7 +342,7 @@ def test_shim_outlives_a_daemon_kill_and_is_found_again(env: TaskEnv) -> None:
     assert waited and waited[0].exit_status == 128 + signal.SIGKILL
     env.ctr.ok("task", "rm", "keep")
     assert not env.bundle("keep").exists()
-    wait_for(lambda: not _pid_alive(shim_pid), what="the shim to exit after delete")
+    wait_for(lambda: not alive(shim_pid), what="the shim to exit after delete")
 
 
 def test_dead_shims_are_cleaned_up(env: TaskEnv) -> None:

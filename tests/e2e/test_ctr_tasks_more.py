@@ -23,6 +23,7 @@ from tests.support.ctr_env import (
 )
 from tests.support.daemon import DaemonProcess
 from tests.support.images import DEFAULT_PATH_ENV, build_image, busybox_entries, push_image
+from tests.support.procs import ancestors
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -157,14 +158,6 @@ def test_events_show_each_step_of_a_task(env: CtrRunEnv, busybox_pushed) -> None
 # -- the process tree -----------------------------------------------------------------------
 
 
-def _ancestors(pid: int) -> list[int]:
-    chain = []
-    while pid > 1:
-        pid = parent_of(pid)
-        chain.append(pid)
-    return chain
-
-
 def test_the_shim_is_not_the_daemons_child_and_the_container_is_the_shims(
     env: CtrRunEnv, busybox_pushed
 ) -> None:
@@ -175,7 +168,7 @@ def test_the_shim_is_not_the_daemons_child_and_the_container_is_the_shims(
     )  # fmt: skip
     shim_pid = env.shim_pid_of("tree")
     daemon_pid = env.daemon.proc.pid  # type: ignore[union-attr]
-    assert daemon_pid not in _ancestors(shim_pid), "the shim must outlive the daemon"
+    assert daemon_pid not in ancestors(shim_pid), "the shim must outlive the daemon"
     assert shim_pid not in descendants(daemon_pid)
     assert parent_of(init_pid) == shim_pid  # reparented to the shim, a subreaper
     exec_pids = [

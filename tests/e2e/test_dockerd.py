@@ -29,6 +29,7 @@ from tests.support.dockerd import (
     DockerClient,
     DockerDaemon,
 )
+from tests.support.procs import alive, ancestors, command_line, parent_of
 
 pytestmark = pytest.mark.e2e
 
@@ -128,38 +129,6 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT_TIMEOUT
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def parent_of(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-        stat = f.read()
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def command_line(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return [part.decode(errors="replace") for part in f.read().split(b"\0") if part]
-
-
-def ancestors(pid: int) -> list[int]:
-    chain = []
-    while pid > 1:
-        pid = parent_of(pid)
-        chain.append(pid)
-    return chain
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def state(docker: DockerClient, container: str) -> str:

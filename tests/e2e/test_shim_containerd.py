@@ -25,6 +25,7 @@ import pytest
 
 from tests.support.daemon import unmount_below
 from tests.support.images import busybox_image, write_oci_archive
+from tests.support.procs import exists
 
 pytestmark = pytest.mark.e2e
 
@@ -40,14 +41,6 @@ def _shim_script() -> Path:
     if not script.exists():
         pytest.fail(f"{script} is missing; install the package with `pip install -e .`")
     return script
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -269,7 +262,7 @@ def test_detached_task_lifecycle(containerd: PrivateContainerd, detached: str) -
     again = containerd.ctr("tasks", "kill", "-s", "KILL", detached, check=False)
     assert again.returncode != 0 and "process already finished" in again.stderr
     containerd.ctr("tasks", "rm", detached)
-    assert _wait_until(lambda: not _pid_alive(shim)), "shim did not exit after delete"
+    assert _wait_until(lambda: not exists(shim)), "shim did not exit after delete"
 
 
 def test_container_survives_containerd_kill9(containerd: PrivateContainerd, detached: str) -> None:
@@ -279,13 +272,13 @@ def test_container_survives_containerd_kill9(containerd: PrivateContainerd, deta
     task_pid = int(containerd.ctr("tasks", "ls").stdout.splitlines()[1].split()[1])
 
     containerd.kill9()
-    assert _pid_alive(shim) and _pid_alive(task_pid)
+    assert exists(shim) and exists(task_pid)
     assert _parent_pid(task_pid) == shim
 
     containerd.start()
     assert containerd.task_status(detached) == "RUNNING"
     containerd.ctr("tasks", "kill", "-s", "KILL", detached)
-    assert _wait_until(lambda: not _pid_alive(task_pid))
+    assert _wait_until(lambda: not exists(task_pid))
 
 
 def test_runc_binary_wrapper(containerd: PrivateContainerd) -> None:

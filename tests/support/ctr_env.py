@@ -20,54 +20,13 @@ from pathlib import Path
 
 from pycontainerd.shim_v2.pool import LOCK_FILE
 from tests.support.daemon import Ctr, DaemonProcess
+from tests.support.procs import alive, all_pids, command_line, descendants, parent_of
 
 TASK_STATE_DIR = "io.containerd.runtime.v2.task"
 SHIM_MODULE = "pycontainerd.shim_v2.main"
 #: The OCI runtime's --root for our shims, and their sockets, below the daemon's state dir.
 RUNTIME_ROOT = "runc"
 SHIM_SOCKET_DIR = "s"
-
-
-def _stat_fields(pid: int) -> list[str]:
-    """/proc/<pid>/stat after the command name (which may hold spaces)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def parent_of(pid: int) -> int:
-    return int(_stat_fields(pid)[1])
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie waiting to be reaped counts as gone)."""
-    try:
-        return _stat_fields(pid)[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def command_line(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def all_pids() -> list[int]:
-    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
-
-
-def descendants(root: int) -> list[int]:
-    """Every process below `root` in the process tree, deepest last."""
-    children: dict[int, list[int]] = {}
-    for pid in all_pids():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            children.setdefault(parent_of(pid), []).append(pid)
-    found, queue = [], [root]
-    while queue:
-        below = children.get(queue.pop(0), [])
-        found += below
-        queue += below
-    return found
 
 
 def _flag(args: list[str], name: str) -> str | None:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from tests.support.cli import CommandLine
+from tests.support.procs import all_pids, command_line, descendants
 
 START_TIMEOUT = 20.0
 
@@ -131,21 +132,6 @@ class DaemonProcess:
 HELPER_GRACE = 5.0
 
 
-def _processes() -> dict[int, tuple[int, str]]:
-    """{pid: (parent pid, command line)} of every process."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        found[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), command)
-    return found
-
-
 def end_helpers_of(base: Path) -> None:
     """Make sure no shim or zygote of a daemon under `base` outlives the test.
 
@@ -155,25 +141,20 @@ def end_helpers_of(base: Path) -> None:
     marker = str(base) + "/"
 
     def helpers() -> list[int]:
-        return [
-            pid
-            for pid, (_, command) in _processes().items()
-            if "pycontainerd.shim_v2" in command and marker in command
-        ]
+        found = []
+        for pid in all_pids():
+            command = " ".join(command_line(pid))
+            if "pycontainerd.shim_v2" in command and marker in command:
+                found.append(pid)
+        return found
 
     deadline = time.monotonic() + HELPER_GRACE
     while helpers() and time.monotonic() < deadline:
         time.sleep(0.1)
-    doomed = helpers()
-    table = _processes()
-    while True:  # add descendants (containers under a shim)
-        more = [pid for pid, (ppid, _) in table.items() if ppid in doomed and pid not in doomed]
-        if not more:
-            break
-        doomed += more
-    for pid in reversed(doomed):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    for helper in helpers():
+        for pid in reversed([helper, *descendants(helper)]):  # containers under a shim first
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def unmount_below(base: Path) -> None:

@@ -20,6 +20,7 @@ from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.shim_v2.options import RuntimeOptions, write_options
 from pycontainerd.shim_v2.pool import LOCK_FILE
 from pycontainerd.ttrpc import ServiceStub, TtrpcClient
+from tests.support.procs import exists
 
 TASK_SERVICE = shim_pb2.DESCRIPTOR.services_by_name["Task"]
 
@@ -56,14 +57,6 @@ def make_bundle(base: Path, name: str, group: str = "") -> Path:
     return bundle
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 async def _call(address: str, method: str, request):  # type: ignore[no-untyped-def]
     async with await TtrpcClient.connect(address, timeout=10) as client:
         return await getattr(ServiceStub(client, TASK_SERVICE), method)(request, timeout=10)
@@ -98,13 +91,13 @@ def test_start_serves_and_groups_share_a_shim(tmp_path: Path, socket_dir: Path) 
         for running, task_id in ((address, "c1"), (address, "c2"), (other.stdout.decode(), "c3")):
             asyncio.run(_call(running, "Shutdown", shim_pb2.ShutdownRequest(id=task_id)))
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(exists(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(p) for p in pids), "shim did not exit after Shutdown"
+        assert not any(exists(p) for p in pids), "shim did not exit after Shutdown"
         assert [p.name for p in socket_dir.iterdir()] == [LOCK_FILE]
     finally:
         for pid in pids:
-            if _alive(pid):
+            if exists(pid):
                 os.kill(pid, signal.SIGKILL)
 
 

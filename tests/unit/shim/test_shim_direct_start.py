@@ -16,11 +16,12 @@ from pycontainerd.runtime.own_shim import is_own_shim, start_through_zygote
 from pycontainerd.shim_v2 import zygote
 from pycontainerd.shim_v2.pool import LOCK_FILE, POOL_SIZE_ENV
 from pycontainerd.shim_v2.start import SOCKET_DIR_ENV
+from tests.support.procs import alive
 
 # The zygote tests' fixtures: a short socket dir (its zygote retired after), shims killed after.
 socket_dir = shared.socket_dir
 shim_pids = shared.shim_pids
-_alive, _zygotes_of, make_bundle = shared._alive, shared._zygotes_of, shared.make_bundle
+_zygotes_of, make_bundle = shared._zygotes_of, shared.make_bundle
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(pycontainerd.__file__)))
 
@@ -85,7 +86,7 @@ def test_a_misfit_daemon_is_refused_without_retiring_the_zygote(
     request["package"] = "/elsewhere/pycontainerd"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         assert zygote.ask_zygote(str(socket_dir), request, listener.fileno()) is None
-    assert _alive(zygote_pid) and _zygotes_of(socket_dir) == [zygote_pid]
+    assert alive(zygote_pid) and _zygotes_of(socket_dir) == [zygote_pid]
 
     bundle = make_bundle(tmp_path, "after")
     address = asyncio.run(

@@ -22,17 +22,10 @@ from pycontainerd.shim_v2.pool import LOCK_FILE, POOL_SIZE_ENV
 from pycontainerd.shim_v2.zygote import zygote_address
 from pycontainerd.shim_v2.zygote_server import _still_current, process_context
 from pycontainerd.ttrpc import ServiceStub, TtrpcClient
+from tests.support.procs import alive, all_pids, command_line
 
 TASK_SERVICE = shim_pb2.DESCRIPTOR.services_by_name["Task"]
 ZYGOTE_MODULE = "pycontainerd.shim_v2.zygote"
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode() for part in raw.split(b"\0") if part]
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -40,28 +33,13 @@ def _environ(pid: int) -> dict[str, str]:
     return dict(item.decode().partition("=")[::2] for item in raw.split(b"\0") if item)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _zygotes_of(socket_dir: Path) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _cmdline(int(entry.name))[1:] == [
-            "-m",
-            ZYGOTE_MODULE,
-            str(socket_dir),
-        ]:
-            found.append(int(entry.name))
-    return found
+    wanted = ["-m", ZYGOTE_MODULE, str(socket_dir)]
+    return [pid for pid in all_pids() if command_line(pid)[1:] == wanted]
 
 
 def _wait_until(check, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -82,9 +60,9 @@ def socket_dir() -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
         for pid in zygotes:
             try:
-                _wait_until(lambda pid=pid: not _alive(pid), "the zygote to retire", 5)
+                _wait_until(lambda pid=pid: not alive(pid), "the zygote to retire", 5)
             finally:
-                if _alive(pid):
+                if alive(pid):
                     os.kill(pid, signal.SIGKILL)
 
 
@@ -95,7 +73,7 @@ def shim_pids() -> Iterator[list[int]]:
         yield pids
     finally:
         for pid in pids:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -133,7 +111,7 @@ def _check_like_exec(pid: int, container_id: str, bundle: Path, address: str, ma
     The shim's working directory is ``/`` once it serves (it may outlive the
     bundle it was started in), whether it was exec'ed or forked.
     """
-    args = _cmdline(pid)
+    args = command_line(pid)
     assert args[:3] == [sys.executable, "-m", "pycontainerd.shim_v2.main"]
     flags = dict(zip(args[3::2], args[4::2], strict=False))
     assert flags["-id"] == container_id and flags["-namespace"] == "ns"
@@ -166,11 +144,11 @@ def test_the_zygote_forks_shims_that_look_exec_ed(
 
     for i, address in enumerate(addresses):
         asyncio.run(_call(address, "Shutdown", shim_pb2.ShutdownRequest(id=f"c{i}")))
-    _wait_until(lambda: not any(_alive(p) for p in shim_pids), "the shims to exit")
+    _wait_until(lambda: not any(alive(p) for p in shim_pids), "the shims to exit")
     assert [p.name for p in socket_dir.iterdir()] == [LOCK_FILE], "the zygote leaves no file behind"
 
     shutil.rmtree(socket_dir)
-    _wait_until(lambda: not _alive(zygotes[0]), "the zygote to go with its directory")
+    _wait_until(lambda: not alive(zygotes[0]), "the zygote to go with its directory")
 
 
 def test_start_works_when_the_zygote_name_is_taken(

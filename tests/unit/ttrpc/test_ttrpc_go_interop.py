@@ -21,6 +21,7 @@ from pycontainerd import errdefs
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.ttrpc import ServiceStub, TtrpcClient, TtrpcServer, register_service
 from pycontainerd.ttrpc.address import socket_path
+from tests.support.procs import alive
 
 TASK_SERVICE = shim_pb2.DESCRIPTOR.services_by_name["Task"]
 GO_SHIM = shutil.which("containerd-shim-runc-v2")
@@ -38,15 +39,6 @@ def _processes_in(directory: Path) -> list[int]:
             if os.readlink(entry / "cwd") == str(directory):
                 pids.append(int(entry.name))
     return pids
-
-
-def _is_running(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _stop_shims(bundle: Path) -> None:
@@ -130,10 +122,10 @@ def test_our_client_drives_the_real_go_shim(run, tmp_path):
                 with contextlib.suppress(errdefs.Unavailable):
                     await task.Shutdown(shim_pb2.ShutdownRequest(id=task_id), timeout=5)
             for _ in range(500):
-                if not _is_running(connected.shim_pid):
+                if not alive(connected.shim_pid):
                     break
                 await asyncio.sleep(0.01)
-            assert not _is_running(connected.shim_pid)
+            assert not alive(connected.shim_pid)
         finally:
             _stop_shims(bundle)
             if address:
