@@ -42,6 +42,11 @@ if [[ "${1:-}" == "--test" ]]; then
   scripts/fetch-runsc.sh >/dev/null || echo "note: runsc not fetched (exit $?); the runsc tests will report why"
 fi
 
+# Go programs the tests use as peers (ctr 2.x, crictl, ...), at pinned versions.
+if [[ "${1:-}" == "--test" ]]; then
+  scripts/go-tools.sh >/dev/null
+fi
+
 python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv

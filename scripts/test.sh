@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --test
-PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/python -m pytest -q "$@"
+PATH="$PWD/.venv/bin:${PYCONTAINERD_GO_TOOLS:-/var/cache/pycontainerd-test/go}/bin:$PATH" exec .venv/bin/python -m pytest -q "$@"

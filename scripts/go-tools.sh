@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Build the Go programs the tests use as real peers (ctr 2.x, crictl, ...)
+# from the Go module proxy, each at the version pinned in scripts/go-tools.txt,
+# into a cache directory this script owns. A tool already built at its pinned
+# version is kept.
+#
+#   scripts/go-tools.sh           builds every tool, prints the bin directory
+#   scripts/go-tools.sh NAME...   builds only these
+#
+# Environment:
+#   PYCONTAINERD_GO_TOOLS   cache directory (default /var/cache/pycontainerd-test/go)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache=${PYCONTAINERD_GO_TOOLS:-/var/cache/pycontainerd-test/go}
+bin="$cache/bin"
+mkdir -p "$bin" "$cache/stamps"
+export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+export GOFLAGS=${GOFLAGS:--buildvcs=false}
+export CGO_ENABLED=${CGO_ENABLED:-0}
+
+wanted=("$@")
+is_wanted() {
+  ((${#wanted[@]} == 0)) && return 0
+  local w
+  for w in "${wanted[@]}"; do [[ $w == "$1" ]] && return 0; done
+  return 1
+}
+
+# Each line: NAME PACKAGE@VERSION [KIND]. KIND is "install" (go install, the
+# default) or "testbin" (go test -c of the package, for test suites such as
+# containerd's integration/client).
+while read -r name target kind _; do
+  [[ -z "$name" || "$name" == \#* ]] && continue
+  is_wanted "$name" || continue
+  kind=${kind:-install}
+  stamp="$cache/stamps/$name@${target##*@}"
+  if [[ -x "$bin/$name" && -e "$stamp" ]]; then
+    continue
+  fi
+  echo "go-tools: building $name from $target" >&2
+  case "$kind" in
+    install)
+      work=$(mktemp -d)
+      GOBIN="$work" go install "$target"
+      mv "$work"/* "$bin/$name"
+      rmdir "$work"
+      ;;
+    testbin)
+      # go test -c needs a module: a throwaway one that requires the target.
+      module=${target%@*}
+      version=${target##*@}
+      work=$(mktemp -d)
+      (
+        cd "$work"
+        go mod init pycontainerd.test/gotools >/dev/null 2>&1
+        go get "${module}@${version}" >/dev/null
+        go test -c -o "$bin/$name" "$module"
+      )
+      rm -rf "$work"
+      ;;
+    *)
+      echo "go-tools: unknown kind '$kind' for $name" >&2
+      exit 2
+      ;;
+  esac
+  rm -f "$cache/stamps/$name@"*
+  touch "$stamp"
+done <scripts/go-tools.txt
+
+echo "$bin"
