@@ -20,9 +20,8 @@ test:               ## install what the tests need, run the whole suite (as root
 protos:             ## regenerate pycontainerd/api from protos/
 	$(PY) scripts/gen_protos.py
 
-lint:               ## ruff check and format check
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+lint:               ## ruff check, format check and the type checker
+	scripts/lint.sh
 
 format:
 	$(VENV)/bin/ruff format .

@@ -43,13 +43,17 @@ class _Background:
         task.add_done_callback(self._tasks.discard)
 
 
+def _forward_signal(background: _Background, process: Process, number: int) -> None:
+    background.spawn(process.kill(number))
+
+
 @contextlib.contextmanager
 def forwarded_signals(process: Process, *, tty: bool) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     background = _Background()
     installed = []
     for number in FORWARDED_SIGNALS:
-        loop.add_signal_handler(number, lambda n=number: background.spawn(process.kill(n)))
+        loop.add_signal_handler(number, _forward_signal, background, process, number)
         installed.append(number)
     if tty:
 

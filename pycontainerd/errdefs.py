@@ -38,6 +38,7 @@ class ContainerdError(Exception):
     """Base of all errors that carry a status code."""
 
     code: Code = Code.UNKNOWN
+    errno: int | None = None  # set where the error comes from a failed syscall
 
 
 class NotFound(ContainerdError):

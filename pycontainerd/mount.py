@@ -242,7 +242,7 @@ def _mount_error(err: int, what: str) -> errdefs.ContainerdError:
     else:
         kind = errdefs.FailedPrecondition
     exc = kind(f"{what} failed: [Errno {err}] {os.strerror(err)}")
-    exc.errno = err  # type: ignore[attr-defined]
+    exc.errno = err
     return exc
 
 

@@ -95,7 +95,7 @@ class Daemon:
         )
         handlers = GenericHandlersOnly(self.server)
         for service in self.plugins.get_all(plugin.GRPC).values():
-            service.register(handlers)  # type: ignore[arg-type]
+            service.register(handlers)
         self.server.add_insecure_port(f"unix://{address}")
         old_umask = os.umask(0o777 & ~SOCKET_MODE)
         try:

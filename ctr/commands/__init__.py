@@ -11,7 +11,7 @@ Handler = Callable[[Client, argparse.Namespace], Awaitable[int | None]]
 
 
 def add_command(
-    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    subparsers: argparse._SubParsersAction,
     name: str,
     handler: Handler,
     help_text: str,
@@ -24,11 +24,11 @@ def add_command(
 
 
 def add_group(
-    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    subparsers: argparse._SubParsersAction,
     name: str,
     help_text: str,
     aliases: tuple[str, ...] = (),
-) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+) -> argparse._SubParsersAction:
     """A command group (``images``, ``content``...) whose subcommands are required."""
     parser = subparsers.add_parser(name, help=help_text, aliases=list(aliases))
     group = parser.add_subparsers(title="commands", metavar="COMMAND")

@@ -65,7 +65,7 @@ def completion(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     cmd = subparsers.add_parser(
         "completion",
         help="print a shell completion script",

@@ -108,7 +108,7 @@ async def label(client: Client, args: argparse.Namespace) -> None:
     print(labels_text(updated.labels))
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     group = add_group(subparsers, "containers", "manage containers", aliases=("container", "c"))
     cmd = add_command(group, "create", create, "create a container from a pulled image")
     add_container_flags(cmd)

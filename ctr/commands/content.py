@@ -109,7 +109,7 @@ async def fetch(client: Client, args: argparse.Namespace) -> None:
     print(f"fetched {image.name} ({image.target.digest})")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     group = add_group(subparsers, "content", "manage the content store")
     cmd = add_command(group, "ls", list_content, "list blobs", aliases=("list",))
     cmd.add_argument("filters", nargs="*", help='filters, e.g. labels."k"==v')

@@ -21,6 +21,6 @@ async def events(client: Client, args: argparse.Namespace) -> None:
         print(stamp, envelope.namespace, envelope.topic, payload, flush=True)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     cmd = add_command(subparsers, "events", events, "print events", aliases=("event",))
     cmd.add_argument("filters", nargs="*", help='filters, e.g. topic~="/images/"')

@@ -125,7 +125,7 @@ async def check(client: Client, args: argparse.Namespace) -> None:
     print_table(["REF", "TYPE", "DIGEST", "STATUS", "SIZE", "UNPACKED"], table)
 
 
-def register_image_files(group: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_image_files(group: argparse._SubParsersAction) -> None:
     """Add export, import, mount, unmount and check to the ``images`` group."""
     cmd = add_command(group, "export", export, "write images to an OCI archive (tar)")
     cmd.add_argument("output", metavar="OUT.tar")

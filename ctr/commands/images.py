@@ -114,7 +114,7 @@ async def tag(client: Client, args: argparse.Namespace) -> None:
         print(target)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     group = add_group(subparsers, "images", "manage images", aliases=("image", "i"))
     cmd = add_command(group, "ls", list_images, "list images", aliases=("list",))
     cmd.add_argument("filters", nargs="*", help="filters, e.g. name==docker.io/library/busybox")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from typing import Any
 
 from ctr.commands import add_command
 from ctr.output import add_format_option, print_json
@@ -18,7 +19,7 @@ async def info(client: Client, args: argparse.Namespace) -> None:
     plugins = await client.plugins()
     namespaces = await client.namespaces.list()
     statuses = Counter(p.status for p in plugins)
-    facts = {
+    facts: dict[str, Any] = {
         "address": client.address,
         "version": version.version,
         "revision": version.revision,
@@ -45,6 +46,6 @@ async def info(client: Client, args: argparse.Namespace) -> None:
           f"{facts['tasks_in_namespace']} tasks")  # fmt: skip
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     cmd = add_command(subparsers, "info", info, "show what the daemon is and what it holds")
     add_format_option(cmd)

@@ -53,7 +53,7 @@ async def remove(client: Client, args: argparse.Namespace) -> None:
         print(lease_id)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     group = add_group(subparsers, "leases", "manage leases", aliases=("lease",))
     cmd = add_command(group, "create", create, "create a lease and print its id")
     cmd.add_argument("labels", nargs="*", metavar="KEY=VALUE")

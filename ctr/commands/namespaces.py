@@ -48,7 +48,7 @@ async def remove(client: Client, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     group = add_group(subparsers, "namespaces", "manage namespaces", aliases=("namespace", "ns"))
     cmd = add_command(group, "create", create, "create a namespace")
     cmd.add_argument("name")

@@ -23,7 +23,7 @@ async def list_plugins(client: Client, args: argparse.Namespace) -> None:
     print_table(["TYPE", "ID", "PLATFORMS", "STATUS"], rows, padding=4)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     group = add_group(subparsers, "plugins", "list the daemon's plugins", aliases=("plugin",))
     ls = add_command(group, "ls", list_plugins, "list plugins", aliases=("list",))
     ls.add_argument("filters", nargs="*", help="filters, e.g. type==io.containerd.grpc.v1")

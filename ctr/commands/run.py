@@ -33,7 +33,7 @@ async def run(client: Client, args: argparse.Namespace) -> int:
                 await container.delete()
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     cmd = add_command(
         subparsers,
         "run",

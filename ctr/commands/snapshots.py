@@ -27,7 +27,7 @@ from pycontainerd.remotes import mediatypes
 GC_ROOT_LABEL = "containerd.io/gc.root"
 
 
-def _service(client: Client, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _service(client: Client, args: argparse.Namespace):
     return client.snapshots(args.snapshotter)
 
 
@@ -146,7 +146,7 @@ async def diff(client: Client, args: argparse.Namespace) -> None:
     print(layer.digest)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "snapshots", aliases=["snapshot"], help="manage snapshots (layered filesystems)"
     )
@@ -158,7 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     def keyed(
         name: str, handler, help_text: str, *extra: str, aliases=()
-    ) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+    ) -> argparse.ArgumentParser:
         cmd = add_command(group, name, handler, help_text, aliases=aliases)
         for argument in extra:
             cmd.add_argument(argument)

@@ -13,7 +13,7 @@ from ctr.attached import run_in_foreground
 from ctr.commands import add_command, add_group
 from ctr.output import add_format_option, binary_size, print_json, print_table, when
 from pycontainerd import errdefs
-from pycontainerd.client import Client, ExecProcess, Stdio, TaskStatus
+from pycontainerd.client import Client, ExecProcess, Stdio, Task, TaskStatus
 
 
 def add_io_flags(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +132,7 @@ async def metrics(client: Client, args: argparse.Namespace) -> None:
     task = await (await client.load_container(args.id)).task()
     found = await task.metrics()
     if args.format == "json":
-        data = (
+        as_dict = (
             json_format.MessageToDict(found.data, preserving_proto_field_name=True)
             if found.data
             else None
@@ -142,7 +142,7 @@ async def metrics(client: Client, args: argparse.Namespace) -> None:
                 "ID": found.id,
                 "Timestamp": when(found.timestamp),
                 "Type": found.type_url,
-                "Data": data,
+                "Data": as_dict,
             }
         )
         return
@@ -165,6 +165,7 @@ async def metrics(client: Client, args: argparse.Namespace) -> None:
 async def remove(client: Client, args: argparse.Namespace) -> int:
     failed = 0
     for container_id in args.ids:
+        process: ExecProcess | Task
         try:
             if args.exec_id:
                 process = await _exec_of(client, container_id, args.exec_id)
@@ -199,7 +200,7 @@ async def attach(client: Client, args: argparse.Namespace) -> int:
             task.io.close()
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     group = add_group(subparsers, "tasks", "manage tasks (a container's running processes)", aliases=("task", "t"))  # fmt: skip
     cmd = add_command(group, "start", start, "start a container's task and wait for it (or -d)")
     cmd.add_argument("id", metavar="CONTAINER")

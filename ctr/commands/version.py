@@ -24,5 +24,5 @@ async def version(client: Client, args: argparse.Namespace) -> None:
     print(f"  UUID: {uuid}")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     add_command(subparsers, "version", version, "print the client and server versions")

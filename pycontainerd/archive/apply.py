@@ -24,7 +24,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 from pycontainerd import errdefs
 from pycontainerd.archive.compression import Compression, decompress_stream
@@ -35,6 +35,7 @@ from pycontainerd.archive.prefetch import PrefetchingReader
 from pycontainerd.archive.scoped_root import ScopedRoot, normalize
 from pycontainerd.archive.tar_reader import EntryType, TarHeader, TarReader
 from pycontainerd.archive.whiteouts import OVERLAY_OPAQUE_XATTR, WhiteoutKind, classify
+from pycontainerd.streams import ReadStream
 
 WhiteoutMode = Literal["overlay", "native"]
 _READ_BUFFER = 1 << 20
@@ -51,7 +52,7 @@ class ApplyResult:
 
 def apply_layer(
     target: Path,
-    stream: BinaryIO,
+    stream: ReadStream,
     *,
     whiteouts: WhiteoutMode,
     compression: Compression | str | None = None,
@@ -72,9 +73,9 @@ def apply_layer(
     digesting = DigestingReader(decompress_stream(stream, compression))
     with (
         _LayerApplier(target, whiteouts, allow_devices, parents) as applier,
-        PrefetchingReader(digesting) as prefetched,  # type: ignore[arg-type]
+        PrefetchingReader(digesting) as prefetched,
     ):
-        reader = TarReader(io.BufferedReader(prefetched, _READ_BUFFER))  # type: ignore[arg-type]
+        reader = TarReader(io.BufferedReader(prefetched, _READ_BUFFER))
         for header in reader:
             applier.apply(header, reader)
         applier.set_directory_times()

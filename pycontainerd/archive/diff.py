@@ -80,7 +80,7 @@ class _LayerOutput:
         self._compressed = DigestingWriter(out)
         self._compressor = CompressingWriter(self._compressed, compression)  # type: ignore[arg-type]
         self._uncompressed = DigestingWriter(self._compressor)  # type: ignore[arg-type]
-        self.tar_sink: BinaryIO = io.BufferedWriter(self._uncompressed, 1 << 20)  # type: ignore[assignment]
+        self.tar_sink: BinaryIO = io.BufferedWriter(self._uncompressed, 1 << 20)
         self.result: DiffResult
 
     def __enter__(self) -> _LayerOutput:

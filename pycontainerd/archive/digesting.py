@@ -6,11 +6,13 @@ import hashlib
 import io
 from typing import BinaryIO
 
+from pycontainerd.streams import ReadStream
+
 
 class DigestingReader(io.RawIOBase):
     """Raw reader that hashes every byte read from ``source`` (which must have readinto)."""
 
-    def __init__(self, source: BinaryIO) -> None:
+    def __init__(self, source: ReadStream) -> None:
         self._source = source
         self._hash = hashlib.sha256()
         self.size = 0
@@ -18,7 +20,7 @@ class DigestingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         n = self._source.readinto(buffer) or 0
         if n:
             with memoryview(buffer) as view:
@@ -43,7 +45,7 @@ class DigestingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data) -> int:
         self._hash.update(data)
         self._sink.write(data)
         n = len(data)

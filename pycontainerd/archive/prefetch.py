@@ -10,7 +10,8 @@ from __future__ import annotations
 import io
 import queue
 import threading
-from typing import BinaryIO
+
+from pycontainerd.streams import ReadStream
 
 _CHUNK = 1 << 20
 _DEPTH = 8
@@ -25,7 +26,7 @@ class PrefetchingReader(io.RawIOBase):
     use ``source``.
     """
 
-    def __init__(self, source: BinaryIO, *, chunk: int = _CHUNK, depth: int = _DEPTH) -> None:
+    def __init__(self, source: ReadStream, *, chunk: int = _CHUNK, depth: int = _DEPTH) -> None:
         self._source = source
         self._chunk = chunk
         self._queue: queue.Queue[memoryview | BaseException | None] = queue.Queue(depth)
@@ -38,7 +39,7 @@ class PrefetchingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         while not self._current:
             if self._finished:
                 return 0

@@ -12,9 +12,9 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from pycontainerd import errdefs
+from pycontainerd.streams import ReadStream
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
@@ -160,7 +160,7 @@ class TarReader:
     bytes at a time. Data not read by the caller is skipped automatically.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: ReadStream) -> None:
         self._stream = stream
         self._remaining = 0  # data bytes of the current member not yet read
         self._padding = 0  # zero padding after the current member's data

@@ -136,8 +136,11 @@ class LayerTarWriter:
             info.linkname = os.readlink(path)
         elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
             info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        for key, value in layer_xattrs(path).items():
-            info.pax_headers[XATTR_PREFIX + key] = value.decode("utf-8", "surrogateescape")
+        if xattrs := layer_xattrs(path):
+            info.pax_headers = {
+                XATTR_PREFIX + key: value.decode("utf-8", "surrogateescape")
+                for key, value in xattrs.items()
+            }
         if is_dir:
             self._emitted_dirs.add(name)
         if info.type != tarfile.REGTYPE:

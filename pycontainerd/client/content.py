@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from dataclasses import dataclass
 from typing import Any
 
@@ -292,7 +300,9 @@ class ContentService:
     async def delete(self, digest: str) -> None:
         await self._conn.unary(self._stub.Delete, api.DeleteContentRequest(digest=digest))
 
-    async def read(self, digest: str, offset: int = 0, size: int = 0) -> AsyncIterator[bytes]:
+    async def read(
+        self, digest: str, offset: int = 0, size: int = 0
+    ) -> AsyncGenerator[bytes, None]:
         """The blob's bytes from ``offset`` (``size`` 0 means to the end), in chunks."""
         request = api.ReadContentRequest(digest=digest, offset=offset, size=size)
         async for reply in self._conn.server_stream(self._stub.Read, request):
@@ -305,7 +315,7 @@ class ContentService:
         reply = await self._conn.unary(self._stub.Status, api.StatusRequest(ref=ref))
         return _status_from_api(reply.status)
 
-    async def list_statuses(self, filters: Iterable[str] = ()) -> list[ContentStatus]:
+    async def list_statuses(self, filters: Iterable[str] = ()) -> builtins.list[ContentStatus]:
         request = api.ListStatusesRequest(filters=list(filters))
         reply = await self._conn.unary(self._stub.ListStatuses, request)
         return [_status_from_api(s) for s in reply.statuses]

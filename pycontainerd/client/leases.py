@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -56,7 +57,7 @@ class LeasesService:
         """Delete a lease; with ``sync`` the call returns after the GC has run."""
         await self._conn.unary(self._stub.Delete, api.DeleteRequest(id=lease_id, sync=sync))
 
-    async def resources(self, lease_id: str) -> list[LeaseResource]:
+    async def resources(self, lease_id: str) -> builtins.list[LeaseResource]:
         reply = await self._conn.unary(
             self._stub.ListResources, api.ListResourcesRequest(id=lease_id)
         )

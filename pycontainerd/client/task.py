@@ -10,6 +10,7 @@ with the same life cycle.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import enum
 import json
@@ -363,7 +364,7 @@ class TasksService:
         reply = await self._conn.unary(self._stub.List, api.ListTasksRequest())
         return [state_from_api(p) for p in reply.tasks]
 
-    async def metrics(self, filters: Iterable[str] = ()) -> list[TaskMetrics]:
+    async def metrics(self, filters: Iterable[str] = ()) -> builtins.list[TaskMetrics]:
         reply = await self._conn.unary(
             self._stub.Metrics, api.MetricsRequest(filters=list(filters))
         )

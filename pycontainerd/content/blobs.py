@@ -7,10 +7,10 @@ string never becomes a path without passing the digest grammar first.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from pycontainerd.content.fsutil import ensure_dir, fsync_dir, utc_from_ns
 from pycontainerd.content.models import BlobInfo
@@ -40,7 +40,7 @@ class BlobStore:
         except FileNotFoundError:
             raise NotFound(f"content {digest} not found") from None
 
-    def open(self, digest: str) -> BinaryIO:
+    def open(self, digest: str) -> io.BufferedReader:
         try:
             return open(self.path(digest), "rb")  # noqa: SIM115 - the caller owns it
         except FileNotFoundError:

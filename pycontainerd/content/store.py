@@ -13,11 +13,11 @@ a thread pool. They are safe to call from several threads at once.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
 
 from pycontainerd.content.blobs import BlobStore
 from pycontainerd.content.fsutil import WRITABLE_MODE, ensure_dir, utc_from_ns, utc_now
@@ -67,7 +67,7 @@ class LocalContentStore:
     def read(self, digest: str, offset: int = 0, size: int = 0) -> Iterator[bytes]:
         return self._blobs.read(digest, offset, size)
 
-    def open_blob(self, digest: str) -> BinaryIO:
+    def open_blob(self, digest: str) -> io.BufferedReader:
         return self._blobs.open(digest)
 
     def delete(self, digest: str) -> None:

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 from pycontainerd import errdefs
 from pycontainerd.archive import ApplyResult, Compression, apply_layer
 from pycontainerd.diff.mounts import writable_overlay
 from pycontainerd.mount import Mount, temp_mount
+from pycontainerd.streams import ReadStream
 
 
 def apply_to_mounts(
-    blob: BinaryIO,
+    blob: ReadStream,
     mounts: Sequence[Mount],
     *,
     compression: Compression | None,

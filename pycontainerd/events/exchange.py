@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
@@ -36,7 +36,7 @@ def validate_topic(topic: str) -> str:
 
 
 def _envelope_adaptor(envelope: events_pb2.Envelope) -> filters.Adaptor:
-    def field(path: list[str]) -> tuple[str, bool]:
+    def field(path: Sequence[str]) -> tuple[str, bool]:
         if not path:
             return "", False
         if path == ["namespace"]:
@@ -50,7 +50,7 @@ def _envelope_adaptor(envelope: events_pb2.Envelope) -> filters.Adaptor:
     return field
 
 
-def _message_field(message: Message | None, path: list[str]) -> tuple[str, bool]:
+def _message_field(message: Message | None, path: Sequence[str]) -> tuple[str, bool]:
     value: object = message
     for part in path:
         if isinstance(value, Message):

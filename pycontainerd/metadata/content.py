@@ -9,6 +9,7 @@ no namespace refers to.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ class ContentInfo:
     updated_at: datetime | None = None
 
 
-def _info(row) -> ContentInfo:  # type: ignore[no-untyped-def]
+def _info(row) -> ContentInfo:
     return ContentInfo(
         row["digest"],
         row["size"],
@@ -79,7 +80,7 @@ class NamespacedContentStore:
         )
         return [_info(r) for r in rows]
 
-    def update(self, namespace: str, info: ContentInfo, paths: list[str]) -> ContentInfo:
+    def update(self, namespace: str, info: ContentInfo, paths: builtins.list[str]) -> ContentInfo:
         with self.db.tx() as c:
             current = self.info(namespace, info.digest)
             if paths:
@@ -177,7 +178,7 @@ class NamespacedContentStore:
             raise errdefs.NotFound(f"no write in progress for ref {ref!r}")
         return _with_ref(self.backend.status(backend_ref), ref)
 
-    def list_statuses(self, namespace: str) -> list[IngestStatus]:
+    def list_statuses(self, namespace: str) -> builtins.list[IngestStatus]:
         rows = self.db.query(
             "SELECT ref, backend_ref FROM ingests WHERE namespace = ? ORDER BY ref", (namespace,)
         )
@@ -198,7 +199,7 @@ class NamespacedContentStore:
         with contextlib.suppress(errdefs.NotFound):
             self.backend.abort(backend_ref)
 
-    def sweep_unreferenced(self, referenced_now: Callable[[], set[str]]) -> list[str]:
+    def sweep_unreferenced(self, referenced_now: Callable[[], set[str]]) -> builtins.list[str]:
         """Remove blobs that no namespace refers to; returns their digests.
 
         The referenced set is read under the lock, so no commit slips between.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,7 +78,7 @@ class ImageStore:
         self.namespaces = namespaces
 
     @staticmethod
-    def _from_row(row) -> Image:  # type: ignore[no-untyped-def]
+    def _from_row(row) -> Image:
         return Image(
             name=row["name"],
             target=Descriptor(
@@ -113,7 +114,7 @@ class ImageStore:
             self._write(namespace, image, stamp, stamp)
         return self.get(namespace, image.name)
 
-    def update(self, namespace: str, image: Image, paths: list[str]) -> Image:
+    def update(self, namespace: str, image: Image, paths: builtins.list[str]) -> Image:
         if not image.name:
             raise errdefs.InvalidArgument("image name is required for update")
         with self.db.tx():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -134,7 +135,7 @@ class LeaseStore:
                 (namespace, lease_id, resource.type, resource.id),
             )
 
-    def list_resources(self, namespace: str, lease_id: str) -> list[Resource]:
+    def list_resources(self, namespace: str, lease_id: str) -> builtins.list[Resource]:
         self._require(namespace, lease_id)
         rows = self.db.query(
             "SELECT type, id FROM lease_resources WHERE namespace = ? AND lease = ?"

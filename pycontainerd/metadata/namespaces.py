@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 
 from pycontainerd import errdefs
@@ -62,7 +63,7 @@ class NamespaceStore:
         rows = self.db.query("SELECT name, labels FROM namespaces ORDER BY name")
         return [Namespace(r["name"], load_labels(r["labels"])) for r in rows]
 
-    def update(self, ns: Namespace, paths: list[str]) -> Namespace:
+    def update(self, ns: Namespace, paths: builtins.list[str]) -> Namespace:
         validate_identifier(ns.name, "namespace")
         with self.db.tx():
             current = self.get(ns.name)

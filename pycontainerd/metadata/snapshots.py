@@ -28,6 +28,7 @@ take a backend snapshot whose row is about to be written.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -327,7 +328,7 @@ class NamespacedSnapshotter:
 
     # --- garbage and crash leftovers ----------------------------------------
 
-    def sweep_unreferenced(self, force: bool = False) -> list[str]:
+    def sweep_unreferenced(self, force: bool = False) -> builtins.list[str]:
         """Remove backend snapshots that no row names, children first; returns their keys.
 
         Does nothing unless something may have been orphaned since the last
@@ -365,7 +366,7 @@ class NamespacedSnapshotter:
             return False
         return True
 
-    def reconcile(self) -> list[tuple[str, str]]:
+    def reconcile(self) -> builtins.list[tuple[str, str]]:
         """Drop rows whose backend snapshot is gone; returns their (namespace, key).
 
         Only a crash between a backend commit and its row update leaves such

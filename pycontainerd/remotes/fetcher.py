@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from typing import BinaryIO
 
 import requests
 import urllib3
@@ -15,6 +14,7 @@ from pycontainerd.remotes.errors import DataLoss
 from pycontainerd.remotes.manifest import Descriptor
 from pycontainerd.remotes.reference import Reference
 from pycontainerd.remotes.transport import Transport
+from pycontainerd.streams import ReadStream
 
 READ_CHUNK_SIZE = 1 << 20
 DEFAULT_RESUME_ATTEMPTS = 3
@@ -145,7 +145,7 @@ class VerifyingReader(io.RawIOBase):
     """
 
     def __init__(
-        self, stream: BinaryIO, desc: Descriptor, *, offset: int = 0, hasher: Hasher | None = None
+        self, stream: ReadStream, desc: Descriptor, *, offset: int = 0, hasher: Hasher | None = None
     ) -> None:
         super().__init__()
         algorithm, _ = parse_digest(desc.digest)

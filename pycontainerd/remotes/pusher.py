@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from typing import BinaryIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pycontainerd.digest import digest_of_bytes, parse_digest
@@ -13,6 +12,7 @@ from pycontainerd.remotes.errors import DataLoss
 from pycontainerd.remotes.manifest import Descriptor
 from pycontainerd.remotes.reference import Reference
 from pycontainerd.remotes.transport import Transport
+from pycontainerd.streams import ReadStream
 
 _OCTET_STREAM = "application/octet-stream"
 
@@ -51,7 +51,7 @@ class Pusher:
     def push(
         self,
         desc: Descriptor,
-        data: bytes | BinaryIO,
+        data: bytes | ReadStream,
         *,
         tag: str | None = None,
         mount_from: str | None = None,
@@ -75,7 +75,7 @@ class Pusher:
             return False
         return self._upload_blob(desc, data, mount_from, chunk_size)
 
-    def _push_manifest(self, desc: Descriptor, data: bytes | BinaryIO, tag: str | None) -> bool:
+    def _push_manifest(self, desc: Descriptor, data: bytes | ReadStream, tag: str | None) -> bool:
         if not tag and self.exists(desc):
             return False
         if isinstance(data, bytes | bytearray | memoryview):
@@ -120,7 +120,7 @@ class Pusher:
     def _upload_blob(
         self,
         desc: Descriptor,
-        data: bytes | BinaryIO,
+        data: bytes | ReadStream,
         mount_from: str | None,
         chunk_size: int | None,
     ) -> bool:
@@ -129,7 +129,7 @@ class Pusher:
             return False
         if chunk_size:
             location = self._patch_chunks(desc, location, data, chunk_size)
-            body: bytes | BinaryIO = b""
+            body: bytes | ReadStream = b""
         else:
             body = data
         response = self._transport.request(
@@ -151,7 +151,7 @@ class Pusher:
         return True
 
     def _patch_chunks(
-        self, desc: Descriptor, location: str, data: bytes | BinaryIO, chunk_size: int
+        self, desc: Descriptor, location: str, data: bytes | ReadStream, chunk_size: int
     ) -> str:
         """Send the content as PATCH chunks; returns the Location to finish the upload at."""
         stream = _as_stream(data)
@@ -178,7 +178,7 @@ class Pusher:
         return location
 
 
-def _as_stream(data: bytes | BinaryIO) -> BinaryIO:
+def _as_stream(data: bytes | ReadStream) -> ReadStream:
     return io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
 
 

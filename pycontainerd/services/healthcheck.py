@@ -63,7 +63,7 @@ class HealthService:
     """Reports the whole server as serving; other service names are unknown."""
 
     @rpc
-    async def Check(self, request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]  # noqa: N802
+    async def Check(self, request, context: grpc.aio.ServicerContext):  # noqa: N802
         if request.service != WHOLE_SERVER:
             raise errdefs.NotFound(
                 f"no health status for service {request.service!r}; ask for '' (the server)"
@@ -71,7 +71,7 @@ class HealthService:
         return HealthCheckResponse(status=SERVING)
 
     @rpc
-    async def Watch(self, request, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:  # type: ignore[no-untyped-def]  # noqa: N802
+    async def Watch(self, request, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:  # noqa: N802
         # The status never changes while the server runs: send it, then hold the stream.
         status = SERVING if request.service == WHOLE_SERVER else SERVICE_UNKNOWN
         yield HealthCheckResponse(status=status)

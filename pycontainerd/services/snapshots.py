@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import cast
 
 import grpc
 from google.protobuf import empty_pb2
@@ -39,7 +40,7 @@ def info_to_api(info: SnapshotInfo) -> api.Info:
     return api.Info(
         name=info.name,
         parent=info.parent,
-        kind=int(info.kind),
+        kind=cast("api.Kind", int(info.kind)),
         labels=info.labels,
         created_at=timestamp(info.created),
         updated_at=timestamp(info.updated),

@@ -65,16 +65,14 @@ def decode_options(value: any_pb2.Any | None) -> RuntimeOptions:
     name = value.type_url.rsplit("/", 1)[-1]
     if name == RUNC_OPTIONS_TYPE:
         message: Message = _parse(oci_pb2.Options, value, name)
-        return RuntimeOptions(
-            **{f.name: getattr(message, f.name) for f in fields(RuntimeOptions)}  # type: ignore[arg-type]
-        )
+        return RuntimeOptions(**{f.name: getattr(message, f.name) for f in fields(RuntimeOptions)})
     if name == LEGACY_OPTIONS_TYPE:
         legacy = _parse(_legacy_options_class(), value, name)
         return RuntimeOptions(
-            binary_name=legacy.runtime,  # type: ignore[attr-defined]
-            root=legacy.runtime_root,  # type: ignore[attr-defined]
-            criu_path=legacy.criu_path,  # type: ignore[attr-defined]
-            systemd_cgroup=legacy.systemd_cgroup,  # type: ignore[attr-defined]
+            binary_name=legacy.runtime,
+            root=legacy.runtime_root,
+            criu_path=legacy.criu_path,
+            systemd_cgroup=legacy.systemd_cgroup,
         )
     raise errdefs.InvalidArgument(
         f"unsupported runtime options type {value.type_url!r}; send {RUNC_OPTIONS_TYPE}"

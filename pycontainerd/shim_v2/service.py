@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import any_pb2, empty_pb2
 
@@ -21,6 +21,7 @@ from pycontainerd import __version__, errdefs
 from pycontainerd.api.events import task_pb2 as events
 from pycontainerd.api.runtime.v2.runc.options import oci_pb2
 from pycontainerd.api.runtime.v2.task import shim_pb2
+from pycontainerd.api.types.task import task_pb2 as task_types
 from pycontainerd.mount import Mount
 from pycontainerd.shim_v2 import console, pool
 from pycontainerd.shim_v2.container import Container
@@ -232,7 +233,7 @@ class TaskService:
             id=process.id,
             bundle=container.bundle,
             pid=process.pid,
-            status=int(process.status),
+            status=cast("task_types.Status", int(process.status)),
             stdin=process.paths.stdin,
             stdout=process.paths.stdout,
             stderr=process.paths.stderr,

@@ -192,7 +192,7 @@ class PipeIO(_CopyingIO):
             stdin = self._child(read_end, uid, gid)
             copies.copy_input(fifo, write_end)
         destinations: dict[str, int] = {}
-        outputs = []
+        outputs: list[int | None] = []
         for path in (self.paths.stdout, self.paths.stderr):
             if not path:
                 outputs.append(None)

@@ -202,7 +202,7 @@ class TtrpcClient:
             )
         else:
             try:
-                waiter.set_result(decode_response(frame.payload))
+                waiter.set_result(decode_response(frame.payload or b""))
             except DecodeError as exc:
                 waiter.set_exception(
                     error_from_status(

@@ -91,7 +91,7 @@ class ServerConnection:
         if frame.type != MessageType.REQUEST:
             return  # Go ignores anything but requests
         try:
-            request = decode_request(frame.payload)
+            request = decode_request(frame.payload or b"")
         except DecodeError as exc:
             await self._send(
                 frame.stream_id, Reply(Code.INVALID_ARGUMENT, f"unmarshal request error: {exc}")
