@@ -33,6 +33,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from pycontainerd import errdefs
+from pycontainerd.fdwait import until_ready
+from pycontainerd.stdio_paths import StdioPaths
 
 #: Directories this module creates start with this, so a delete knows what it may remove.
 FIFO_DIR_PREFIX = "pycio-"
@@ -101,16 +103,6 @@ class Stdio:
     @property
     def is_terminal(self) -> bool:
         return self.mode is StdioMode.TERMINAL or self.tty
-
-
-@dataclass(frozen=True)
-class StdioPaths:
-    """What goes into the create/exec request ("" for a stream not wanted)."""
-
-    stdin: str = ""
-    stdout: str = ""
-    stderr: str = ""
-    terminal: bool = False
 
 
 class ClientIO:
@@ -345,31 +337,6 @@ def _open_fifo(path: str, flags: int) -> int:
         raise errdefs.NotFound(f"stdio FIFO {path} does not exist") from None
 
 
-async def _until(fd: int, *, writable: bool, timeout: float | None = None) -> bool:
-    """Wait until ``fd`` is ready; False when ``timeout`` passed first."""
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    add, remove = (
-        (loop.add_writer, loop.remove_writer) if writable else (loop.add_reader, loop.remove_reader)
-    )
-    try:
-        add(fd, wake)
-    except (PermissionError, ValueError):
-        return True  # a regular file or /dev/null: always ready
-    try:
-        await asyncio.wait_for(ready, timeout)
-    except TimeoutError:
-        return False
-    finally:
-        remove(fd)
-    return True
-
-
 async def read_chunks(fd: int, finished: asyncio.Event | None = None) -> AsyncIterator[bytes]:
     """What ``fd`` yields until end of file, without blocking the event loop.
 
@@ -380,15 +347,15 @@ async def read_chunks(fd: int, finished: asyncio.Event | None = None) -> AsyncIt
     blocking = os.get_blocking(fd)
     while True:
         if blocking:  # e.g. our own stdin: never let a read block the event loop
-            await _until(fd, writable=False)
+            await until_ready(fd, writable=False)
         try:
             data = os.read(fd, READ_SIZE)
         except (BlockingIOError, InterruptedError):
             if finished is None:
-                await _until(fd, writable=False)
+                await until_ready(fd, writable=False)
                 continue
             if finished.is_set():
-                if not await _until(fd, writable=False, timeout=FINISH_GRACE):
+                if not await until_ready(fd, writable=False, timeout=FINISH_GRACE):
                     return
                 continue
             await _until_either(fd, finished)
@@ -399,7 +366,7 @@ async def read_chunks(fd: int, finished: asyncio.Event | None = None) -> AsyncIt
 
 
 async def _until_either(fd: int, event: asyncio.Event) -> None:
-    readable = asyncio.ensure_future(_until(fd, writable=False))
+    readable = asyncio.ensure_future(until_ready(fd, writable=False))
     flagged = asyncio.ensure_future(event.wait())
     try:
         await asyncio.wait([readable, flagged], return_when=asyncio.FIRST_COMPLETED)
@@ -415,6 +382,6 @@ async def write_all(fd: int, data: bytes) -> None:
         try:
             written = os.write(fd, view)
         except (BlockingIOError, InterruptedError):
-            await _until(fd, writable=True)
+            await until_ready(fd, writable=True)
             continue
         view = view[written:]

@@ -28,10 +28,11 @@ from pycontainerd.api.cgroups.v1 import metrics_pb2 as cgroups_metrics
 from pycontainerd.api.services.tasks.v1 import tasks_pb2 as api
 from pycontainerd.api.services.tasks.v1 import tasks_pb2_grpc
 from pycontainerd.api.types.task import task_pb2
-from pycontainerd.client.cio import ClientIO, Stdio, StdioPaths, create_io, remove_fifo_dir
+from pycontainerd.client.cio import ClientIO, Stdio, create_io, remove_fifo_dir
 from pycontainerd.client.models import from_timestamp
 from pycontainerd.client.rpc import Connection
 from pycontainerd.oci import Spec, merge_env
+from pycontainerd.stdio_paths import StdioPaths
 
 PROCESS_SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 _METRICS_TYPES: dict[str, type[Message]] = {

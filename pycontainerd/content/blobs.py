@@ -12,10 +12,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pycontainerd.content.fsutil import ensure_dir, fsync_dir, utc_from_ns
 from pycontainerd.content.models import BlobInfo
 from pycontainerd.digest import HEX_LENGTHS, IO_CHUNK_SIZE, Digest
 from pycontainerd.errdefs import AlreadyExists, InvalidArgument, NotFound
+from pycontainerd.fsutil import ensure_dir, fsync_dir, utc_from_ns
 
 READ_ONLY_MODE = 0o444
 

@@ -19,7 +19,10 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from pycontainerd.content.fsutil import (
+from pycontainerd.content.models import IngestStatus
+from pycontainerd.digest import Digest
+from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotFound
+from pycontainerd.fsutil import (
     TEMP_PREFIX,
     atomic_write,
     fsync_dir,
@@ -27,9 +30,6 @@ from pycontainerd.content.fsutil import (
     utc_from_ns,
     write_file_synced,
 )
-from pycontainerd.content.models import IngestStatus
-from pycontainerd.digest import Digest
-from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotFound
 
 REF_FILE = "ref"
 STARTED_FILE = "startedat"

@@ -15,8 +15,8 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from pycontainerd.content.fsutil import utc_now
 from pycontainerd.errdefs import Unavailable
+from pycontainerd.fsutil import utc_now
 
 _table_guard = threading.Lock()
 _held_since: dict[str, datetime] = {}

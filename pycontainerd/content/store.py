@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pycontainerd.content.blobs import BlobStore
-from pycontainerd.content.fsutil import WRITABLE_MODE, ensure_dir, utc_from_ns, utc_now
 from pycontainerd.content.ingest import IngestDir, ingest_dir_name, is_temporary
 from pycontainerd.content.locks import IngestLock
 from pycontainerd.content.models import BlobInfo, IngestStatus, StoreUsage
@@ -33,6 +32,7 @@ from pycontainerd.errdefs import (
     NotFound,
     Unavailable,
 )
+from pycontainerd.fsutil import WRITABLE_MODE, ensure_dir, utc_from_ns, utc_now
 
 CONTENT_PLUGIN_DIR = "io.containerd.content.v1.content"
 # Opening races with commit/abort removing the same ingest; a few retries settle it.

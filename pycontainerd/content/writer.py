@@ -7,12 +7,12 @@ from datetime import datetime
 from types import TracebackType
 
 from pycontainerd.content.blobs import READ_ONLY_MODE, BlobStore
-from pycontainerd.content.fsutil import WRITABLE_MODE, utc_now, write_all
 from pycontainerd.content.ingest import IngestDir
 from pycontainerd.content.locks import IngestLock
 from pycontainerd.content.models import IngestStatus
 from pycontainerd.digest import Digest, Hasher, parse_writable_digest
 from pycontainerd.errdefs import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument
+from pycontainerd.fsutil import WRITABLE_MODE, utc_now, write_all
 
 
 class ContentWriter:

@@ -8,10 +8,9 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from pycontainerd import errdefs, filters
+from pycontainerd import errdefs, filters, timestamps
 from pycontainerd.api.services.events.v1 import events_pb2
 from pycontainerd.events import typeurl
 from pycontainerd.identifiers import validate_identifier
@@ -86,7 +85,7 @@ class Exchange:
         validate_identifier(namespace, "namespace")
         validate_topic(topic)
         envelope = events_pb2.Envelope(namespace=namespace, topic=topic, event=typeurl.pack(event))
-        envelope.timestamp.CopyFrom(_now())
+        envelope.timestamp.CopyFrom(timestamps.now())
         self.forward(envelope)
 
     def forward(self, envelope: events_pb2.Envelope) -> None:
@@ -94,7 +93,7 @@ class Exchange:
         validate_identifier(envelope.namespace, "namespace")
         validate_topic(envelope.topic)
         if not envelope.HasField("timestamp"):
-            envelope.timestamp.CopyFrom(_now())
+            envelope.timestamp.CopyFrom(timestamps.now())
         for sub in list(self._subscribers):
             if not sub.filter.match(_envelope_adaptor(envelope)):
                 continue
@@ -111,9 +110,3 @@ class Exchange:
                 yield await sub.queue.get()
         finally:
             self._subscribers.remove(sub)
-
-
-def _now() -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.GetCurrentTime()
-    return stamp

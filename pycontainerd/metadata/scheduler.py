@@ -14,16 +14,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pycontainerd.metadata.db import Database
-from pycontainerd.metadata.gc import Collector, Sweep
+from pycontainerd.metadata.gc import BackendSweeper, Collector, Sweep
 
 log = logging.getLogger(__name__)
 
 # Removes what a sweep left unreferenced on disk (blobs, snapshot directories).
-BackendSweeper = Callable[[Collector, Sweep], None]
 
 
 class GCScheduler:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pycontainerd import errdefs, mount
+from pycontainerd.fsutil import atomic_write
 from pycontainerd.identifiers import validate_identifier
 
 CONFIG_FILE = "config.json"
@@ -46,9 +47,7 @@ class Bundle:
 
     def write(self, name: str, text: str) -> None:
         """Write a small file of the bundle atomically."""
-        temp = self.path / f".{name}.tmp"
-        temp.write_text(text)
-        os.replace(temp, self.path / name)
+        atomic_write(self.path / name, text, durable=False)
 
     def read_bytes(self, name: str) -> bytes:
         try:
@@ -57,9 +56,7 @@ class Bundle:
             return b""
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        temp = self.path / f".{name}.tmp"
-        temp.write_bytes(data)
-        os.replace(temp, self.path / name)
+        atomic_write(self.path / name, data, durable=False)
 
     def delete(self) -> None:
         """Unmount the rootfs and remove the bundle and its work directory.

@@ -15,9 +15,9 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from google.protobuf import any_pb2, timestamp_pb2
+from google.protobuf import any_pb2
 
-from pycontainerd import errdefs
+from pycontainerd import errdefs, timestamps
 from pycontainerd.api.events import task_pb2 as events
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.api.types import mount_pb2
@@ -267,8 +267,9 @@ def _exit_from(task_id: str, response: shim_pb2.DeleteResponse | None) -> events
             exit_status=response.exit_status,
             exited_at=response.exited_at,
         )
-    now = timestamp_pb2.Timestamp()
-    now.GetCurrentTime()
     return events.TaskExit(
-        container_id=task_id, id=task_id, exit_status=UNKNOWN_EXIT_STATUS, exited_at=now
+        container_id=task_id,
+        id=task_id,
+        exit_status=UNKNOWN_EXIT_STATUS,
+        exited_at=timestamps.now(),
     )

@@ -6,13 +6,11 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 
-from pycontainerd import errdefs
+from pycontainerd import errdefs, timestamps
 from pycontainerd.identifiers import validate_identifier
 
 log = logging.getLogger(__name__)
@@ -49,11 +47,7 @@ def lease_of(context: grpc.aio.ServicerContext) -> str:
     return _metadata(context, LEASE_HEADER)
 
 
-def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    if value is not None:
-        stamp.FromDatetime(value)
-    return stamp
+timestamp = timestamps.from_datetime
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, name: str) -> None:

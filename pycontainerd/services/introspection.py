@@ -13,7 +13,7 @@ from pycontainerd.api.rpc import status_pb2
 from pycontainerd.api.services.introspection.v1 import introspection_pb2 as api
 from pycontainerd.api.services.introspection.v1 import introspection_pb2_grpc
 from pycontainerd.api.types import platform_pb2
-from pycontainerd.content.fsutil import atomic_write
+from pycontainerd.fsutil import atomic_write
 from pycontainerd.services.base import rpc
 
 

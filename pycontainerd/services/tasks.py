@@ -12,9 +12,9 @@ import asyncio
 import logging
 
 import grpc
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
-from pycontainerd import errdefs, filters, plugin
+from pycontainerd import errdefs, filters, plugin, timestamps
 from pycontainerd.api.runtime.v2.runc.options import oci_pb2 as runc_options
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.api.services.tasks.v1 import tasks_pb2 as api
@@ -248,8 +248,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
             fields = {"id": task.id, "namespace": task.namespace}
             if not match.match(filters.adapt(fields, {})):
                 continue
-            collected = timestamp_pb2.Timestamp()
-            collected.GetCurrentTime()
+            collected = timestamps.now()
             try:
                 stats = await task.stub.Stats(shim_pb2.StatsRequest(id=task.id))
             except errdefs.ContainerdError as exc:

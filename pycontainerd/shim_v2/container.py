@@ -25,7 +25,8 @@ from pycontainerd.shim_v2.console import ConsoleSocket
 from pycontainerd.shim_v2.options import RuntimeOptions, write_options
 from pycontainerd.shim_v2.process import Process, Status
 from pycontainerd.shim_v2.reaper import Reaper
-from pycontainerd.shim_v2.stdio import PipeIO, StdioPaths, TerminalIO
+from pycontainerd.shim_v2.stdio import PipeIO, TerminalIO
+from pycontainerd.stdio_paths import StdioPaths
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Protocol
 from google.protobuf import timestamp_pb2
 
 from pycontainerd.api.types.task import task_pb2
-from pycontainerd.shim_v2.stdio import StdioPaths
+from pycontainerd.stdio_paths import StdioPaths
 
 
 class Status(enum.IntEnum):

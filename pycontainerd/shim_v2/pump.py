@@ -8,9 +8,10 @@ is written to it.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
+
+from pycontainerd.fdwait import until_ready
 
 _CHUNK = 32 * 1024
 
@@ -24,21 +25,7 @@ async def wait_writable(fd: int) -> None:
 
 
 async def _wait(fd: int, *, writable: bool) -> None:
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    add, remove = (
-        (loop.add_writer, loop.remove_writer) if writable else (loop.add_reader, loop.remove_reader)
-    )
-    add(fd, wake)
-    try:
-        await ready
-    finally:
-        remove(fd)
+    await until_ready(fd, writable=writable)
 
 
 def set_nonblocking(fd: int) -> None:

@@ -30,7 +30,7 @@ from pycontainerd.shim_v2.metrics import pack_metrics
 from pycontainerd.shim_v2.options import decode_options
 from pycontainerd.shim_v2.process import Process
 from pycontainerd.shim_v2.reaper import Reaper
-from pycontainerd.shim_v2.stdio import StdioPaths
+from pycontainerd.stdio_paths import StdioPaths
 from pycontainerd.ttrpc import RequestContext
 
 log = logging.getLogger(__name__)

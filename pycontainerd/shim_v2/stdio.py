@@ -20,26 +20,16 @@ import contextlib
 import logging
 import os
 import stat
-from dataclasses import dataclass
 
 from pycontainerd import errdefs
 from pycontainerd.oci.runtime import Stdio
 from pycontainerd.shim_v2.pump import pump
+from pycontainerd.stdio_paths import StdioPaths
 
 log = logging.getLogger(__name__)
 
 #: How long an exit waits for the last output to reach the client.
 OUTPUT_DRAIN_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class StdioPaths:
-    """Where the client wants a process's stdio (empty: none)."""
-
-    stdin: str = ""
-    stdout: str = ""
-    stderr: str = ""
-    terminal: bool = False
 
 
 def open_output(target: str) -> int:

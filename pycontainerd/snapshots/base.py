@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from pycontainerd import errdefs
+from pycontainerd.fsutil import fsync_dir
 from pycontainerd.mount import Mount
 from pycontainerd.snapshots import fsutil
 from pycontainerd.snapshots.api import Kind, SnapshotInfo, Usage, WalkFilter
@@ -33,14 +34,6 @@ from pycontainerd.snapshots.storage import MetaStore, Snapshot
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.db"
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DirectorySnapshotter:
@@ -155,7 +148,7 @@ class DirectorySnapshotter:
                     # Only a crash before a commit leaves a directory with a fresh id.
                     fsutil.remove_tree(final)
                 os.rename(staging, final)
-                _fsync_directory(self._snapshots_dir)
+                fsync_dir(self._snapshots_dir)
         except BaseException:
             if final and os.path.lexists(final) and not os.path.lexists(staging):
                 os.rename(final, staging)

@@ -11,7 +11,8 @@ import pytest
 
 from pycontainerd import errdefs
 from pycontainerd.shim_v2.reaper import Reaper
-from pycontainerd.shim_v2.stdio import PipeIO, StdioPaths, open_output
+from pycontainerd.shim_v2.stdio import PipeIO, open_output
+from pycontainerd.stdio_paths import StdioPaths
 
 SH = shutil.which("sh") or "/bin/sh"
 

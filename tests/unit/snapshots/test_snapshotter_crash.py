@@ -87,7 +87,7 @@ def test_crash_after_rename_before_commit(open_snapshotter: Opener, monkeypatch)
     _crash_in_child(
         open_snapshotter,
         monkeypatch,
-        "pycontainerd.snapshots.base._fsync_directory",
+        "pycontainerd.snapshots.base.fsync_dir",
         "prepare:half",
     )
     restarted = open_snapshotter()

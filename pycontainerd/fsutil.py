@@ -1,4 +1,4 @@
-"""Small crash-safe filesystem helpers used by the content store.
+"""Small crash-safe filesystem helpers (content store, snapshotters, bundles, shims).
 
 The rule they serve: a reader after a crash sees either the old state or the
 new one, never a torn file. Files are written beside their target, fsynced,
@@ -29,7 +29,7 @@ def temp_name() -> str:
     return f"{TEMP_PREFIX}{secrets.token_hex(8)}"
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | os.PathLike[str]) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -62,16 +62,26 @@ def write_file_synced(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably."""
+def atomic_write(path: Path, data: bytes | str, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically; with ``durable``, also fsynced.
+
+    ``durable=False`` is for files that describe running processes (bundles,
+    shim addresses under the state dir): a crash of the machine ends those
+    processes too, and a crash of a process leaves the page cache intact.
+    """
+    payload = data.encode() if isinstance(data, str) else data
     temp = path.with_name(temp_name())
     try:
-        write_file_synced(temp, data)
+        if durable:
+            write_file_synced(temp, payload)
+        else:
+            temp.write_bytes(payload)
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
