@@ -133,10 +133,12 @@ class Daemon:
             for name in ("stop", "close"):
                 closer = getattr(instance, name, None)
                 if callable(closer):
-                    with contextlib.suppress(Exception):
+                    try:
                         result = closer()
                         if inspect.isawaitable(result):
                             await result
+                    except Exception:  # one plugin's failure must not stop the others closing
+                        log.exception("closing plugin %s failed", loaded.registration.id)
                     break
         if self._serving is not None:  # never remove a socket another daemon serves
             with contextlib.suppress(FileNotFoundError):

@@ -21,6 +21,7 @@ from pycontainerd import errdefs, timestamps
 from pycontainerd.api.events import task_pb2 as events
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.api.types import mount_pb2
+from pycontainerd.background import BackgroundTasks
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.identifiers import validate_identifier
 from pycontainerd.runtime.bundle import ADDRESS_FILE, SHIM_BINARY_FILE, Bundle, BundleStore
@@ -73,8 +74,8 @@ class TaskManager:
         self.exchange = exchange
         self._tasks: dict[TaskKey, ShimTask] = {}
         self._reserved: set[TaskKey] = set()
-        self._cleanups: set[asyncio.Task[None]] = set()
-        self._zygote: asyncio.Task[None] | None = None
+        self._cleanups = BackgroundTasks(log)
+        self._zygote: asyncio.Task[object] | None = None
         self._exits = ExitRecorder(exchange, self._bundle_of)
         self._exits.start()
 
@@ -88,8 +89,8 @@ class TaskManager:
             except errdefs.ContainerdError:
                 continue
             if is_own_shim(shim) and self.daemon.socket_dir:
-                self._zygote = asyncio.get_running_loop().create_task(
-                    prewarm_zygote(self.daemon.socket_dir)
+                self._zygote = self._cleanups.spawn(
+                    prewarm_zygote(self.daemon.socket_dir), name="shim zygote warm-up"
                 )
                 return
 
@@ -190,9 +191,7 @@ class TaskManager:
         if task.detached:
             return
         log.warning("shim of task %s (namespace %s) disconnected", task.id, task.namespace)
-        cleanup = asyncio.get_running_loop().create_task(self.cleanup_dead_shim(task))
-        self._cleanups.add(cleanup)
-        cleanup.add_done_callback(self._cleanups.discard)
+        self._cleanups.spawn(self.cleanup_dead_shim(task), name=f"cleanup of shim {task.id}")
 
     async def cleanup_dead_shim(self, task: ShimTask) -> None:
         """Clean up after a shim that is gone and publish how its task ended."""
@@ -253,9 +252,7 @@ class TaskManager:
             self._zygote.cancel()  # the zygote itself runs on, in its own session
         for task in list(self._tasks.values()):
             task.detach()
-        for cleanup in list(self._cleanups):
-            with contextlib.suppress(Exception):
-                await cleanup
+        await self._cleanups.wait()
 
 
 def _exit_from(task_id: str, response: shim_pb2.DeleteResponse | None) -> events.TaskExit:

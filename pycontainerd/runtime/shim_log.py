@@ -8,7 +8,6 @@ seeing end-of-file) before starting the shim, and again after a restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import stat
@@ -45,8 +44,10 @@ class ShimLog:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
-        with contextlib.suppress(Exception):
+        try:
             asyncio.get_running_loop().remove_reader(fd)
+        except RuntimeError:  # no running loop: the daemon is stopping, nothing to remove
+            log.debug("shim log of %s closed without a running loop", self.task_id)
         os.close(fd)
         self._flush(final=True)
 

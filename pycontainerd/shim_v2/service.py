@@ -22,6 +22,7 @@ from pycontainerd.api.events import task_pb2 as events
 from pycontainerd.api.runtime.v2.runc.options import oci_pb2
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.api.types.task import task_pb2 as task_types
+from pycontainerd.background import BackgroundTasks
 from pycontainerd.mount import Mount
 from pycontainerd.shim_v2 import console, pool
 from pycontainerd.shim_v2.container import Container
@@ -69,7 +70,7 @@ class TaskService:
         self.on_shutdown = on_shutdown
         self.containers: dict[str, Container] = {}
         self.creating: dict[str, str] = {}  # container id -> bundle, while Create runs
-        self._exit_tasks: set[asyncio.Task[None]] = set()
+        self._exit_tasks = BackgroundTasks(log)
         # Held while a process starts, so its TaskExit cannot overtake its TaskStart.
         self._start_lock = asyncio.Lock()
         reaper.on_exit = self.on_exit
@@ -102,26 +103,27 @@ class TaskService:
 
     def _exited(self, container: Container, process: Process, status: int) -> None:
         process.mark_exited(status)
-        task = asyncio.get_running_loop().create_task(self._finish_exit(container, process))
-        self._exit_tasks.add(task)
-        task.add_done_callback(self._exit_tasks.discard)
+        self._exit_tasks.spawn(self._finish_exit(container, process), name=f"exit of {process.id}")
 
     async def _finish_exit(self, container: Container, process: Process) -> None:
-        if process is container.init and container.kill_all_on_exit:
-            await container.kill_all()
-        if process.io is not None:
-            await process.io.drain()
-        async with self._start_lock:
-            process.announce_exit()
-            self.publisher.publish(
-                events.TaskExit(
-                    container_id=container.id,
-                    id=process.id,
-                    pid=process.pid,
-                    exit_status=process.exit_status,
-                    exited_at=process.exited_at(),
+        """Kill what is left and drain the output; the exit is announced whatever fails."""
+        try:
+            if process is container.init and container.kill_all_on_exit:
+                await container.kill_all()
+            if process.io is not None:
+                await process.io.drain()
+        finally:
+            async with self._start_lock:
+                process.announce_exit()
+                self.publisher.publish(
+                    events.TaskExit(
+                        container_id=container.id,
+                        id=process.id,
+                        pid=process.pid,
+                        exit_status=process.exit_status,
+                        exited_at=process.exited_at(),
+                    )
                 )
-            )
 
     # --- the Task API -----------------------------------------------------------------
 

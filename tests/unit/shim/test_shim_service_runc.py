@@ -189,3 +189,35 @@ def test_create_needs_a_bundle_and_a_new_id(tmp_path: Path) -> None:
         assert service.bundles() == [str(tmp_path)]
 
     assert run_service(tmp_path, body) == []
+
+
+def test_exit_is_announced_when_exit_handling_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Draining the output raises: Wait still answers, TaskExit is still published,
+    and the failure is logged rather than lost in an unawaited task."""
+    from pycontainerd.shim_v2 import stdio
+
+    async def broken_drain(self: object, timeout: float = 0) -> None:
+        raise RuntimeError("drain broke")
+
+    monkeypatch.setattr(stdio._CopyingIO, "drain", broken_drain)
+    bundle = make_bundle(tmp_path, "b3", ["sh", "-c", "echo out; exit 5"])
+    output = tmp_path / "output.log"
+    cid = _id(tmp_path, "c")
+
+    async def body(service: TaskService) -> None:
+        await service.Create(
+            shim_pb2.CreateTaskRequest(
+                id=cid, bundle=str(bundle), stdout=f"file://{output}", options=_options(tmp_path)
+            ),
+            None,
+        )
+        await service.Start(shim_pb2.StartRequest(id=cid), None)
+        waited = await service.Wait(shim_pb2.WaitRequest(id=cid), None)
+        assert waited.exit_status == 5
+        await service.Delete(shim_pb2.DeleteRequest(id=cid), None)
+
+    events = run_service(tmp_path, body)
+    assert events[:3] == ["TaskCreate", "TaskStart", "TaskExit"]
+    assert any("drain broke" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
