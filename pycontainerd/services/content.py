@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -99,14 +99,14 @@ class ContentService(content_pb2_grpc.ContentServicer):
     async def Read(self, request: api.ReadContentRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         parse_digest(request.digest)
-        # The first chunk comes with the lookup, in one hop to the database
-        # thread: clients such as ctr read in many small requests.
-        offset, remaining, first, chunks = await self.db.read(
-            self._start_read, namespace, request.digest, request.offset, request.size
+        offset, remaining, chunks = await self.db.read(
+            self.store.read, namespace, request.digest, request.offset, request.size
         )
+        # The file is opened and read in a worker, never on the database thread:
+        # a slow file (a stalled disk, a FIFO) must not hold up other calls.
+        chunk = await _blocking(next, chunks, b"")
         # Written with context.write rather than yielded: grpc's async
         # generator path costs far more per call, and ctr reads in 32 KiB calls.
-        chunk = first
         while chunk:
             await context.write(api.ReadContentResponse(offset=offset, data=chunk))
             offset += len(chunk)
@@ -114,12 +114,6 @@ class ContentService(content_pb2_grpc.ContentServicer):
             if remaining <= 0:
                 return
             chunk = await _blocking(next, chunks, b"")
-
-    def _start_read(
-        self, namespace: str, digest: str, offset: int, size: int
-    ) -> tuple[int, int, bytes, Iterator[bytes]]:
-        start, length, chunks = self.store.read(namespace, digest, offset, size)
-        return start, length, next(chunks, b""), chunks
 
     @rpc
     async def Status(self, request: api.StatusRequest, context: grpc.aio.ServicerContext):  # noqa: N802

@@ -254,3 +254,29 @@ def test_collection_runs_on_a_schedule(often_collecting_daemon):
     wait_for(
         lambda: not _blob_path(often_collecting_daemon, digest).exists(), "a periodic pass", 10
     )
+
+
+def test_slow_blob_read_does_not_hold_up_other_calls(ctr, daemon):
+    """A Read whose blob file stalls (here a FIFO with no writer) blocks only itself:
+    other calls that need the metadata database still answer."""
+    data, digest = _blob(1 << 10)
+    ctr.ok("content", "ingest", "--expected-digest", digest, "ref-slow", input=data)
+    blob_path = daemon.root / "io.containerd.content.v1.content" / "blobs" / "sha256" / digest[7:]
+    blob_path.unlink()
+    os.mkfifo(blob_path)
+    reader = subprocess.Popen(
+        [ctr.binary, "-a", str(daemon.address), "-n", ctr.namespace, "content", "get", digest],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)  # let the Read reach the FIFO's open
+        assert reader.poll() is None, "the read should be stalled on the FIFO"
+        assert digest in ctr.ok("content", "ls", timeout=20)
+        ctr.ok("images", "ls", timeout=20)
+    finally:
+        # Give the stalled open a writer, so the daemon's worker is released.
+        fd = os.open(blob_path, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        reader.kill()
+        reader.wait()
