@@ -122,7 +122,8 @@ class TaskManager:
         shim_path = resolve_shim(opts.runtime, self.runtimes)
         self._reserved.add(key)
         try:
-            bundle = self.bundles.create(namespace, task_id, opts.spec)
+            # Bundle files and the rootfs directory are disk work: off the event loop.
+            bundle = await asyncio.to_thread(self.bundles.create, namespace, task_id, opts.spec)
             task = ShimTask(bundle, ShimBinary(shim_path, bundle, self.daemon))
             try:
                 pid = await self._start(task, opts)
@@ -166,7 +167,7 @@ class TaskManager:
         task.detach()
         with contextlib.suppress(errdefs.ContainerdError, OSError):
             await task.binary.delete()
-        self._remove_bundle(task.bundle)
+        await self._remove_bundle(task.bundle)
 
     # Delete
 
@@ -182,7 +183,7 @@ class TaskManager:
         task.detached = True
         await task.shutdown()
         task.detach()
-        self._remove_bundle(task.bundle)
+        await self._remove_bundle(task.bundle)
         return exit_info
 
     # Shim loss
@@ -209,7 +210,7 @@ class TaskManager:
             response = None
         exit_event = recorded_exit(task.bundle)
         remove_dead_socket(task.bundle.read(ADDRESS_FILE))
-        self._remove_bundle(task.bundle)
+        await self._remove_bundle(task.bundle)
         if exit_event is None:
             exit_event = _exit_from(task.id, response)
             self.exchange.publish(task.namespace, EXIT_TOPIC, exit_event)
@@ -237,9 +238,10 @@ class TaskManager:
     def task_keys(self) -> set[TaskKey]:
         return set(self._tasks)
 
-    def _remove_bundle(self, bundle: Bundle) -> None:
+    async def _remove_bundle(self, bundle: Bundle) -> None:
+        """Unmount and remove the bundle in a worker (rmtree and umount can take long)."""
         try:
-            bundle.delete()
+            await asyncio.to_thread(bundle.delete)
         except (OSError, errdefs.ContainerdError) as exc:
             log.error("cannot remove the bundle of %s at %s: %s", bundle.id, bundle.path, exc)
 

@@ -96,7 +96,10 @@ async def retire_when_idle(
             return True  # asked to stop, or our socket directory went away
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            if pool.retire_if_unused(socket_path, serving=bool(service.containers)):
+            # The placement lock may be held by a shim start: wait for it in a worker,
+            # so the containers this shim serves are not held up meanwhile.
+            serving = bool(service.containers)
+            if await asyncio.to_thread(pool.retire_if_unused, socket_path, serving):
                 return True
             deadline = time.monotonic() + max(linger, IDLE_RECHECK)
             continue
