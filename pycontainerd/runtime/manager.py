@@ -35,6 +35,7 @@ from pycontainerd.runtime.own_shim import is_own_shim, prewarm_zygote
 from pycontainerd.runtime.resolve import resolve_shim
 from pycontainerd.runtime.shim_binary import DaemonAddresses, ShimBinary, remove_dead_socket
 from pycontainerd.runtime.shim_task import ShimTask
+from pycontainerd.runtime.task import Exit
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +172,10 @@ class TaskManager:
 
     # Delete
 
-    async def delete(self, namespace: str, task_id: str) -> shim_pb2.DeleteResponse:
+    async def delete(self, namespace: str, task_id: str) -> Exit:
         """Delete the task's init process in the shim, stop the shim, remove the bundle."""
         task = self.get(namespace, task_id)
-        try:
-            exit_info = await task.stub.Delete(shim_pb2.DeleteRequest(id=task_id))
-        except errdefs.Unavailable as exc:
-            raise errdefs.NotFound(f"task {task_id!r}: its shim is gone") from exc
+        exit_info = await task.delete()
         if self._tasks.get((namespace, task_id)) is task:
             del self._tasks[(namespace, task_id)]
         task.detached = True

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 import grpc
 from google.protobuf import empty_pb2
 
 from pycontainerd import errdefs, filters, plugin, timestamps
-from pycontainerd.api.runtime.v2.runc.options import oci_pb2 as runc_options
-from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.api.services.tasks.v1 import tasks_pb2 as api
 from pycontainerd.api.services.tasks.v1 import tasks_pb2_grpc
 from pycontainerd.api.types import metrics_pb2
@@ -25,29 +24,35 @@ from pycontainerd.identifiers import validate_identifier
 from pycontainerd.metadata.containers import Container
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.runtime.manager import CreateOptions, TaskManager
-from pycontainerd.runtime.shim_task import ShimTask
+from pycontainerd.runtime.task import Exit, ProcessState, Task
 from pycontainerd.services.base import namespace_of, rpc
 from pycontainerd.services.containers import any_to_api
+from pycontainerd.stdio_paths import StdioPaths
 
 log = logging.getLogger(__name__)
 
 _EMPTY = empty_pb2.Empty()
 LIST_STATE_TIMEOUT = 2.0  # containerd's budget for one task's state in a listing
-_CHECKPOINT_OPTIONS = runc_options.CheckpointOptions.DESCRIPTOR.full_name
 
 
-def process_of(task: ShimTask, exec_id: str, state: shim_pb2.StateResponse) -> task_pb2.Process:
+def process_of(task: Task, state: ProcessState) -> task_pb2.Process:
     return task_pb2.Process(
         container_id=task.id,
-        id=exec_id or task.id,
+        id=state.id,
         pid=state.pid,
-        status=state.status,
-        stdin=state.stdin,
-        stdout=state.stdout,
-        stderr=state.stderr,
-        terminal=state.terminal,
+        status=cast("task_pb2.Status", int(state.status)),
+        stdin=state.io.stdin,
+        stdout=state.io.stdout,
+        stderr=state.io.stderr,
+        terminal=state.io.terminal,
         exit_status=state.exit_status,
         exited_at=state.exited_at,
+    )
+
+
+def _delete_response(process_id: str, exit: Exit) -> api.DeleteResponse:
+    return api.DeleteResponse(
+        id=process_id, pid=exit.pid, exit_status=exit.exit_status, exited_at=exit.exited_at
     )
 
 
@@ -62,7 +67,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
             raise errdefs.InvalidArgument("container id is required")
         return await self.db.read(self.containers.get, namespace, container_id)
 
-    async def _task(self, context: grpc.aio.ServicerContext, container_id: str) -> ShimTask:
+    async def _task(self, context: grpc.aio.ServicerContext, container_id: str) -> Task:
         namespace = namespace_of(context)
         await self._container(namespace, container_id)
         return self.tasks.get(namespace, container_id)
@@ -98,20 +103,15 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     @rpc
     async def Start(self, request: api.StartRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
-        started = await task.stub.Start(shim_pb2.StartRequest(id=task.id, exec_id=request.exec_id))
-        return api.StartResponse(pid=started.pid)
+        pid = await task.process(request.exec_id).start()
+        return api.StartResponse(pid=pid)
 
     @rpc
     async def Delete(self, request: api.DeleteTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         await self._container(namespace, request.container_id)
         deleted = await self.tasks.delete(namespace, request.container_id)
-        return api.DeleteResponse(
-            id=request.container_id,
-            pid=deleted.pid,
-            exit_status=deleted.exit_status,
-            exited_at=deleted.exited_at,
-        )
+        return _delete_response(request.container_id, deleted)
 
     @rpc
     async def DeleteProcess(  # noqa: N802
@@ -120,21 +120,14 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         if not request.exec_id:
             raise errdefs.InvalidArgument("exec id is required; use Delete for the task itself")
         task = await self._task(context, request.container_id)
-        deleted = await task.stub.Delete(
-            shim_pb2.DeleteRequest(id=task.id, exec_id=request.exec_id)
-        )
-        return api.DeleteResponse(
-            id=request.exec_id,
-            pid=deleted.pid,
-            exit_status=deleted.exit_status,
-            exited_at=deleted.exited_at,
-        )
+        deleted = await task.process(request.exec_id).delete()
+        return _delete_response(request.exec_id, deleted)
 
     @rpc
     async def Get(self, request: api.GetRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
-        state = await task.state(request.exec_id)
-        return api.GetResponse(process=process_of(task, request.exec_id, state))
+        state = await task.process(request.exec_id).state()
+        return api.GetResponse(process=process_of(task, state))
 
     @rpc
     async def List(self, request: api.ListTasksRequest, context: grpc.aio.ServicerContext):  # noqa: N802
@@ -146,11 +139,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     @rpc
     async def Kill(self, request: api.KillRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
-        await task.stub.Kill(
-            shim_pb2.KillRequest(
-                id=task.id, exec_id=request.exec_id, signal=request.signal, all=request.all
-            )
-        )
+        await task.process(request.exec_id).kill(request.signal, all=request.all)
         return _EMPTY
 
     @rpc
@@ -163,80 +152,55 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
             raise errdefs.AlreadyExists(
                 f"exec {request.exec_id!r} already exists in task {task.id!r}; pick another exec id"
             )
-        await task.stub.Exec(
-            shim_pb2.ExecProcessRequest(
-                id=task.id,
-                exec_id=request.exec_id,
-                stdin=request.stdin,
-                stdout=request.stdout,
-                stderr=request.stderr,
-                terminal=request.terminal,
-                spec=request.spec,
-            )
-        )
+        io = StdioPaths(request.stdin, request.stdout, request.stderr, request.terminal)
+        await task.exec(request.exec_id, io, request.spec)
         return _EMPTY
 
     @rpc
     async def ResizePty(self, request: api.ResizePtyRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
-        await task.stub.ResizePty(
-            shim_pb2.ResizePtyRequest(
-                id=task.id, exec_id=request.exec_id, width=request.width, height=request.height
-            )
-        )
+        await task.process(request.exec_id).resize(request.width, request.height)
         return _EMPTY
 
     @rpc
     async def CloseIO(self, request: api.CloseIORequest, context: grpc.aio.ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
         if request.stdin:
-            await task.stub.CloseIO(
-                shim_pb2.CloseIORequest(id=task.id, exec_id=request.exec_id, stdin=True)
-            )
+            await task.process(request.exec_id).close_io()
         return _EMPTY
 
     @rpc
     async def Pause(self, request: api.PauseTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
-        await task.stub.Pause(shim_pb2.PauseRequest(id=task.id))
+        await task.pause()
         return _EMPTY
 
     @rpc
     async def Resume(self, request: api.ResumeTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
-        await task.stub.Resume(shim_pb2.ResumeRequest(id=task.id))
+        await task.resume()
         return _EMPTY
 
     @rpc
     async def ListPids(self, request: api.ListPidsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
-        pids = await task.stub.Pids(shim_pb2.PidsRequest(id=task.id))
-        return api.ListPidsResponse(processes=pids.processes)
+        found = await task.pids()
+        return api.ListPidsResponse(
+            processes=[task_pb2.ProcessInfo(pid=p.pid, info=p.info) for p in found]
+        )
 
     @rpc
     async def Checkpoint(  # noqa: N802
         self, request: api.CheckpointTaskRequest, context: grpc.aio.ServicerContext
     ):
         task = await self._task(context, request.container_id)
-        image_path = _checkpoint_image_path(request)
-        if not image_path:
-            raise errdefs.NotImplemented_(
-                "checkpoints into the content store are not supported by pycontainerd; "
-                "pass an image path in the runc CheckpointOptions (ctr: --image-path)"
-            )
-        await task.stub.Checkpoint(
-            shim_pb2.CheckpointTaskRequest(id=task.id, path=image_path, options=request.options)
-        )
+        await task.checkpoint(request.options if request.HasField("options") else None)
         return api.CheckpointTaskResponse()
 
     @rpc
     async def Update(self, request: api.UpdateTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
-        await task.stub.Update(
-            shim_pb2.UpdateTaskRequest(
-                id=task.id, resources=request.resources, annotations=request.annotations
-            )
-        )
+        await task.update(request.resources, request.annotations)
         return _EMPTY
 
     @rpc
@@ -250,30 +214,25 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
                 continue
             collected = timestamps.now()
             try:
-                stats = await task.stub.Stats(shim_pb2.StatsRequest(id=task.id))
+                stats = await task.stats()
             except errdefs.ContainerdError as exc:
                 if not isinstance(exc, errdefs.NotFound | errdefs.Unavailable):
                     log.warning("collecting metrics for %s: %s", task.id, exc)
                 continue
-            response.metrics.append(
-                metrics_pb2.Metric(timestamp=collected, id=task.id, data=stats.stats)
-            )
+            response.metrics.append(metrics_pb2.Metric(timestamp=collected, id=task.id, data=stats))
         return response
 
     @rpc
     async def Wait(self, request: api.WaitRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
-        try:
-            waited = await task.stub.Wait(shim_pb2.WaitRequest(id=task.id, exec_id=request.exec_id))
-        except errdefs.Unavailable as exc:
-            raise errdefs.NotFound(f"task {task.id!r}: its shim is gone") from exc
+        waited = await task.process(request.exec_id).wait()
         return api.WaitResponse(exit_status=waited.exit_status, exited_at=waited.exited_at)
 
     def register(self, server: grpc.aio.Server) -> None:
         tasks_pb2_grpc.add_TasksServicer_to_server(self, server)
 
 
-async def _listed_process(task: ShimTask) -> task_pb2.Process | None:
+async def _listed_process(task: Task) -> task_pb2.Process | None:
     """The task's state for a listing; None when it went away meanwhile.
 
     A shim too slow to answer is listed with an unknown status rather than
@@ -286,27 +245,15 @@ async def _listed_process(task: ShimTask) -> task_pb2.Process | None:
     except errdefs.ContainerdError as exc:
         log.warning("state of task %s: %s", task.id, exc)
         return task_pb2.Process(container_id=task.id, id=task.id, status=task_pb2.UNKNOWN)
-    return process_of(task, "", state)
+    return process_of(task, state)
 
 
-async def _process_exists(task: ShimTask, exec_id: str) -> bool:
+async def _process_exists(task: Task, exec_id: str) -> bool:
     try:
-        await task.state(exec_id)
+        await task.process(exec_id).state()
     except errdefs.NotFound:
         return False
     return True
-
-
-def _checkpoint_image_path(request: api.CheckpointTaskRequest) -> str:
-    if not request.HasField("options"):
-        return ""
-    name = request.options.type_url.rsplit("/", 1)[-1]
-    if name != _CHECKPOINT_OPTIONS:
-        raise errdefs.InvalidArgument(
-            f"checkpoint options of type {request.options.type_url!r} are not understood; "
-            f"send {_CHECKPOINT_OPTIONS}"
-        )
-    return runc_options.CheckpointOptions.FromString(request.options.value).image_path
 
 
 @plugin.register(plugin.GRPC, "tasks", requires=(plugin.METADATA, plugin.RUNTIME_V2))
