@@ -18,14 +18,12 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from google.protobuf.message import Message
-
 from pycontainerd import errdefs
 from pycontainerd.client import archive as archive_module
 from pycontainerd.client import pull as pull_module
 from pycontainerd.client import push as push_module
 from pycontainerd.client import unpack as unpack_module
-from pycontainerd.client.container import DEFAULT_RUNTIME, Container, load_container
+from pycontainerd.client.container import Container, load_container
 from pycontainerd.client.container import new_container as new_container_impl
 from pycontainerd.client.containers import ContainersService
 from pycontainerd.client.content import ContentService
@@ -40,9 +38,7 @@ from pycontainerd.client.namespaces import NamespacesService
 from pycontainerd.client.rpc import Connection, current_lease, open_channel, use_lease
 from pycontainerd.client.snapshots import DEFAULT_SNAPSHOTTER, SnapshotService
 from pycontainerd.client.task import TasksService
-from pycontainerd.oci import Spec, SpecOpt
 from pycontainerd.remotes.manifest import Descriptor
-from pycontainerd.remotes.platforms import PlatformMatcher
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -173,50 +169,9 @@ class Client:
 
     # -- containers ---------------------------------------------------------------------
 
-    async def new_container(
-        self,
-        container_id: str,
-        image: Image | str | None = None,
-        *opts: SpecOpt,
-        labels: dict[str, str] | None = None,
-        runtime: str = DEFAULT_RUNTIME,
-        runtime_options: Message | None = None,
-        snapshotter: str = DEFAULT_SNAPSHOTTER,
-        snapshot_key: str | None = None,
-        terminal: bool = False,
-        spec: Spec | None = None,
-        platform: PlatformMatcher | None = None,
-    ) -> Container:
-        """Create a container from ``image`` with the OCI spec options ``opts``.
-
-        The image is unpacked into ``snapshotter`` if needed and a writable
-        snapshot (``snapshot_key``, default the container id) is prepared on its
-        top layer. The spec is containerd's default Linux spec, then the image
-        config (entrypoint, cmd, env, cwd, user resolved in the image's
-        /etc/passwd and /etc/group), then ``opts`` in order, e.g.
-        ``with_process_args``, ``with_env``, ``with_user``, ``with_mounts``,
-        ``with_hostname``, ``with_host_network``, ``with_privileged``,
-        ``with_readonly_rootfs``, ``with_memory_limit``, ``with_cpus``,
-        ``with_rlimit``, ``with_added_capabilities``, ``with_seccomp_default``
-        (all in :mod:`pycontainerd.oci`). ``terminal`` gives the process a pty
-        (use ``Stdio.terminal()`` for its task). ``runtime_options`` is e.g.
-        ``containerd.runc.v1.Options(binary_name="crun")``. Without an image,
-        pass a ``spec`` with an absolute root path, or opts that set one.
-        """
-        return await new_container_impl(
-            self,
-            container_id,
-            image,
-            *opts,
-            labels=labels,
-            runtime=runtime,
-            runtime_options=runtime_options,
-            snapshotter=snapshotter,
-            snapshot_key=snapshot_key,
-            terminal=terminal,
-            spec=spec,
-            platform=platform,
-        )
+    #: Create a container from an image with OCI spec options; see
+    #: :func:`pycontainerd.client.container.new_container` (one signature, one place).
+    new_container = new_container_impl
 
     async def load_container(self, container_id: str) -> Container:
         """A handle on an existing container (NotFound when there is none)."""

@@ -152,7 +152,24 @@ async def new_container(
     spec: Spec | None = None,
     platform: PlatformMatcher | None = None,
 ) -> Container:
-    """Create container ``container_id``; see :meth:`Client.new_container`."""
+    """Create container ``container_id`` from ``image`` with the OCI spec options ``opts``.
+
+    As a method: ``await client.new_container(container_id, image, *opts, ...)``.
+
+    The image is unpacked into ``snapshotter`` if needed and a writable
+    snapshot (``snapshot_key``, default the container id) is prepared on its
+    top layer. The spec is containerd's default Linux spec, then the image
+    config (entrypoint, cmd, env, cwd, user resolved in the image's
+    /etc/passwd and /etc/group), then ``opts`` in order, e.g.
+    ``with_process_args``, ``with_env``, ``with_user``, ``with_mounts``,
+    ``with_hostname``, ``with_host_network``, ``with_privileged``,
+    ``with_readonly_rootfs``, ``with_memory_limit``, ``with_cpus``,
+    ``with_rlimit``, ``with_added_capabilities``, ``with_seccomp_default``
+    (all in :mod:`pycontainerd.oci`). ``terminal`` gives the process a pty
+    (use ``Stdio.terminal()`` for its task). ``runtime_options`` is e.g.
+    ``containerd.runc.v1.Options(binary_name="crun")``. Without an image,
+    pass a ``spec`` with an absolute root path, or opts that set one.
+    """
     if isinstance(image, str):
         image = await client.images.get(image)
     all_opts: Sequence[SpecOpt] = [*opts, with_tty] if terminal else list(opts)
