@@ -45,6 +45,12 @@ def namespace_of(context: grpc.aio.ServicerContext) -> str:
     return validate_identifier(namespace, "namespace")
 
 
+def caller_namespace(context: grpc.aio.ServicerContext) -> str:
+    """The request's namespace ("" without one), for calls that need none."""
+    namespace = _metadata(context, NAMESPACE_HEADER)
+    return validate_identifier(namespace, "namespace") if namespace else ""
+
+
 def lease_of(context: grpc.aio.ServicerContext) -> str:
     return _metadata(context, LEASE_HEADER)
 
