@@ -13,8 +13,8 @@ from pycontainerd.shim_v2.options import (
     ROOT_ENV,
     RUNC_OPTIONS_TYPE,
     RuntimeOptions,
-    legacy_options_class,
     decode_options,
+    legacy_options_class,
     read_options,
     write_options,
 )
