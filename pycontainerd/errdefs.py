@@ -141,3 +141,35 @@ def code_of(exc: BaseException) -> Code:
     if isinstance(exc, FileExistsError):
         return Code.ALREADY_EXISTS
     return Code.UNKNOWN
+
+
+# The words containerd's errdefs end its messages with, per code ("<what>: not
+# found"); clients written against containerd match them in the text.
+_SUFFIXES: dict[Code, str] = {
+    Code.INVALID_ARGUMENT: "invalid argument",
+    Code.NOT_FOUND: "not found",
+    Code.ALREADY_EXISTS: "already exists",
+    Code.PERMISSION_DENIED: "permission denied",
+    Code.RESOURCE_EXHAUSTED: "resource exhausted",
+    Code.FAILED_PRECONDITION: "failed precondition",
+    Code.ABORTED: "aborted",
+    Code.OUT_OF_RANGE: "out of range",
+    Code.UNIMPLEMENTED: "not implemented",
+    Code.INTERNAL: "internal",
+    Code.UNAVAILABLE: "unavailable",
+    Code.DATA_LOSS: "data loss",
+    Code.UNAUTHENTICATED: "unauthenticated",
+}
+
+
+def wire_message(exc: BaseException) -> str:
+    """The status message for `exc`: its text with containerd's suffix for its code.
+
+    containerd's Go client strips the suffix again before adding its own, so Go
+    clients read the same text either way.
+    """
+    text = str(exc) or type(exc).__name__
+    suffix = _SUFFIXES.get(code_of(exc))
+    if suffix is None or text == suffix or text.endswith(": " + suffix):
+        return text
+    return f"{text}: {suffix}"

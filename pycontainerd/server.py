@@ -15,6 +15,7 @@ from pycontainerd import errdefs, plugin
 from pycontainerd.builtins import load_builtin_plugins
 from pycontainerd.config import Config
 from pycontainerd.rootlock import RootLock
+from pycontainerd.services.unknown_methods import UnknownMethods
 from pycontainerd.ttrpc import TtrpcServer
 from pycontainerd.unix_socket import listening
 
@@ -46,9 +47,15 @@ class GenericHandlersOnly:
 
     def __init__(self, server: grpc.aio.Server) -> None:
         self._server = server
+        self.unknown = UnknownMethods()
 
     def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
         self._server.add_generic_rpc_handlers(handlers)
+        self.unknown.add_services(handlers)
+
+    def add_unknown_methods_handler(self) -> None:
+        """Last: grpc-go's answers for the calls no service took."""
+        self._server.add_generic_rpc_handlers((self.unknown,))
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, object]) -> None:
         """Dropped: the generated code registers the same handlers generically too."""
@@ -96,6 +103,7 @@ class Daemon:
         handlers = GenericHandlersOnly(self.server)
         for service in self.plugins.get_all(plugin.GRPC).values():
             service.register(handlers)
+        handlers.add_unknown_methods_handler()
         self.server.add_insecure_port(f"unix://{address}")
         old_umask = os.umask(0o777 & ~SOCKET_MODE)
         try:

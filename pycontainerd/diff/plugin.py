@@ -15,9 +15,5 @@ def init_walking(ic: plugin.InitContext) -> WalkingDiffer:
     metadata: MetadataStore = ic.get(plugin.METADATA)
     differ = WalkingDiffer(metadata.content, ic.root / "tmpmounts")
     differ.cleanup()
-    host = default_platform()
-    platform = {"os": host.os, "architecture": host.architecture}
-    if host.variant:
-        platform["variant"] = host.variant
-    ic.platforms.append(platform)
+    ic.platforms.append(default_platform().to_dict())
     return differ

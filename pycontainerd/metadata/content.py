@@ -221,19 +221,24 @@ class NamespacedContentStore:
     ) -> None:
         stamp = now_ns()
         with self.db.tx() as c:
+            # The write is over either way, as in containerd: a later writer with
+            # this ref starts at offset 0 instead of resuming committed bytes.
             c.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (namespace, ref))
-            if c.execute(
-                "SELECT 1 FROM content WHERE namespace = ? AND digest = ?", (namespace, digest)
-            ).fetchone():
-                raise errdefs.AlreadyExists(f"content {digest} already exists")
-            c.execute(
-                "INSERT INTO content(namespace, digest, size, labels, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (namespace, digest, size, dump_labels(labels), stamp, stamp),
-            )
             if lease:
-                self.leases.add_resource(namespace, lease, Resource(digest, "content"))
                 self.leases.delete_resource(namespace, lease, Resource(ref, "ingests"))
+            exists = c.execute(
+                "SELECT 1 FROM content WHERE namespace = ? AND digest = ?", (namespace, digest)
+            ).fetchone()
+            if not exists:
+                c.execute(
+                    "INSERT INTO content(namespace, digest, size, labels, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (namespace, digest, size, dump_labels(labels), stamp, stamp),
+                )
+                if lease:
+                    self.leases.add_resource(namespace, lease, Resource(digest, "content"))
+        if exists:
+            raise errdefs.AlreadyExists(f"content {digest} already exists")
 
 
 def _with_ref(status: IngestStatus, ref: str) -> IngestStatus:
@@ -280,6 +285,12 @@ class NamespacedWriter:
                 self.namespace, self.ref, digest, committed_size, labels, self.lease
             )
         return digest
+
+    def abandon(self) -> None:
+        """End the write without a commit, its ingest removed (the content exists already)."""
+        self.inner.close()
+        with contextlib.suppress(errdefs.NotFound):
+            self.store.abort(self.namespace, self.ref)
 
     def close(self) -> None:
         self.inner.close()

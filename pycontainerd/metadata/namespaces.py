@@ -64,18 +64,32 @@ class NamespaceStore:
         return [Namespace(r["name"], load_labels(r["labels"])) for r in rows]
 
     def update(self, ns: Namespace, paths: builtins.list[str]) -> Namespace:
+        """Set labels; like containerd's ``SetLabel``, a namespace not created yet is made.
+
+        Clients label their namespace (e.g. ``containerd.io/defaults/snapshotter``)
+        before anything else is in it. Only a full replace with no labels leaves a
+        missing namespace missing, as in containerd.
+        """
         validate_identifier(ns.name, "namespace")
         with self.db.tx():
-            current = self.get(ns.name)
+            current = Namespace(ns.name, self.labels(ns.name))
             if paths:
                 labels, rest = apply_map_paths(current.labels, ns.labels, paths, "labels")
                 refuse_unknown(rest, "namespace", ns.name)
             else:
                 labels = dict(ns.labels)
             labels = validate_labels(labels)
-            self.db.conn.execute(
-                "UPDATE namespaces SET labels = ? WHERE name = ?", (dump_labels(labels), ns.name)
-            )
+            if paths or ns.labels:
+                self.db.conn.execute(
+                    "INSERT INTO namespaces(name, labels) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET labels = excluded.labels",
+                    (ns.name, dump_labels(labels)),
+                )
+            else:
+                self.db.conn.execute(
+                    "UPDATE namespaces SET labels = ? WHERE name = ?",
+                    (dump_labels(labels), ns.name),
+                )
         return Namespace(ns.name, labels)
 
     def delete(self, name: str) -> None:

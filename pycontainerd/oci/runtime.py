@@ -71,19 +71,23 @@ def exit_code(returncode: int) -> int:
 
 
 def resolve_binary(name: str) -> str:
-    """The absolute path of runtime binary `name` (a path or a name looked up in PATH)."""
+    """The absolute path of runtime binary `name` (a path or a name looked up in PATH).
+
+    The errors begin with the words of Go's exec package, as containerd's shim
+    reports them (clients match ``"runc": executable file not found in $PATH``),
+    and end with what to do.
+    """
+    hint = "install it or set binary_name in the runtime options"
     if os.sep in name:
         if os.access(name, os.X_OK) and os.path.isfile(name):
             return os.path.abspath(name)
-        raise errdefs.FailedPrecondition(
-            f"OCI runtime binary {name!r} does not exist or is not executable; "
-            "fix binary_name in the runtime options"
-        )
+        problem = "permission denied" if os.path.exists(name) else "no such file or directory"
+        raise errdefs.FailedPrecondition(f'exec: "{name}": stat {name}: {problem}; {hint}')
     path = shutil.which(name)
     if path is None:
         raise errdefs.FailedPrecondition(
-            f"OCI runtime binary {name!r} not found in PATH ({os.environ.get('PATH', '')}); "
-            "install it or set binary_name in the runtime options"
+            f'exec: "{name}": executable file not found in $PATH; {hint} '
+            f"(PATH={os.environ.get('PATH', '')})"
         )
     return path
 

@@ -10,6 +10,7 @@ and clean up after the shim. The layout is containerd's runtime v2 layout.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -75,6 +76,31 @@ class Bundle:
             _atomic_remove(work)
 
 
+def remapped_root_gid(spec: bytes) -> int:
+    """The host gid of the container's root in a user namespace; 0 without one."""
+    try:
+        parsed = json.loads(spec) if spec else {}
+    except ValueError as exc:
+        raise errdefs.InvalidArgument(f"the task's spec is not valid JSON: {exc}") from exc
+    linux = parsed.get("linux") if isinstance(parsed, dict) else None
+    for mapping in (linux or {}).get("gidMappings") or ():
+        if isinstance(mapping, dict) and mapping.get("containerID") == 0:
+            return int(mapping.get("hostID") or 0)
+    return 0
+
+
+def _let_remapped_root_in(path: Path, spec: bytes) -> None:
+    """As containerd: the bundle (0700) opens to the group of a remapped root.
+
+    In a user namespace the runtime's container init runs as the mapped root,
+    which must reach the rootfs mount point inside the bundle.
+    """
+    gid = remapped_root_gid(spec)
+    if gid:
+        os.chown(path, -1, gid)
+        os.chmod(path, 0o710)
+
+
 def _read_link(path: Path) -> Path | None:
     try:
         return Path(os.readlink(path))
@@ -120,6 +146,7 @@ class BundleStore:
                 f"{bundle.path}"
             ) from exc
         try:
+            _let_remapped_root_in(bundle.path, spec)
             bundle.rootfs.mkdir(mode=0o711)
             shutil.rmtree(work, ignore_errors=True)  # a leftover of a crash before a reboot
             work.mkdir(mode=0o711)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from pycontainerd.shim_v2.flags import parse_flags
 from pycontainerd.shim_v2.main import NAME as OWN_SHIM_NAME
+from pycontainerd.shim_v2.options import decode_serialized_options
 from pycontainerd.shim_v2.start import NoZygote, start
 from pycontainerd.shim_v2.zygote import zygote_running
 from pycontainerd.shim_v2.zygote_server import ZYGOTE_MODULE
@@ -38,16 +39,18 @@ def is_own_shim(path: str) -> bool:
 
 
 async def start_through_zygote(
-    start_args: Sequence[str], bundle: str, env: Mapping[str, str]
+    start_args: Sequence[str], bundle: str, env: Mapping[str, str], options: bytes = b""
 ) -> str | None:
     """The address of a shim the zygote forked for ``<shim> start_args``; None without one.
 
-    `start_args` are the command's arguments (flags, then ``start``); errors other
-    than a missing zygote are raised as the command would report them.
+    `start_args` are the command's arguments (flags, then ``start``) and `options`
+    what it would read on stdin; errors other than a missing zygote are raised as
+    the command would report them.
     """
     flags = parse_flags(list(start_args))
+    runtime_options = decode_serialized_options(options)
     try:
-        return await asyncio.to_thread(start, flags, bundle, env, False)
+        return await asyncio.to_thread(start, flags, bundle, env, False, runtime_options)
     except NoZygote:
         return None
 

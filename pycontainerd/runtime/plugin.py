@@ -18,6 +18,7 @@ import copy
 
 from pycontainerd import plugin
 from pycontainerd.config import number_setting
+from pycontainerd.remotes.platforms import default_platform
 from pycontainerd.runtime.bundle import BundleStore
 from pycontainerd.runtime.manager import TaskManager
 from pycontainerd.runtime.recovery import recover_tasks
@@ -39,6 +40,8 @@ URI = f"{plugin.RUNTIME_V2}.task"
     },
 )
 async def init_task_manager(ic: plugin.InitContext) -> TaskManager:
+    # BuildKit's containerd worker builds for the platforms the runtime reports.
+    ic.platforms.append(default_platform().to_dict())
     cfg = ic.daemon_config
     daemon = DaemonAddresses(
         grpc=cfg.grpc.address,

@@ -20,6 +20,8 @@ from pycontainerd import errdefs
 DEFAULT_RUNTIMES: dict[str, dict[str, str]] = {
     "io.containerd.runc.v2": {"shim": "containerd-shim-pyrunc-v2"},
     "io.containerd.runc.v1": {"shim": "containerd-shim-pyrunc-v2"},
+    # containerd 1.6's legacy runtime; its RuncOptions name the runtime binary.
+    "io.containerd.runtime.v1.linux": {"shim": "containerd-shim-pyrunc-v2"},
 }
 
 

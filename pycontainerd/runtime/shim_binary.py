@@ -154,7 +154,9 @@ class ShimBinary:
         """
         args = self._args("start", debug=self.daemon.debug)
         if is_own_shim(self.path):
-            address = await start_through_zygote(args[1:], str(self.bundle.path), self._env())
+            address = await start_through_zygote(
+                args[1:], str(self.bundle.path), self._env(), options
+            )
             if address is not None:
                 return address
         code, out, err = await self._run(args, options, START_TIMEOUT)

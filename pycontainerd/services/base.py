@@ -43,6 +43,12 @@ def namespace_of(context: grpc.aio.ServicerContext) -> str:
     return validate_identifier(namespace, "namespace")
 
 
+def caller_namespace(context: grpc.aio.ServicerContext) -> str:
+    """The request's namespace ("" without one), for calls that need none."""
+    namespace = _metadata(context, NAMESPACE_HEADER)
+    return validate_identifier(namespace, "namespace") if namespace else ""
+
+
 def lease_of(context: grpc.aio.ServicerContext) -> str:
     return _metadata(context, LEASE_HEADER)
 
@@ -54,7 +60,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, name: st
     code = errdefs.code_of(exc)
     if code == errdefs.Code.UNKNOWN:
         log.exception("%s failed", name)
-    await context.abort(grpc_status(code), str(exc) or type(exc).__name__)
+    await context.abort(grpc_status(code), errdefs.wire_message(exc))
 
 
 def rpc(method: Callable[..., Any]) -> Callable[..., Any]:

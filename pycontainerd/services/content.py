@@ -199,6 +199,9 @@ class _WriteSession:
             except errdefs.NotFound:
                 pass
             else:
+                # As containerd: the write ends here, so the next one with this ref
+                # starts at offset 0 rather than resuming these bytes.
+                await _blocking(self.writer.abandon)
                 raise errdefs.AlreadyExists(f"blob with expected digest {request.expected} exists")
         if request.total > 0:
             self.total = request.total

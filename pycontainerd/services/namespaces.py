@@ -12,7 +12,7 @@ from pycontainerd.api.services.namespaces.v1 import namespace_pb2_grpc
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.metadata.namespaces import Namespace
 from pycontainerd.metadata.store import MetadataStore
-from pycontainerd.services.base import field_paths, rpc
+from pycontainerd.services.base import caller_namespace, field_paths, rpc
 
 
 def _to_api(ns: Namespace) -> api.Namespace:
@@ -40,9 +40,12 @@ class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
     @rpc
     async def Create(self, request: api.CreateNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         ns = request.namespace
+        caller = caller_namespace(context)
         created = await self.db.run(self.store.create, ns.name, dict(ns.labels))
+        # As containerd 1.6 (the version we report): published in the caller's
+        # namespace, where a subscriber filtering on its own namespace sees it.
         self.exchange.publish(
-            created.name,
+            caller or created.name,
             "/namespaces/create",
             events.NamespaceCreate(name=created.name, labels=created.labels),
         )
@@ -51,9 +54,10 @@ class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
     @rpc
     async def Update(self, request: api.UpdateNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         ns = Namespace(request.namespace.name, dict(request.namespace.labels))
+        caller = caller_namespace(context)
         updated = await self.db.run(self.store.update, ns, field_paths(request.update_mask))
         self.exchange.publish(
-            updated.name,
+            caller or updated.name,
             "/namespaces/update",
             events.NamespaceUpdate(name=updated.name, labels=updated.labels),
         )

@@ -20,12 +20,13 @@ NAME = "containerd-shim-pyrunc-v2"
 
 
 def _start(flags: ShimFlags, bundle: str) -> int:
+    from pycontainerd.shim_v2.options import decode_serialized_options
     from pycontainerd.shim_v2.start import start
 
-    # containerd sends the runtime options on stdin; the shim reads them again at Create.
-    if not sys.stdin.closed:
-        sys.stdin.buffer.read()
-    sys.stdout.write(start(flags, bundle))
+    # containerd sends the runtime options on stdin (start needs the shim cgroup);
+    # the shim reads them again at Create.
+    data = b"" if sys.stdin.closed else sys.stdin.buffer.read()
+    sys.stdout.write(start(flags, bundle, options=decode_serialized_options(data)))
     sys.stdout.flush()
     return 0
 

@@ -67,7 +67,7 @@ def decode_options(value: any_pb2.Any | None) -> RuntimeOptions:
         message: Message = _parse(oci_pb2.Options, value, name)
         return RuntimeOptions(**{f.name: getattr(message, f.name) for f in fields(RuntimeOptions)})
     if name == LEGACY_OPTIONS_TYPE:
-        legacy = _parse(_legacy_options_class(), value, name)
+        legacy = _parse(legacy_options_class(), value, name)
         return RuntimeOptions(
             binary_name=legacy.runtime,
             root=legacy.runtime_root,
@@ -77,6 +77,17 @@ def decode_options(value: any_pb2.Any | None) -> RuntimeOptions:
     raise errdefs.InvalidArgument(
         f"unsupported runtime options type {value.type_url!r}; send {RUNC_OPTIONS_TYPE}"
     )
+
+
+def decode_serialized_options(data: bytes) -> RuntimeOptions:
+    """Options from a serialized ``google.protobuf.Any`` (what ``start`` reads on stdin)."""
+    if not data:
+        return RuntimeOptions()
+    try:
+        value = any_pb2.Any.FromString(data)
+    except DecodeError as exc:
+        raise errdefs.InvalidArgument(f"runtime options are not a valid Any: {exc}") from exc
+    return decode_options(value)
 
 
 def _parse(cls: type[Message], value: any_pb2.Any, name: str) -> Message:
@@ -89,7 +100,7 @@ def _parse(cls: type[Message], value: any_pb2.Any, name: str) -> Message:
 _legacy_class: type[Message] | None = None
 
 
-def _legacy_options_class() -> type[Message]:
+def legacy_options_class() -> type[Message]:
     """``containerd.linux.runc.RuncOptions``, built at run time (no .proto of ours needed)."""
     global _legacy_class
     if _legacy_class is None:

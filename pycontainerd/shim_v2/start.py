@@ -11,7 +11,9 @@ outlives containerd and gets no signals meant for containerd's process group.
 
 Which shim serves the container is `pool`'s business: the shim of its group
 (annotation), a pool shim with room, or one of its own. When that shim already
-listens, ``start`` only prints its address.
+listens, ``start`` only prints its address. A container whose runtime options
+name a ``shim_cgroup`` gets a shim of its own, put into that cgroup, as
+containerd's runc shim does (a pool shim would drag other containers' shims in).
 """
 
 from __future__ import annotations
@@ -20,14 +22,19 @@ import contextlib
 import json
 import os
 import select
+import signal
 import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pycontainerd import errdefs
 from pycontainerd.shim_v2 import pool
 from pycontainerd.shim_v2.flags import ShimFlags
+
+if TYPE_CHECKING:
+    from pycontainerd.shim_v2.options import RuntimeOptions
 
 GROUP_ANNOTATIONS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
 SOCKET_DIR_ENV = "PYCONTAINERD_SHIM_SOCKET_DIR"
@@ -73,13 +80,18 @@ class Placement:
     linger: float
 
 
-def place(flags: ShimFlags, bundle: str, env: Mapping[str, str]) -> Placement:
-    """Choose the container's shim (see `pool`) and record the container there."""
+def place(
+    flags: ShimFlags, bundle: str, env: Mapping[str, str], own_shim: bool = False
+) -> Placement:
+    """Choose the container's shim (see `pool`) and record the container there.
+
+    `own_shim` asks for a shim of the container's own unless its group has one.
+    """
     directory = env.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
     group = group_of(bundle)
     size = pool.pool_size(env)
     with pool.placement_lock(directory):
-        if group or size == 1:
+        if group or size == 1 or own_shim:
             key = group or flags.id
             path = pool.shim_socket_path(flags.address, flags.namespace, key, directory)
             listener = pool.bind_shim_socket(path)
@@ -172,18 +184,21 @@ def start(
     bundle: str,
     env: Mapping[str, str] | None = None,
     fork_zygote: bool = True,
+    options: RuntimeOptions | None = None,
 ) -> str:
     """Do the ``start`` action; returns the address to print.
 
     `env` is the shim's environment (this process's by default; its socket
     directory and pool variables are honoured). The daemon calls this directly
     for its own shim with `fork_zygote` False: it must not fork itself, so without
-    a zygote it gets NoZygote and runs the ``start`` command instead.
+    a zygote it gets NoZygote and runs the ``start`` command instead. `options`
+    are the task's runtime options (containerd sends them on stdin).
     """
     if not flags.id:
         raise errdefs.InvalidArgument("start needs -id")
     env = dict(os.environ if env is None else env)
-    placement = place(flags, bundle, env)
+    shim_cgroup = options.shim_cgroup if options is not None else ""
+    placement = place(flags, bundle, env, own_shim=bool(shim_cgroup))
     path = placement.path
     address = UNIX_PREFIX + path
     # The shim's pid sits next to its socket, for the bundles that join it.
@@ -197,6 +212,8 @@ def start(
         write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
         env[pool.LINGER_ENV] = str(placement.linger)
         pid = spawn_shim(flags, placement.listener, bundle, env, fork_zygote)
+        if shim_cgroup:
+            _join_or_kill(shim_cgroup, pid)
         write_file_atomically(shim_pid_file, str(pid))
         write_file_atomically(os.path.join(bundle, PID_FILE), str(pid))
     except BaseException:
@@ -206,3 +223,15 @@ def start(
     finally:
         placement.listener.close()
     return address
+
+
+def _join_or_kill(cgroup: str, pid: int) -> None:
+    """Put the new shim into `cgroup`; a shim that cannot join is killed, as containerd does."""
+    from pycontainerd.shim_v2.shim_cgroup import join_cgroup
+
+    try:
+        join_cgroup(cgroup, pid)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        raise

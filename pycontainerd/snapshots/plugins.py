@@ -8,6 +8,7 @@ skipped, with the reason, on hosts where it cannot be mounted.
 from __future__ import annotations
 
 from pycontainerd import errdefs, plugin
+from pycontainerd.remotes.platforms import default_platform
 from pycontainerd.snapshots.base import DirectorySnapshotter
 from pycontainerd.snapshots.native import PLUGIN_ID as NATIVE_ID
 from pycontainerd.snapshots.native import NativeSnapshotter
@@ -23,6 +24,7 @@ def _ready(ic: plugin.InitContext, snapshotter: DirectorySnapshotter) -> Directo
 
 @plugin.register(plugin.SNAPSHOTTER, OVERLAY_ID)
 def init_overlayfs(ic: plugin.InitContext) -> DirectorySnapshotter:
+    ic.platforms.append(default_platform().to_dict())  # as containerd, even when skipped
     try:
         snapshotter = OverlaySnapshotter(ic.root)
     except errdefs.FailedPrecondition as exc:
@@ -32,4 +34,5 @@ def init_overlayfs(ic: plugin.InitContext) -> DirectorySnapshotter:
 
 @plugin.register(plugin.SNAPSHOTTER, NATIVE_ID)
 def init_native(ic: plugin.InitContext) -> DirectorySnapshotter:
+    ic.platforms.append(default_platform().to_dict())
     return _ready(ic, NativeSnapshotter(ic.root))

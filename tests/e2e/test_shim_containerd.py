@@ -304,7 +304,7 @@ def test_missing_runtime_binary_is_named(containerd: PrivateContainerd) -> None:
     )  # fmt: skip
     containerd.ctr("containers", "rm", "w2", check=False)
     assert result.returncode != 0
-    assert "'no-such-runtime' not found" in result.stderr
+    assert '"no-such-runtime": executable file not found in $PATH' in result.stderr
 
 
 def _parent_pid(pid: int) -> int:

@@ -44,6 +44,9 @@ class DaemonProcess:
     ) -> None:
         # Unix socket paths are limited to 108 bytes: keep the base short.
         self.base = base or Path(tempfile.mkdtemp(prefix="pcd-"))
+        # Traversable, as /run/containerd is: a container's remapped root (user
+        # namespaces) must reach its bundle below the state directory.
+        self.base.chmod(0o711)
         self.root = self.base / "root"
         self.state = self.base / "state"
         self.address = self.base / "pcd.sock"

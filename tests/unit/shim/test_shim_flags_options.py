@@ -13,8 +13,8 @@ from pycontainerd.shim_v2.options import (
     ROOT_ENV,
     RUNC_OPTIONS_TYPE,
     RuntimeOptions,
-    _legacy_options_class,
     decode_options,
+    legacy_options_class,
     read_options,
     write_options,
 )
@@ -72,7 +72,7 @@ def test_runc_options_are_decoded() -> None:
 
 
 def test_legacy_runctypes_options_are_decoded() -> None:
-    legacy = _legacy_options_class()(
+    legacy = legacy_options_class()(
         runtime="/usr/bin/runc", runtime_root="/rr", systemd_cgroup=True
     )
     options = decode_options(_any(LEGACY_OPTIONS_TYPE, legacy))

@@ -114,10 +114,17 @@ def test_reaper_is_a_command_runner(fake: Path) -> None:
 
 
 def test_missing_binary_is_named(tmp_path: Path) -> None:
-    with pytest.raises(errdefs.FailedPrecondition, match="'no-such-runc' not found in PATH"):
+    # Go's exec package's words, as containerd's shim reports them, then the hint.
+    with pytest.raises(errdefs.FailedPrecondition) as missing:
         OciRuntime(SubprocessRunner(), binary="no-such-runc")
-    with pytest.raises(errdefs.FailedPrecondition, match="does not exist or is not executable"):
-        OciRuntime(SubprocessRunner(), binary=str(tmp_path / "nope"))
+    assert '"no-such-runc": executable file not found in $PATH; install it' in str(missing.value)
+    nope = tmp_path / "nope"
+    with pytest.raises(errdefs.FailedPrecondition) as absent:
+        OciRuntime(SubprocessRunner(), binary=str(nope))
+    assert f'exec: "{nope}": stat {nope}: no such file or directory' in str(absent.value)
+    nope.write_text("")
+    with pytest.raises(errdefs.FailedPrecondition, match="permission denied"):
+        OciRuntime(SubprocessRunner(), binary=str(nope))
 
 
 def test_last_log_error_picks_the_last_error() -> None:
