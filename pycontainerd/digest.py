@@ -29,6 +29,8 @@ def parse_digest(value: str) -> tuple[str, str]:
 
     Raises InvalidArgument naming the bad value and the expected form.
     """
+    if isinstance(value, Digest):  # validated when it was made
+        return value.algorithm, value.hex
     if not isinstance(value, str) or not _GENERAL_FORM.match(value):
         raise InvalidArgument(f"invalid digest {value!r}: {_EXPECTED_FORM}")
     algorithm, _, encoded = value.partition(":")

@@ -26,6 +26,7 @@ from pycontainerd.archive import (
     write_diff_from_overlay_upper,
 )
 from pycontainerd.diff.mounts import layer_directories, readonly, writable_overlay
+from pycontainerd.digest import Digest
 from pycontainerd.metadata.content import ContentInfo, NamespacedContentStore
 from pycontainerd.mount import Mount, temp_mount
 from pycontainerd.remotes.manifest import Descriptor
@@ -100,11 +101,11 @@ def store_layer(
     writer = content.writer(namespace, ref, lease=options.lease)
     try:
         if options.ref:
-            writer.inner.truncate(0)  # a named write may hold bytes of an earlier try
-        result = produce(cast(BinaryIO, writer.inner))
+            writer.truncate(0)  # a named write may hold bytes of an earlier try
+        result = produce(cast(BinaryIO, writer))
         labels = {**options.labels, UNCOMPRESSED_LABEL: result.diff_id}
         try:
-            digest = writer.commit(result.size, result.digest, labels)
+            digest = writer.commit(result.size, Digest(result.digest), labels)
         except errdefs.AlreadyExists:
             # This namespace holds the same layer already; the write is spent.
             digest = result.digest

@@ -19,7 +19,7 @@ from pycontainerd import errdefs
 from pycontainerd.content.models import IngestStatus
 from pycontainerd.content.store import LocalContentStore
 from pycontainerd.content.writer import ContentWriter
-from pycontainerd.digest import parse_digest
+from pycontainerd.digest import Digest, parse_digest
 from pycontainerd.identifiers import validate_labels
 from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
 from pycontainerd.metadata.fieldpaths import apply_map_paths, refuse_unknown
@@ -73,6 +73,13 @@ class NamespacedContentStore:
         if not rows:
             raise errdefs.NotFound(f"content {digest} not found in namespace {namespace!r}")
         return _info(rows[0])
+
+    def exists(self, namespace: str, digest: str) -> bool:
+        return bool(
+            self.db.query(
+                "SELECT 1 FROM content WHERE namespace = ? AND digest = ?", (namespace, digest)
+            )
+        )
 
     def list(self, namespace: str) -> list[ContentInfo]:
         rows = self.db.query(
@@ -137,18 +144,17 @@ class NamespacedContentStore:
         namespace: str,
         ref: str,
         total: int = 0,
-        expected: str = "",
+        expected: Digest | None = None,
         lease: str = "",
     ) -> NamespacedWriter:
-        """Open (or resume) the write `ref` in a namespace."""
+        """Open (or resume) the write `ref` in a namespace.
+
+        AlreadyExists when the namespace holds ``expected`` already.
+        """
         if not ref:
             raise errdefs.InvalidArgument("a write needs a non-empty ref")
-        if expected:
-            parse_digest(expected)
-            if self.db.query(
-                "SELECT 1 FROM content WHERE namespace = ? AND digest = ?", (namespace, expected)
-            ):
-                raise errdefs.AlreadyExists(f"content {expected} already exists")
+        if expected and self.exists(namespace, expected):
+            raise errdefs.AlreadyExists(f"content {expected} already exists")
         with self.db.tx() as c:
             self.namespaces.ensure(namespace)
             backend_ref = self._backend_ref(namespace, ref)
@@ -157,7 +163,7 @@ class NamespacedContentStore:
                 backend_ref = f"{namespace}-{seq}-{ref}"
                 c.execute(
                     "INSERT INTO ingests(namespace, ref, backend_ref, expected) VALUES (?, ?, ?, ?)",
-                    (namespace, ref, backend_ref, expected),
+                    (namespace, ref, backend_ref, expected or ""),
                 )
             elif expected:
                 c.execute(
@@ -267,15 +273,25 @@ class NamespacedWriter:
     def status(self) -> IngestStatus:
         return _with_ref(self.inner.status(), self.ref)
 
-    def commit(self, size: int, expected: str, labels: dict[str, str]) -> str:
+    def digest(self) -> Digest:
+        """The digest of the bytes written so far."""
+        return self.inner.digest()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append ``data`` at the current offset; returns the bytes written."""
+        return self.inner.write(data)
+
+    def truncate(self, size: int = 0) -> None:
+        """Drop what was written past ``size`` (0: start over)."""
+        self.inner.truncate(size)
+
+    def commit(self, size: int, expected: Digest | None, labels: dict[str, str]) -> str:
         """Verify and commit; runs off the event loop (fsync)."""
         labels = validate_labels(labels, "content labels")
-        if expected:
-            parse_digest(expected)
         with self.store.commit_lock.shared():
             written = str(self.inner.digest())
             try:
-                digest = str(self.inner.commit(size=size, expected=expected or None))
+                digest = str(self.inner.commit(size=size, expected=expected))
             except errdefs.AlreadyExists:
                 # The bytes were already on disk for another namespace; the
                 # writer checked what this client sent before reporting that.

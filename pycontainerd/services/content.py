@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import empty_pb2
@@ -14,14 +12,14 @@ from pycontainerd.api.events import content_pb2 as events
 from pycontainerd.api.services.content.v1 import content_pb2 as api
 from pycontainerd.api.services.content.v1 import content_pb2_grpc
 from pycontainerd.content.models import IngestStatus
-from pycontainerd.digest import parse_digest
+from pycontainerd.digest import Digest
 from pycontainerd.events.exchange import Exchange
-from pycontainerd.metadata.content import ContentInfo, NamespacedWriter
+from pycontainerd.metadata.async_content import AsyncContentStore, AsyncContentWriter
+from pycontainerd.metadata.content import ContentInfo
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.services.base import field_paths, lease_of, namespace_of, rpc, timestamp
 
-T = TypeVar("T")
 LIST_BATCH = 100
 READ_CHUNK = 1 << 20
 
@@ -47,35 +45,34 @@ def _status_to_api(status: IngestStatus) -> api.Status:
     )
 
 
-async def _blocking(fn: Callable[..., T], *args: Any) -> T:
-    """Run file I/O (writes, fsync, hashing) off the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+def _expected_digest(value: str) -> Digest | None:
+    """The request's expected digest, parsed once here and passed down as a Digest."""
+    return Digest(value) if value else None
 
 
 class ContentService(content_pb2_grpc.ContentServicer):
     def __init__(self, metadata: MetadataStore, exchange: Exchange, gc: GCScheduler) -> None:
-        self.db = metadata.db
-        self.store = metadata.content
+        self.store = AsyncContentStore(metadata.content)
         self.exchange = exchange
         self.gc = gc
 
     @rpc
     async def Info(self, request: api.InfoRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        info = await self.db.read(self.store.info, namespace_of(context), request.digest)
+        info = await self.store.info(namespace_of(context), Digest(request.digest))
         return api.InfoResponse(info=_info_to_api(info))
 
     @rpc
     async def Update(self, request: api.UpdateRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         requested = ContentInfo(request.info.digest, 0, dict(request.info.labels))
-        info = await self.db.run(
-            self.store.update, namespace_of(context), requested, field_paths(request.update_mask)
+        info = await self.store.update(
+            namespace_of(context), requested, field_paths(request.update_mask)
         )
         return api.UpdateResponse(info=_info_to_api(info))
 
     @rpc
     async def List(self, request: api.ListContentRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         match = filters.parse_all(request.filters)
-        found = await self.db.run(self.store.list, namespace_of(context))
+        found = await self.store.list(namespace_of(context))
         selected = [
             _info_to_api(i)
             for i in found
@@ -87,8 +84,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
     @rpc
     async def Delete(self, request: api.DeleteContentRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
-        parse_digest(request.digest)
-        await self.db.run(self.store.delete, namespace, request.digest)
+        await self.store.delete(namespace, Digest(request.digest))
         self.exchange.publish(
             namespace, "/content/delete", events.ContentDelete(digest=request.digest)
         )
@@ -98,26 +94,19 @@ class ContentService(content_pb2_grpc.ContentServicer):
     @rpc
     async def Read(self, request: api.ReadContentRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
-        parse_digest(request.digest)
-        offset, remaining, chunks = await self.db.read(
-            self.store.read, namespace, request.digest, request.offset, request.size
+        blob = await self.store.read(
+            namespace, Digest(request.digest), request.offset, request.size
         )
-        # The file is opened and read in a worker, never on the database thread:
-        # a slow file (a stalled disk, a FIFO) must not hold up other calls.
-        chunk = await _blocking(next, chunks, b"")
+        offset = blob.offset
         # Written with context.write rather than yielded: grpc's async
         # generator path costs far more per call, and ctr reads in 32 KiB calls.
-        while chunk:
+        async for chunk in blob.chunks():
             await context.write(api.ReadContentResponse(offset=offset, data=chunk))
             offset += len(chunk)
-            remaining -= len(chunk)
-            if remaining <= 0:
-                return
-            chunk = await _blocking(next, chunks, b"")
 
     @rpc
     async def Status(self, request: api.StatusRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        status = await self.db.run(self.store.status, namespace_of(context), request.ref)
+        status = await self.store.status(namespace_of(context), request.ref)
         return api.StatusResponse(status=_status_to_api(status))
 
     @rpc
@@ -125,7 +114,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
         self, request: api.ListStatusesRequest, context: grpc.aio.ServicerContext
     ):
         match = filters.parse_all(request.filters)
-        found = await self.db.run(self.store.list_statuses, namespace_of(context))
+        found = await self.store.list_statuses(namespace_of(context))
         return api.ListStatusesResponse(
             statuses=[
                 _status_to_api(s)
@@ -136,7 +125,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
 
     @rpc
     async def Abort(self, request: api.AbortRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        await self.db.run(self.store.abort, namespace_of(context), request.ref)
+        await self.store.abort(namespace_of(context), request.ref)
         return empty_pb2.Empty()
 
     @rpc
@@ -152,21 +141,17 @@ class ContentService(content_pb2_grpc.ContentServicer):
                 if session is None:
                     if not request.ref:
                         raise errdefs.InvalidArgument("the first write message must carry a ref")
-                    writer = await _blocking(
-                        self._open_writer, namespace, request, lease_of(context)
+                    expected = _expected_digest(request.expected)
+                    writer = await self.store.writer(
+                        namespace, request.ref, request.total, expected, lease_of(context)
                     )
-                    session = _WriteSession(writer, request.total, request.expected)
-                yield await session.handle(request, self.store.info, namespace)
+                    session = _WriteSession(self.store, namespace, writer, request.total, expected)
+                yield await session.handle(request)
         finally:
             # Synchronously: when the client went away this task is being
             # cancelled, and an await here would never run the close.
             if session is not None:
                 session.writer.close()
-
-    def _open_writer(
-        self, namespace: str, request: api.WriteContentRequest, lease: str
-    ) -> NamespacedWriter:
-        return self.store.writer(namespace, request.ref, request.total, request.expected, lease)
 
     def register(self, server: grpc.aio.Server) -> None:
         content_pb2_grpc.add_ContentServicer_to_server(self, server)
@@ -175,45 +160,43 @@ class ContentService(content_pb2_grpc.ContentServicer):
 class _WriteSession:
     """One Write stream: applies stat, write and commit actions in order."""
 
-    def __init__(self, writer: NamespacedWriter, total: int, expected: str) -> None:
+    def __init__(
+        self,
+        store: AsyncContentStore,
+        namespace: str,
+        writer: AsyncContentWriter,
+        total: int,
+        expected: Digest | None,
+    ) -> None:
+        self.store = store
+        self.namespace = namespace
         self.writer = writer
         self.total = total
-        self.expected = expected
+        self.expected = expected  # checked against the namespace when the writer opened
 
-    async def handle(
-        self,
-        request: api.WriteContentRequest,
-        info: Callable[[str, str], ContentInfo],
-        namespace: str,
-    ) -> api.WriteContentResponse:
+    async def handle(self, request: api.WriteContentRequest) -> api.WriteContentResponse:
         if request.ref and request.ref != self.writer.ref:
             raise errdefs.InvalidArgument(
                 f"a write stream is for one ref: started with {self.writer.ref!r}, "
                 f"got {request.ref!r}"
             )
-        if request.expected:
-            parse_digest(request.expected)
-            self.expected = request.expected
-            try:
-                await _blocking(info, namespace, request.expected)
-            except errdefs.NotFound:
-                pass
-            else:
+        if request.expected and request.expected != self.expected:
+            self.expected = Digest(request.expected)
+            if await self.store.exists(self.namespace, self.expected):
                 # As containerd: the write ends here, so the next one with this ref
                 # starts at offset 0 rather than resuming these bytes.
-                await _blocking(self.writer.abandon)
-                raise errdefs.AlreadyExists(f"blob with expected digest {request.expected} exists")
+                await self.writer.abandon()
+                raise errdefs.AlreadyExists(f"blob with expected digest {self.expected} exists")
         if request.total > 0:
             self.total = request.total
-        inner = self.writer.inner
-        status = inner.status()
+        status = self.writer.status()
         response = api.WriteContentResponse(
             action=request.action, offset=status.offset, total=self.total
         )
         if request.action == api.STAT:
             response.started_at.CopyFrom(timestamp(status.started_at))
             response.updated_at.CopyFrom(timestamp(status.updated_at))
-            response.digest = str(inner.digest())
+            response.digest = str(self.writer.digest())
             return response
         if request.action not in (api.WRITE, api.COMMIT):
             raise errdefs.InvalidArgument(f"unknown write action {request.action}")
@@ -222,18 +205,17 @@ class _WriteSession:
                 f"write at offset {request.offset} must occur at the current offset {status.offset}"
             )
         if request.offset == 0 and status.offset > 0:
-            await _blocking(inner.truncate, 0)
+            await self.writer.truncate(0)
             response.offset = 0
         data = request.data  # each access to a bytes field copies it
         if data:
-            response.offset += await _blocking(inner.write, data)
+            response.offset += await self.writer.write(data)
         if request.action == api.COMMIT:
-            digest = await _blocking(
-                self.writer.commit, self.total, self.expected, dict(request.labels)
+            response.digest = await self.writer.commit(
+                self.total, self.expected, dict(request.labels)
             )
-            response.digest = digest
         else:
-            response.digest = str(inner.digest())
+            response.digest = str(self.writer.digest())
         return response
 
 
