@@ -2,12 +2,12 @@
 
 from pycontainerd.content.models import BlobInfo, IngestStatus, StoreUsage
 from pycontainerd.content.store import CONTENT_PLUGIN_DIR, LocalContentStore
-from pycontainerd.content.writer import ContentWriter
+from pycontainerd.content.writer import IngestWriter
 
 __all__ = [
     "CONTENT_PLUGIN_DIR",
     "BlobInfo",
-    "ContentWriter",
+    "IngestWriter",
     "IngestStatus",
     "LocalContentStore",
     "StoreUsage",

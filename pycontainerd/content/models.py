@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pycontainerd.digest import Digest
@@ -16,6 +16,17 @@ class BlobInfo:
     size: int
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass
+class ContentInfo:
+    """A blob as a namespace sees it: its size and that namespace's labels."""
+
+    digest: str
+    size: int
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

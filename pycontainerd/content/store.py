@@ -23,7 +23,7 @@ from pycontainerd.content.blobs import BlobStore
 from pycontainerd.content.ingest import IngestDir, ingest_dir_name, is_temporary
 from pycontainerd.content.locks import IngestLock
 from pycontainerd.content.models import BlobInfo, IngestStatus, StoreUsage
-from pycontainerd.content.writer import ContentWriter
+from pycontainerd.content.writer import IngestWriter
 from pycontainerd.digest import Digest, Hasher, parse_writable_digest
 from pycontainerd.errdefs import (
     AlreadyExists,
@@ -78,7 +78,7 @@ class LocalContentStore:
 
     # -- writes ----------------------------------------------------------
 
-    def writer(self, ref: str, total: int = 0, expected: str | None = None) -> ContentWriter:
+    def writer(self, ref: str, total: int = 0, expected: str | None = None) -> IngestWriter:
         """Open the ingest for ``ref``, resuming it if it exists.
 
         Raises AlreadyExists when ``expected`` is already committed (so the
@@ -237,7 +237,7 @@ class LocalContentStore:
             expected=new_expected or status.expected,
         )
 
-    def _resume(self, ingest: IngestDir, lock: IngestLock, status: IngestStatus) -> ContentWriter:
+    def _resume(self, ingest: IngestDir, lock: IngestLock, status: IngestStatus) -> IngestWriter:
         """Open the data file and re-hash what is there (hash state is not saved)."""
         fd = os.open(ingest.data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, WRITABLE_MODE)
         try:
@@ -249,7 +249,7 @@ class LocalContentStore:
         except BaseException:
             os.close(fd)
             raise
-        return ContentWriter(
+        return IngestWriter(
             ingest=ingest,
             lock=lock,
             blobs=self._blobs,

@@ -15,7 +15,7 @@ from pycontainerd.errdefs import Aborted, AlreadyExists, FailedPrecondition, Inv
 from pycontainerd.fsutil import WRITABLE_MODE, utc_now, write_all
 
 
-class ContentWriter:
+class IngestWriter:
     """Appends to one ingest while holding its lock; obtain it from the store.
 
     Not thread-safe: one caller drives a writer. ``close()`` keeps the ingest
@@ -186,7 +186,7 @@ class ContentWriter:
         finally:
             self._release()
 
-    def __enter__(self) -> ContentWriter:
+    def __enter__(self) -> IngestWriter:
         return self
 
     def __exit__(

@@ -12,13 +12,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from pycontainerd import errdefs
-from pycontainerd.content.models import IngestStatus
+from pycontainerd.content.models import ContentInfo, IngestStatus
 from pycontainerd.content.store import LocalContentStore
-from pycontainerd.content.writer import ContentWriter
+from pycontainerd.content.writer import IngestWriter
 from pycontainerd.digest import Digest, parse_digest
 from pycontainerd.identifiers import validate_labels
 from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
@@ -26,15 +24,6 @@ from pycontainerd.metadata.fieldpaths import apply_map_paths, refuse_unknown
 from pycontainerd.metadata.leases import LeaseStore, Resource
 from pycontainerd.metadata.namespaces import NamespaceStore
 from pycontainerd.rwlock import RWLock
-
-
-@dataclass
-class ContentInfo:
-    digest: str
-    size: int
-    labels: dict[str, str] = field(default_factory=dict)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
 
 
 def _info(row) -> ContentInfo:
@@ -261,7 +250,7 @@ class NamespacedWriter:
         store: NamespacedContentStore,
         namespace: str,
         ref: str,
-        inner: ContentWriter,
+        inner: IngestWriter,
         lease: str,
     ) -> None:
         self.store = store

@@ -8,7 +8,7 @@ from datetime import UTC, timedelta
 
 import pytest
 
-from pycontainerd.content import ContentWriter, LocalContentStore
+from pycontainerd.content import IngestWriter, LocalContentStore
 from pycontainerd.content.ingest import ingest_dir_name
 from pycontainerd.digest import digest_of_bytes
 from pycontainerd.errdefs import (
@@ -210,7 +210,7 @@ def test_cleanup_stale_ingests(store: LocalContentStore) -> None:
 def test_racing_threads_get_exactly_one_writer(store: LocalContentStore) -> None:
     start = threading.Barrier(8)
     outcomes: list[str] = []
-    winners: list[ContentWriter] = []
+    winners: list[IngestWriter] = []
 
     def contend() -> None:
         start.wait()
