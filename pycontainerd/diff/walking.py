@@ -17,6 +17,7 @@ from pycontainerd.archive import Compression, compression_for_media_type, media_
 from pycontainerd.diff.apply import apply_to_mounts
 from pycontainerd.diff.compare import CompareOptions, compare_mounts
 from pycontainerd.metadata.content import NamespacedContentStore
+from pycontainerd.metadata.placement import in_worker
 from pycontainerd.mount import MNT_DETACH, Mount, unmount_all
 from pycontainerd.remotes.manifest import Descriptor
 
@@ -33,6 +34,7 @@ class WalkingDiffer:
         self.temp_root = Path(temp_root)
         self.temp_root.mkdir(parents=True, exist_ok=True)
 
+    @in_worker
     def apply(self, namespace: str, desc: Descriptor, mounts: Sequence[Mount]) -> Descriptor:
         """Apply the layer ``desc`` onto ``mounts``.
 
@@ -48,6 +50,7 @@ class WalkingDiffer:
             )
         return Descriptor(UNCOMPRESSED_LAYER_MEDIA_TYPE, result.diff_id, result.size)
 
+    @in_worker
     def compare(
         self,
         namespace: str,

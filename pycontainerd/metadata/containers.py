@@ -20,6 +20,7 @@ from pycontainerd.identifiers import validate_identifier, validate_labels
 from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
 from pycontainerd.metadata.fieldpaths import apply_map_paths
 from pycontainerd.metadata.namespaces import NamespaceStore
+from pycontainerd.metadata.placement import lookup
 
 # What an update without a field mask replaces (containerd's full-replace set).
 FULL_REPLACE_PATHS = ("labels", "spec", "extensions", "image", "snapshotkey")
@@ -185,6 +186,7 @@ class ContainerStore:
         self.db = db
         self.namespaces = namespaces
 
+    @lookup
     def get(self, namespace: str, container_id: str) -> Container:
         rows = self.db.query(
             "SELECT * FROM containers WHERE namespace = ? AND id = ?", (namespace, container_id)

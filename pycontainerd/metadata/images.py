@@ -12,6 +12,7 @@ from pycontainerd.digest import parse_digest
 from pycontainerd.identifiers import validate_labels
 from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
 from pycontainerd.metadata.namespaces import NamespaceStore
+from pycontainerd.metadata.placement import lookup
 
 
 @dataclass
@@ -89,6 +90,7 @@ class ImageStore:
             updated_at=from_ns(row["updated_at"]),
         )
 
+    @lookup
     def get(self, namespace: str, name: str) -> Image:
         rows = self.db.query(
             "SELECT * FROM images WHERE namespace = ? AND name = ?", (namespace, name)

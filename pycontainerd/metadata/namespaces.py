@@ -9,6 +9,7 @@ from pycontainerd import errdefs
 from pycontainerd.identifiers import validate_identifier, validate_labels
 from pycontainerd.metadata.db import Database, dump_labels, load_labels
 from pycontainerd.metadata.fieldpaths import apply_map_paths, refuse_unknown
+from pycontainerd.metadata.placement import lookup
 
 # Tables whose rows keep a namespace from being deleted, with the word
 # containerd uses for them in its refusal.
@@ -54,6 +55,7 @@ class NamespaceStore:
             raise errdefs.NotFound(f"namespace {name!r} does not exist")
         return Namespace(rows[0]["name"], load_labels(rows[0]["labels"]))
 
+    @lookup
     def labels(self, name: str) -> dict[str, str]:
         """The namespace's labels; none for a namespace not created yet (as containerd)."""
         rows = self.db.query("SELECT labels FROM namespaces WHERE name = ?", (name,))

@@ -40,6 +40,7 @@ from pycontainerd.metadata.fieldpaths import apply_map_paths, refuse_unknown
 from pycontainerd.metadata.gc import Collector, Sweep
 from pycontainerd.metadata.leases import LeaseStore, Resource
 from pycontainerd.metadata.namespaces import NamespaceStore
+from pycontainerd.metadata.placement import in_worker
 from pycontainerd.mount import Mount
 from pycontainerd.rwlock import RWLock
 from pycontainerd.snapshots.api import Kind, SnapshotInfo, Snapshotter, Usage
@@ -183,6 +184,7 @@ class NamespacedSnapshotter:
 
     # --- creating -----------------------------------------------------------
 
+    @in_worker
     def prepare(
         self,
         namespace: str,
@@ -194,6 +196,7 @@ class NamespacedSnapshotter:
         """A writable snapshot `key` on top of committed `parent`."""
         return self._create(Kind.ACTIVE, namespace, key, parent, labels, lease)
 
+    @in_worker
     def view(
         self,
         namespace: str,
@@ -241,6 +244,7 @@ class NamespacedSnapshotter:
                 raise
         return mounts
 
+    @in_worker
     def commit(
         self,
         namespace: str,
@@ -271,15 +275,19 @@ class NamespacedSnapshotter:
 
     # --- reading and changing -----------------------------------------------
 
+    @in_worker
     def mounts(self, namespace: str, key: str) -> list[Mount]:
         return self.backend.mounts(self._get(namespace, key)["backend_key"])
 
+    @in_worker
     def stat(self, namespace: str, key: str) -> SnapshotInfo:
         return _info(self._get(namespace, key))
 
+    @in_worker
     def usage(self, namespace: str, key: str) -> Usage:
         return self.backend.usage(self._get(namespace, key)["backend_key"])
 
+    @in_worker
     def list(self, namespace: str) -> list[SnapshotInfo]:
         rows = self.db.query(
             "SELECT * FROM snapshots WHERE namespace = ? AND snapshotter = ? ORDER BY key",
@@ -287,6 +295,7 @@ class NamespacedSnapshotter:
         )
         return [_info(r) for r in rows]
 
+    @in_worker
     def update(
         self, namespace: str, info: SnapshotInfo, fieldpaths: Sequence[str] = ()
     ) -> SnapshotInfo:
@@ -308,6 +317,7 @@ class NamespacedSnapshotter:
             )
             return _info(self._get(namespace, info.name))
 
+    @in_worker
     def remove(self, namespace: str, key: str, lease: str = "") -> None:
         """Forget `key`; garbage collection then removes it from disk."""
         with self.db.tx():
@@ -410,6 +420,7 @@ class NamespacedSnapshotter:
             )
         return dropped
 
+    @in_worker
     def cleanup(self) -> None:
         """Reclaim disk space now: unreferenced backend snapshots and crash leftovers."""
         self.sweep_unreferenced(force=True)

@@ -13,6 +13,7 @@ from pycontainerd.api.services.containers.v1 import containers_pb2 as api
 from pycontainerd.api.services.containers.v1 import containers_pb2_grpc
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.metadata.containers import AnyValue, Container, RuntimeInfo
+from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.services.base import field_paths, namespace_of, rpc, timestamp
@@ -67,20 +68,19 @@ def container_from_api(message: api.Container) -> Container:
 
 class ContainersService(containers_pb2_grpc.ContainersServicer):
     def __init__(self, metadata: MetadataStore, exchange: Exchange, gc: GCScheduler) -> None:
-        self.db = metadata.db
         self.store = metadata.containers
         self.exchange = exchange
         self.gc = gc
 
     @rpc
     async def Get(self, request: api.GetContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        found = await self.db.read(self.store.get, namespace_of(context), request.id)
+        found = await call(self.store.get, namespace_of(context), request.id)
         return api.GetContainerResponse(container=container_to_api(found))
 
     async def _list(
         self, request: api.ListContainersRequest, context: grpc.aio.ServicerContext
     ) -> list[Container]:
-        return await self.db.run(self.store.list, namespace_of(context), list(request.filters))
+        return await call(self.store.list, namespace_of(context), list(request.filters))
 
     @rpc
     async def List(self, request: api.ListContainersRequest, context: grpc.aio.ServicerContext):  # noqa: N802
@@ -97,9 +97,7 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
     @rpc
     async def Create(self, request: api.CreateContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
-        created = await self.db.run(
-            self.store.create, namespace, container_from_api(request.container)
-        )
+        created = await call(self.store.create, namespace, container_from_api(request.container))
         self.exchange.publish(
             namespace,
             "/containers/create",
@@ -117,7 +115,7 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
     @rpc
     async def Update(self, request: api.UpdateContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
-        updated = await self.db.run(
+        updated = await call(
             self.store.update,
             namespace,
             container_from_api(request.container),
@@ -138,7 +136,7 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
     @rpc
     async def Delete(self, request: api.DeleteContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
-        await self.db.run(self.store.delete, namespace, request.id)
+        await call(self.store.delete, namespace, request.id)
         self.exchange.publish(
             namespace, "/containers/delete", events.ContainerDelete(id=request.id)
         )

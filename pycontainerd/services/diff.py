@@ -7,8 +7,7 @@ containerd. Differ calls mount and unpack, so they run in worker threads.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import grpc
@@ -19,12 +18,15 @@ from pycontainerd.api.services.diff.v1 import diff_pb2_grpc
 from pycontainerd.api.types import mount_pb2
 from pycontainerd.descriptors import descriptor_from_api, descriptor_to_api
 from pycontainerd.diff.compare import CompareOptions
+from pycontainerd.metadata.placement import call
 from pycontainerd.mount import Mount
 from pycontainerd.remotes.manifest import Descriptor
 from pycontainerd.services.base import lease_of, namespace_of, rpc
 
 
 class Differ(Protocol):
+    """A layer differ; it marks apply and compare ``@in_worker`` (they work on files)."""
+
     def apply(self, namespace: str, desc: Descriptor, mounts: Sequence[Mount]) -> Descriptor: ...
 
     def compare(
@@ -54,7 +56,7 @@ class DiffService(diff_pb2_grpc.DiffServicer):
         desc = descriptor_from_api(request.diff)
         mounts = mounts_from_api(request.mounts)
         applied = await self._first_implemented(
-            lambda differ: differ.apply(namespace, desc, mounts)
+            lambda differ: call(differ.apply, namespace, desc, mounts)
         )
         return api.ApplyResponse(applied=descriptor_to_api(applied))
 
@@ -70,16 +72,18 @@ class DiffService(diff_pb2_grpc.DiffServicer):
             lease=lease_of(context),
         )
         diff = await self._first_implemented(
-            lambda differ: differ.compare(namespace, lower, upper, options)
+            lambda differ: call(differ.compare, namespace, lower, upper, options)
         )
         return api.DiffResponse(diff=descriptor_to_api(diff))
 
-    async def _first_implemented(self, call: Callable[[Differ], Descriptor]) -> Descriptor:
-        """Run ``call(differ)`` in a worker thread for each differ until one implements it."""
+    async def _first_implemented(
+        self, use: Callable[[Differ], Awaitable[Descriptor]]
+    ) -> Descriptor:
+        """Try ``use(differ)`` with each differ until one implements it."""
         error: errdefs.NotImplemented_ | None = None
         for differ in self.differs:
             try:
-                return await asyncio.to_thread(call, differ)
+                return await use(differ)
             except errdefs.NotImplemented_ as exc:
                 error = exc
         assert error is not None

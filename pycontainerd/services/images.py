@@ -12,6 +12,7 @@ from pycontainerd.api.services.images.v1 import images_pb2_grpc
 from pycontainerd.api.types import descriptor_pb2
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.metadata.images import Descriptor, Image
+from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.services.base import field_paths, namespace_of, rpc, timestamp
@@ -53,20 +54,19 @@ def image_adaptor(image: Image) -> filters.Adaptor:
 
 class ImagesService(images_pb2_grpc.ImagesServicer):
     def __init__(self, metadata: MetadataStore, exchange: Exchange, gc: GCScheduler) -> None:
-        self.db = metadata.db
         self.store = metadata.images
         self.exchange = exchange
         self.gc = gc
 
     @rpc
     async def Get(self, request: api.GetImageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        image = await self.db.read(self.store.get, namespace_of(context), request.name)
+        image = await call(self.store.get, namespace_of(context), request.name)
         return api.GetImageResponse(image=image_to_api(image))
 
     @rpc
     async def List(self, request: api.ListImagesRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         match = filters.parse_all(request.filters)
-        found = await self.db.run(self.store.list, namespace_of(context))
+        found = await call(self.store.list, namespace_of(context))
         return api.ListImagesResponse(
             images=[image_to_api(i) for i in found if match.match(image_adaptor(i))]
         )
@@ -74,7 +74,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
     @rpc
     async def Create(self, request: api.CreateImageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
-        created = await self.db.run(self.store.create, namespace, image_from_api(request.image))
+        created = await call(self.store.create, namespace, image_from_api(request.image))
         self.exchange.publish(
             namespace,
             "/images/create",
@@ -85,7 +85,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
     @rpc
     async def Update(self, request: api.UpdateImageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
-        updated = await self.db.run(
+        updated = await call(
             self.store.update,
             namespace,
             image_from_api(request.image),
@@ -101,7 +101,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
     @rpc
     async def Delete(self, request: api.DeleteImageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
-        await self.db.run(self.store.delete, namespace, request.name)
+        await call(self.store.delete, namespace, request.name)
         self.exchange.publish(namespace, "/images/delete", events.ImageDelete(name=request.name))
         if request.sync:
             await self.gc.collect()

@@ -9,6 +9,7 @@ from pycontainerd import filters, plugin
 from pycontainerd.api.services.leases.v1 import leases_pb2 as api
 from pycontainerd.api.services.leases.v1 import leases_pb2_grpc
 from pycontainerd.metadata.leases import LABEL_GC_EXPIRE, Lease, Resource
+from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.services.base import namespace_of, rpc, timestamp
@@ -24,13 +25,12 @@ def _resource(resource: api.Resource) -> Resource:
 
 class LeasesService(leases_pb2_grpc.LeasesServicer):
     def __init__(self, metadata: MetadataStore, gc: GCScheduler) -> None:
-        self.db = metadata.db
         self.store = metadata.leases
         self.gc = gc
 
     @rpc
     async def Create(self, request: api.CreateRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        lease = await self.db.run(
+        lease = await call(
             self.store.create, namespace_of(context), request.id, dict(request.labels)
         )
         if LABEL_GC_EXPIRE in lease.labels:
@@ -39,7 +39,7 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
 
     @rpc
     async def Delete(self, request: api.DeleteRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        await self.db.run(self.store.delete, namespace_of(context), request.id)
+        await call(self.store.delete, namespace_of(context), request.id)
         if request.sync:
             await self.gc.collect()
         else:
@@ -49,7 +49,7 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
     @rpc
     async def List(self, request: api.ListRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         match = filters.parse_all(request.filters)
-        found = await self.db.run(self.store.list, namespace_of(context))
+        found = await call(self.store.list, namespace_of(context))
         return api.ListResponse(
             leases=[
                 _to_api(lease)
@@ -60,7 +60,7 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
 
     @rpc
     async def AddResource(self, request: api.AddResourceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        await self.db.run(
+        await call(
             self.store.add_resource, namespace_of(context), request.id, _resource(request.resource)
         )
         return empty_pb2.Empty()
@@ -69,7 +69,7 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
     async def DeleteResource(  # noqa: N802
         self, request: api.DeleteResourceRequest, context: grpc.aio.ServicerContext
     ):
-        await self.db.run(
+        await call(
             self.store.delete_resource,
             namespace_of(context),
             request.id,
@@ -81,7 +81,7 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
     async def ListResources(  # noqa: N802
         self, request: api.ListResourcesRequest, context: grpc.aio.ServicerContext
     ):
-        found = await self.db.run(self.store.list_resources, namespace_of(context), request.id)
+        found = await call(self.store.list_resources, namespace_of(context), request.id)
         return api.ListResourcesResponse(
             resources=[api.Resource(id=r.id, type=r.type) for r in found]
         )

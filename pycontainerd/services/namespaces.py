@@ -11,6 +11,7 @@ from pycontainerd.api.services.namespaces.v1 import namespace_pb2 as api
 from pycontainerd.api.services.namespaces.v1 import namespace_pb2_grpc
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.metadata.namespaces import Namespace
+from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.services.base import caller_namespace, field_paths, rpc
 
@@ -21,7 +22,6 @@ def _to_api(ns: Namespace) -> api.Namespace:
 
 class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
     def __init__(self, metadata: MetadataStore, exchange: Exchange) -> None:
-        self.db = metadata.db
         self.store = metadata.namespaces
         self.exchange = exchange
 
@@ -29,19 +29,19 @@ class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
     async def Get(self, request: api.GetNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         # Like containerd, a namespace nobody wrote to yet reads as existing and empty:
         # clients look up labels (e.g. the default runtime) before their first write.
-        labels = await self.db.read(self.store.labels, request.name)
+        labels = await call(self.store.labels, request.name)
         return api.GetNamespaceResponse(namespace=api.Namespace(name=request.name, labels=labels))
 
     @rpc
     async def List(self, request: api.ListNamespacesRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        found = await self.db.run(self.store.list)
+        found = await call(self.store.list)
         return api.ListNamespacesResponse(namespaces=[_to_api(ns) for ns in found])
 
     @rpc
     async def Create(self, request: api.CreateNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         ns = request.namespace
         caller = caller_namespace(context)
-        created = await self.db.run(self.store.create, ns.name, dict(ns.labels))
+        created = await call(self.store.create, ns.name, dict(ns.labels))
         # As containerd 1.6 (the version we report): published in the caller's
         # namespace, where a subscriber filtering on its own namespace sees it.
         self.exchange.publish(
@@ -55,7 +55,7 @@ class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
     async def Update(self, request: api.UpdateNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         ns = Namespace(request.namespace.name, dict(request.namespace.labels))
         caller = caller_namespace(context)
-        updated = await self.db.run(self.store.update, ns, field_paths(request.update_mask))
+        updated = await call(self.store.update, ns, field_paths(request.update_mask))
         self.exchange.publish(
             caller or updated.name,
             "/namespaces/update",
@@ -65,7 +65,7 @@ class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
 
     @rpc
     async def Delete(self, request: api.DeleteNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        await self.db.run(self.store.delete, request.name)
+        await call(self.store.delete, request.name)
         self.exchange.publish(
             request.name, "/namespaces/delete", events.NamespaceDelete(name=request.name)
         )

@@ -6,7 +6,6 @@ run in worker threads, never on the event loop.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import cast
 
@@ -19,6 +18,7 @@ from pycontainerd.api.services.snapshots.v1 import snapshots_pb2 as api
 from pycontainerd.api.services.snapshots.v1 import snapshots_pb2_grpc
 from pycontainerd.api.types import mount_pb2
 from pycontainerd.events.exchange import Exchange
+from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.snapshots import NamespacedSnapshotter, Snapshotters
 from pycontainerd.metadata.store import MetadataStore
@@ -71,7 +71,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
         self, request: api.PrepareSnapshotRequest, context: grpc.aio.ServicerContext
     ):
         namespace = namespace_of(context)
-        mounts = await asyncio.to_thread(
+        mounts = await call(
             self._get(request.snapshotter).prepare,
             namespace,
             request.key,
@@ -88,7 +88,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
 
     @rpc
     async def View(self, request: api.ViewSnapshotRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        mounts = await asyncio.to_thread(
+        mounts = await call(
             self._get(request.snapshotter).view,
             namespace_of(context),
             request.key,
@@ -100,7 +100,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
 
     @rpc
     async def Mounts(self, request: api.MountsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        mounts = await asyncio.to_thread(
+        mounts = await call(
             self._get(request.snapshotter).mounts, namespace_of(context), request.key
         )
         return api.MountsResponse(mounts=mounts_to_api(mounts))
@@ -110,7 +110,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
         self, request: api.CommitSnapshotRequest, context: grpc.aio.ServicerContext
     ):
         namespace = namespace_of(context)
-        await asyncio.to_thread(
+        await call(
             self._get(request.snapshotter).commit,
             namespace,
             request.name,
@@ -130,18 +130,14 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
         self, request: api.RemoveSnapshotRequest, context: grpc.aio.ServicerContext
     ):
         namespace = namespace_of(context)
-        await asyncio.to_thread(
-            self._get(request.snapshotter).remove, namespace, request.key, lease_of(context)
-        )
+        await call(self._get(request.snapshotter).remove, namespace, request.key, lease_of(context))
         self.exchange.publish(namespace, "/snapshot/remove", events.SnapshotRemove(key=request.key))
         self.gc.schedule()  # the collection removes the snapshot from disk
         return empty_pb2.Empty()
 
     @rpc
     async def Stat(self, request: api.StatSnapshotRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        info = await asyncio.to_thread(
-            self._get(request.snapshotter).stat, namespace_of(context), request.key
-        )
+        info = await call(self._get(request.snapshotter).stat, namespace_of(context), request.key)
         return api.StatSnapshotResponse(info=info_to_api(info))
 
     @rpc
@@ -149,7 +145,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
         self, request: api.UpdateSnapshotRequest, context: grpc.aio.ServicerContext
     ):
         requested = SnapshotInfo(name=request.info.name, labels=dict(request.info.labels))
-        info = await asyncio.to_thread(
+        info = await call(
             self._get(request.snapshotter).update,
             namespace_of(context),
             requested,
@@ -160,22 +156,20 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
     @rpc
     async def List(self, request: api.ListSnapshotsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         match = filters.parse_all(request.filters)
-        found = await asyncio.to_thread(self._get(request.snapshotter).list, namespace_of(context))
+        found = await call(self._get(request.snapshotter).list, namespace_of(context))
         selected = [info_to_api(i) for i in found if match.match(snapshot_adaptor(i))]
         for start in range(0, len(selected), LIST_BATCH):
             yield api.ListSnapshotsResponse(info=selected[start : start + LIST_BATCH])
 
     @rpc
     async def Usage(self, request: api.UsageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        usage = await asyncio.to_thread(
-            self._get(request.snapshotter).usage, namespace_of(context), request.key
-        )
+        usage = await call(self._get(request.snapshotter).usage, namespace_of(context), request.key)
         return api.UsageResponse(size=usage.size, inodes=usage.inodes)
 
     @rpc
     async def Cleanup(self, request: api.CleanupRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace_of(context)  # required, as for every snapshot call
-        await asyncio.to_thread(self._get(request.snapshotter).cleanup)
+        await call(self._get(request.snapshotter).cleanup)
         return empty_pb2.Empty()
 
     def register(self, server: grpc.aio.Server) -> None:

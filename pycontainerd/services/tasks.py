@@ -22,6 +22,7 @@ from pycontainerd.api.types import metrics_pb2
 from pycontainerd.api.types.task import task_pb2
 from pycontainerd.identifiers import validate_identifier
 from pycontainerd.metadata.containers import Container
+from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.runtime.manager import CreateOptions, TaskManager
 from pycontainerd.runtime.task import Exit, ProcessState, Task
@@ -58,14 +59,13 @@ def _delete_response(process_id: str, exit: Exit) -> api.DeleteResponse:
 
 class TasksService(tasks_pb2_grpc.TasksServicer):
     def __init__(self, metadata: MetadataStore, tasks: TaskManager) -> None:
-        self.db = metadata.db
         self.containers = metadata.containers
         self.tasks = tasks
 
     async def _container(self, namespace: str, container_id: str) -> Container:
         if not container_id:
             raise errdefs.InvalidArgument("container id is required")
-        return await self.db.read(self.containers.get, namespace, container_id)
+        return await call(self.containers.get, namespace, container_id)
 
     async def _task(self, context: grpc.aio.ServicerContext, container_id: str) -> Task:
         namespace = namespace_of(context)

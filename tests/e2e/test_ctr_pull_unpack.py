@@ -287,12 +287,21 @@ def test_import_unpacks_and_export_round_trips(ctr, tmp_path):  # type: ignore[n
 
 
 def _apply_over_grpc(daemon, key: str, parent: str, layer: Descriptor) -> None:  # type: ignore[no-untyped-def]
-    """Prepare ``key`` on ``parent`` and apply ``layer`` to it with the diff service."""
+    """Prepare ``key`` on ``parent`` and apply ``layer`` to it with the diff service.
+
+    The snapshot is a GC root (as containerd, a snapshot nothing refers to is
+    collected: a collection paced after the diff's deletions could take it).
+    """
     metadata = (("containerd-namespace", "default"),)
     with grpc.insecure_channel(f"unix://{daemon.address}") as channel:
         snapshots = snapshots_pb2_grpc.SnapshotsStub(channel)
         prepared = snapshots.Prepare(
-            snapshots_pb2.PrepareSnapshotRequest(snapshotter=SNAPSHOTTER, key=key, parent=parent),
+            snapshots_pb2.PrepareSnapshotRequest(
+                snapshotter=SNAPSHOTTER,
+                key=key,
+                parent=parent,
+                labels={"containerd.io/gc.root": "test"},
+            ),
             metadata=metadata,
         )
         request = diff_pb2.ApplyRequest(

@@ -12,6 +12,7 @@ from pycontainerd import errdefs
 from pycontainerd.api.types import mount_pb2
 from pycontainerd.client.unpack import chain_ids, gc_snapshot_label
 from pycontainerd.diff import CompareOptions
+from pycontainerd.metadata.placement import call, in_worker
 from pycontainerd.mount import Mount
 from pycontainerd.remotes.manifest import Descriptor
 from pycontainerd.services.diff import DiffService, mounts_from_api
@@ -25,12 +26,14 @@ class FakeDiffer:
         self.implemented = implemented
         self.calls = calls
 
+    @in_worker
     def apply(self, namespace: str, desc: Descriptor, mounts: Sequence[Mount]) -> Descriptor:
         self.calls.append(f"{self.name}.apply")
         if not self.implemented:
             raise errdefs.NotImplemented_(f"{self.name} cannot")
         return LAYER
 
+    @in_worker
     def compare(
         self,
         namespace: str,
@@ -46,7 +49,7 @@ def test_differs_are_tried_in_order_until_one_implements_the_call() -> None:
     calls: list[str] = []
     service = DiffService([FakeDiffer("a", False, calls), FakeDiffer("b", True, calls)])
 
-    result = asyncio.run(service._first_implemented(lambda d: d.apply("ns", LAYER, [])))
+    result = asyncio.run(service._first_implemented(lambda d: call(d.apply, "ns", LAYER, [])))
 
     assert result == LAYER
     assert calls == ["a.apply", "b.apply"]
@@ -57,7 +60,7 @@ def test_other_errors_stop_the_search() -> None:
     service = DiffService([FakeDiffer("a", True, calls), FakeDiffer("b", True, calls)])
 
     with pytest.raises(errdefs.InvalidArgument):
-        asyncio.run(service._first_implemented(lambda d: d.compare("ns", [], [])))
+        asyncio.run(service._first_implemented(lambda d: call(d.compare, "ns", [], [])))
     assert calls == ["a.compare"]
 
 
@@ -65,7 +68,7 @@ def test_not_implemented_by_every_differ_is_reported() -> None:
     service = DiffService([FakeDiffer("a", False, []), FakeDiffer("b", False, [])])
 
     with pytest.raises(errdefs.NotImplemented_, match="b cannot"):
-        asyncio.run(service._first_implemented(lambda d: d.apply("ns", LAYER, [])))
+        asyncio.run(service._first_implemented(lambda d: call(d.apply, "ns", LAYER, [])))
 
 
 def test_a_service_without_differs_is_refused() -> None:
