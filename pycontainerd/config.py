@@ -38,6 +38,7 @@ class Config:
     ttrpc_address: str = ""  # default: <grpc address>.ttrpc
     log_level: str = "info"
     disabled_plugins: list[str] = field(default_factory=list)
+    required_plugins: list[str] = field(default_factory=list)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -105,6 +106,7 @@ def parse(text: str) -> Config:
     debug_raw = _expect(raw.get("debug", {}), dict, "debug")
     cfg.log_level = _expect(debug_raw.get("level", "") or "info", str, "debug.level")
     cfg.disabled_plugins = list(_expect(raw.get("disabled_plugins", []), list, "disabled_plugins"))
+    cfg.required_plugins = list(_expect(raw.get("required_plugins", []), list, "required_plugins"))
     plugins = _expect(raw.get("plugins", {}), dict, "plugins")
     cfg.plugins = {k: _expect(v, dict, f"plugins.{k}") for k, v in plugins.items()}
     return cfg
@@ -147,6 +149,7 @@ def render(cfg: Config, plugin_defaults: dict[str, dict[str, Any]]) -> str:
         f"root = {_toml_value(str(cfg.root))}",
         f"state = {_toml_value(str(cfg.state))}",
         f"disabled_plugins = {_toml_value(cfg.disabled_plugins)}",
+        f"required_plugins = {_toml_value(cfg.required_plugins)}",
         "",
         "[grpc]",
     ]

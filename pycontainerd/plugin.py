@@ -33,6 +33,10 @@ INTERNAL = "io.containerd.internal.v1"
 ALL_TYPES = "*"
 
 
+class RequiredPluginFailed(errdefs.FailedPrecondition):
+    """A plugin the daemon cannot serve without failed to load: start-up stops."""
+
+
 class SkipPlugin(Exception):
     """Raised by an init function when the plugin cannot run on this host.
 
@@ -71,6 +75,9 @@ class Registration:
     init: InitFunc
     requires: tuple[str, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
+    #: Every service needs it: its failure stops start-up instead of leaving a
+    #: daemon that answers UNIMPLEMENTED everywhere.
+    required: bool = False
 
     @property
     def uri(self) -> str:
@@ -100,15 +107,18 @@ def register(
     *,
     requires: tuple[str, ...] = (),
     config: dict[str, Any] | None = None,
+    required: bool = False,
 ) -> Callable[[InitFunc], InitFunc]:
-    """Decorator registering an init function as a plugin."""
+    """Decorator registering an init function as a plugin (``required``: see Registration)."""
 
     def wrap(init: InitFunc) -> InitFunc:
         for existing in _REGISTRATIONS:
             if (existing.type, existing.id) == (plugin_type, plugin_id):
                 raise ValueError(f"plugin {plugin_type}.{plugin_id} registered twice")
         _REGISTRATIONS.append(
-            Registration(plugin_type, plugin_id, init, tuple(requires), dict(config or {}))
+            Registration(
+                plugin_type, plugin_id, init, tuple(requires), dict(config or {}), required
+            )
         )
         return init
 
@@ -184,13 +194,17 @@ class PluginSet:
         regs: list[Registration],
         make_context: Callable[[Registration], InitContext],
         disabled: set[str] | None = None,
+        required: set[str] | None = None,
     ) -> None:
         """Initialise the registrations in dependency order.
 
         A failing plugin is recorded with its error; plugins that require its
-        type still start and see the failure when they ask for it.
+        type still start and see the failure when they ask for it. A failing
+        plugin that is required (by its registration, or named in ``required``
+        as containerd's ``required_plugins``) raises RequiredPluginFailed.
         """
         disabled = disabled or set()
+        required = required or set()
         for reg in ordered(regs):
             if reg.uri in disabled:
                 continue
@@ -205,9 +219,16 @@ class PluginSet:
                 log.info("skipping plugin %s: %s", reg.uri, exc)
                 loaded.error = exc
             except Exception as exc:  # containerd keeps going and reports it
+                if reg.required or reg.uri in required:
+                    raise RequiredPluginFailed(
+                        f"failed to load plugin {reg.uri}, which the daemon needs: {exc}"
+                    ) from exc
                 log.error("failed to load plugin %s: %s", reg.uri, exc, exc_info=True)
                 loaded.error = exc
             loaded.exports = ctx.exports
             loaded.capabilities = ctx.capabilities
             loaded.platforms = ctx.platforms
             self.loaded.append(loaded)
+        working = {p.registration.uri for p in self.loaded if p.error is None}
+        for uri in sorted(required - working):
+            raise RequiredPluginFailed(f"required plugin {uri} was not loaded")

@@ -91,7 +91,10 @@ class Daemon:
         prepare_socket_path(Path(cfg.ttrpc))
         load_builtin_plugins()
         await self.plugins.load(
-            plugin.registrations(), self._init_context, set(cfg.disabled_plugins)
+            plugin.registrations(),
+            self._init_context,
+            set(cfg.disabled_plugins),
+            set(cfg.required_plugins),
         )
         await self._start_ttrpc()  # before gRPC: a client that sees gRPC up can run shims
         self.server = grpc.aio.server(

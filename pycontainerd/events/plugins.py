@@ -6,6 +6,6 @@ from pycontainerd import plugin
 from pycontainerd.events.exchange import Exchange
 
 
-@plugin.register(plugin.EVENT, "exchange")
+@plugin.register(plugin.EVENT, "exchange", required=True)
 def init_exchange(ic: plugin.InitContext) -> Exchange:
     return Exchange()
