@@ -11,7 +11,6 @@ import hashlib
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -30,15 +29,6 @@ from tests.support.grpc_client import RawClient
 pytestmark = pytest.mark.e2e
 C = grpc.StatusCode
 SNAPSHOTTER_LABEL = "containerd.io/defaults/snapshotter"
-
-
-@pytest.fixture
-def raw(daemon: DaemonProcess) -> Iterator[RawClient]:
-    client = RawClient(daemon.address)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _error(call, request, raw: RawClient, namespace: str | None = None) -> grpc.RpcError:  # type: ignore[no-untyped-def]
