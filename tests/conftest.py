@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.daemon import Ctr, DaemonProcess
+from tests.support.grpc_client import RawClient
 
 # What the tests drive. scripts/install.sh --test installs all of it; a missing
 # one is a broken set-up, never a reason to skip.
@@ -48,6 +50,13 @@ def daemon() -> Iterator[DaemonProcess]:
 @pytest.fixture
 def ctr(daemon: DaemonProcess) -> Ctr:
     return Ctr(daemon.address)
+
+
+@pytest.fixture
+def raw(daemon: DaemonProcess) -> Iterator[RawClient]:
+    """Raw gRPC stubs' channel on the daemon's socket, in namespace "default"."""
+    with contextlib.closing(RawClient(daemon.address)) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

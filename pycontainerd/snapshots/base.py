@@ -59,7 +59,9 @@ class DirectorySnapshotter:
 
     # --- hooks for subclasses -------------------------------------------------
 
-    def _populate(self, directory: str, kind: Kind, parent: str | None) -> None:
+    def _populate(
+        self, directory: str, kind: Kind, parent: str | None, labels: dict[str, str]
+    ) -> None:
         """Fill a new snapshot `directory`; `parent` is the parent's directory."""
         raise NotImplementedError
 
@@ -123,7 +125,7 @@ class DirectorySnapshotter:
         staging = self._new_in_flight_dir(self._staging_dir, "new-")
         try:
             parent_dir = self.snapshot_dir(parent_id) if parent_id is not None else None
-            self._populate(staging, kind, parent_dir)
+            self._populate(staging, kind, parent_dir, labels or {})
             snapshot = self._record(kind, key, parent, labels, staging)
         finally:
             fsutil.remove_tree(staging)  # gone already when the snapshot was recorded

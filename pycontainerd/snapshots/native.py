@@ -23,7 +23,9 @@ class NativeSnapshotter(DirectorySnapshotter):
     def _layer_path(self, snapshot_id: int) -> str:
         return self.snapshot_dir(snapshot_id)
 
-    def _populate(self, directory: str, kind: Kind, parent: str | None) -> None:
+    def _populate(
+        self, directory: str, kind: Kind, parent: str | None, labels: dict[str, str]
+    ) -> None:
         if parent is None:
             os.chmod(directory, 0o755)
         else:

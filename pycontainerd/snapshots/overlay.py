@@ -21,8 +21,37 @@ from pycontainerd.snapshots.base import DirectorySnapshotter
 from pycontainerd.snapshots.storage import Snapshot
 
 PLUGIN_ID = "overlayfs"
+UID_MAPPING_LABEL = "containerd.io/snapshot/uidmapping"
+GID_MAPPING_LABEL = "containerd.io/snapshot/gidmapping"
 #: Present when the kernel's overlayfs knows the ``index`` option.
 _INDEX_PARAMETER = "/sys/module/overlay/parameters/index"
+
+
+def remapped_root(labels: dict[str, str]) -> tuple[int, int] | None:
+    """The host uid and gid of a user namespace's root, from ``--remap-labels``.
+
+    As containerd's overlayfs does, the new snapshot's own directory (the top of
+    the merged view) goes to that root, so the container's root may create
+    entries at ``/`` (``/run``, ...). Lower layers keep their owners. None without
+    the labels.
+    """
+    uidmap, gidmap = labels.get(UID_MAPPING_LABEL), labels.get(GID_MAPPING_LABEL)
+    if uidmap is None and gidmap is None:
+        return None
+    return _root_of(uidmap or "", "uid"), _root_of(gidmap or "", "gid")
+
+
+def _root_of(mappings: str, kind: str) -> int:
+    for mapping in filter(None, mappings.split(",")):
+        try:
+            inside, host, size = (int(part) for part in mapping.split(":"))
+        except ValueError:
+            raise errdefs.InvalidArgument(
+                f"{kind} mapping {mapping!r} is not <container>:<host>:<size>"
+            ) from None
+        if inside == 0 and size > 0:
+            return host
+    raise errdefs.InvalidArgument(f"the {kind} mappings {mappings!r} do not map the root")
 
 
 class OverlaySnapshotter(DirectorySnapshotter):
@@ -69,14 +98,19 @@ class OverlaySnapshotter(DirectorySnapshotter):
     def _layer_path(self, snapshot_id: int) -> str:
         return self._fs(snapshot_id)
 
-    def _populate(self, directory: str, kind: Kind, parent: str | None) -> None:
+    def _populate(
+        self, directory: str, kind: Kind, parent: str | None, labels: dict[str, str]
+    ) -> None:
         fs = os.path.join(directory, "fs")
         os.mkdir(fs)
         os.chmod(fs, 0o755)
-        if parent is not None:
+        owner = remapped_root(labels)
+        if owner is None and parent is not None:
             # The root directory of the merged view takes its owner from the upper layer.
             st = os.lstat(os.path.join(parent, "fs"))
-            os.lchown(fs, st.st_uid, st.st_gid)
+            owner = st.st_uid, st.st_gid
+        if owner is not None:
+            os.lchown(fs, *owner)
         if kind == Kind.ACTIVE:
             os.mkdir(os.path.join(directory, "work"), 0o711)
 

@@ -14,20 +14,10 @@ from pycontainerd.api.services.images.v1 import images_pb2, images_pb2_grpc
 from pycontainerd.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from pycontainerd.api.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
 from pycontainerd.api.types import descriptor_pb2
-from tests.support.grpc_client import RawClient
 
 pytestmark = pytest.mark.e2e
 C = grpc.StatusCode
 BAD_DIGESTS = ["sha256:xyz", "sha256:" + "A" * 64, "md5:" + "0" * 32, "", "sha256:" + "0" * 63]
-
-
-@pytest.fixture
-def raw(daemon):
-    client = RawClient(daemon.address)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _ingest(ctr, size: int = 100) -> str:

@@ -11,7 +11,6 @@ import hashlib
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -30,15 +29,6 @@ from tests.support.grpc_client import RawClient
 pytestmark = pytest.mark.e2e
 C = grpc.StatusCode
 SNAPSHOTTER_LABEL = "containerd.io/defaults/snapshotter"
-
-
-@pytest.fixture
-def raw(daemon: DaemonProcess) -> Iterator[RawClient]:
-    client = RawClient(daemon.address)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _error(call, request, raw: RawClient, namespace: str | None = None) -> grpc.RpcError:  # type: ignore[no-untyped-def]
@@ -147,6 +137,12 @@ def test_missing_legacy_runtime_binary_is_named(
         assert '"no-runc": executable file not found in $PATH' in error.details(), error.details()
         assert env.tasks() == {}
         env.ctr.ok("containers", "rm", "legacy")
+        # The legacy runtime name runs on our shim (with runc) when nothing is missing.
+        legacy = ("--runtime", "io.containerd.runtime.v1.linux")
+        ran = env.ctr.ok(
+            *env.run_args("--rm", *legacy, busybox_pushed.ref, "legacy-ok", "echo", "hi")
+        )
+        assert ran == "hi\n"
 
 
 def test_status_messages_end_with_containerds_words(ctr: Ctr, raw: RawClient) -> None:

@@ -58,7 +58,16 @@ def test_root_inside_is_the_mapped_uid_outside(env: CtrRunEnv, busybox_pushed, r
     env.assert_clean(name)
 
 
-def test_writes_in_a_writable_remapped_rootfs(env: CtrRunEnv, busybox_pushed) -> None:  # type: ignore[no-untyped-def]
-    script = "touch /made && ls -ln /made"
-    out = env.ctr.ok(*env.run_args("--rm", *MAPPING, busybox_pushed.ref, "w", "sh", "-c", script))
-    assert out.split()[2:4] == ["0", "0"], out  # owned by root inside
+@pytest.mark.parametrize("remap", ["chowned-snapshot", "remap-labels"])
+def test_writes_in_a_writable_remapped_rootfs(env: CtrRunEnv, busybox_pushed, remap: str) -> None:  # type: ignore[no-untyped-def]
+    """ctr chowns a snapshot of its own, or with --remap-labels asks the snapshotter.
+
+    Our overlayfs does with the labels what containerd's does without idmapped
+    mounts: the snapshot's own top directory belongs to the mapped root.
+    """
+    labels = ("--remap-labels",) if remap == "remap-labels" else ()
+    script = "touch /made && ls -ln /made && cat /proc/self/uid_map"
+    args = ("--rm", *labels, *MAPPING, busybox_pushed.ref, f"w-{remap}", "sh", "-c", script)
+    out = env.ctr.ok(*env.run_args(*args)).split()
+    assert out[2:4] == ["0", "0"], out  # owned by root inside
+    assert out[-3:] == ["0", str(HOST_ROOT), "65536"], out

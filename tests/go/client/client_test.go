@@ -119,6 +119,9 @@ func TestDefaultSnapshotterLabelOnANewNamespace(t *testing.T) {
 	}
 }
 
+// TestPullAndRunInAUserNamespace is a new user's first program: a client, the
+// default snapshotter on a new namespace, a pull, a container in a user
+// namespace, and content written again.
 func TestPullAndRunInAUserNamespace(t *testing.T) {
 	client, ctx := newClient(t)
 	image := pull(t, client, ctx)
@@ -141,10 +144,18 @@ func TestPullAndRunInAUserNamespace(t *testing.T) {
 	if strings.Join(out, " ") != strings.Join(want, " ") {
 		t.Fatalf("inside the user namespace: %q, want %q", out, want)
 	}
+	commitExistingContentTwice(t, client, ctx)
 }
 
 func TestCommitOfExistingContentTwice(t *testing.T) {
 	client, ctx := newClient(t)
+	commitExistingContentTwice(t, client, ctx)
+}
+
+// commitExistingContentTwice commits content the store has, twice under one
+// ref: each time AlreadyExists, and the next writer starts afresh at 0.
+func commitExistingContentTwice(t *testing.T, client *containerd.Client, ctx context.Context) {
+	t.Helper()
 	store := client.ContentStore()
 	data := make([]byte, 256)
 	rand.Read(data)
