@@ -110,6 +110,10 @@ def test_a_dead_pool_shim_ends_the_tasks_of_all_its_containers(
     with watch_events(env) as topics:
         os.kill(shim, signal.SIGKILL)
         wait_for(lambda: set(env.tasks()) == {"other"}, what="the dead shim's tasks to go")
+        wait_for(
+            lambda: topics.count("/tasks/exit") >= 2 and topics.count("/tasks/delete") >= 2,
+            what="the exit and delete events of the dead shim's tasks",
+        )
     assert topics.count("/tasks/exit") >= 2 and topics.count("/tasks/delete") >= 2, topics
     assert env.tasks()["other"][1] == "RUNNING"
     assert env.exec("other", "x", "echo", "unharmed") == "unharmed\n"

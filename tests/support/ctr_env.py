@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -168,10 +169,12 @@ class CtrRunEnv:
 
 @contextlib.contextmanager
 def watch_events(env: CtrRunEnv) -> Iterator[list[str]]:
-    """The topics `ctr events` shows for the env's namespace while the body runs, in order.
+    """The topics `ctr events` shows for the env's namespace, in order, as they come.
 
-    The list fills in once the body is done (events are forwarded asynchronously by
-    shims, so the watcher lingers a moment before it is stopped).
+    The body starts once the watcher is known to be subscribed (it has seen a
+    probe event). After the body the watcher lingers a moment, since shims
+    forward events asynchronously; a test that needs a given event should
+    wait for it in the list.
     """
     watcher = subprocess.Popen(
         [env.ctr.binary, "-a", str(env.daemon.address), "events"],
@@ -180,17 +183,29 @@ def watch_events(env: CtrRunEnv) -> Iterator[list[str]]:
         text=True,
     )
     topics: list[str] = []
+    subscribed = threading.Event()
+
+    def read() -> None:
+        assert watcher.stdout is not None
+        # A line: DATE TIME ZONE-OFFSET ZONE NAMESPACE TOPIC EVENT
+        for line in watcher.stdout:
+            if _PROBE_LABEL in line:
+                subscribed.set()
+                continue
+            fields = line.split(maxsplit=6)
+            if len(fields) >= 6 and fields[4] == env.namespace:
+                topics.append(fields[5])
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        time.sleep(0.3)  # let the subscription reach the daemon
+        _until_subscribed(env, subscribed)
         yield topics
         time.sleep(0.5)
     finally:
         watcher.terminate()
-        out, _ = watcher.communicate(timeout=10)
-    # A line: DATE TIME ZONE-OFFSET ZONE NAMESPACE TOPIC EVENT
-    for fields in (line.split(maxsplit=6) for line in out.splitlines()):
-        if len(fields) >= 6 and fields[4] == env.namespace:
-            topics.append(fields[5])
+        watcher.wait(timeout=10)
+        reader.join(timeout=10)
 
 
 @contextlib.contextmanager
@@ -215,3 +230,18 @@ __all__ = [
     "parent_of",
     "watch_events",
 ]
+
+
+_PROBE_LABEL = "pycontainerd-test/events-probe"
+
+
+def _until_subscribed(env: CtrRunEnv, subscribed: threading.Event, timeout: float = 30) -> None:
+    """Label the env's namespace until the watcher shows the update event."""
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
+        env.ctr.ok("namespaces", "label", env.namespace, f"{_PROBE_LABEL}={attempt}")
+        if subscribed.wait(0.5):
+            return
+    raise AssertionError("ctr events did not subscribe in time")
