@@ -7,8 +7,10 @@ import re
 from pycontainerd import errdefs
 
 MAX_IDENTIFIER_LENGTH = 76
+MAX_LEASE_ID_LENGTH = 255
 MAX_LABEL_SIZE = 4096
 _IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
+_LEASE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:+=@-]*")
 
 
 def validate_identifier(value: str, what: str = "identifier") -> str:
@@ -17,12 +19,34 @@ def validate_identifier(value: str, what: str = "identifier") -> str:
         raise errdefs.InvalidArgument(f"{what} must not be empty")
     if len(value) > MAX_IDENTIFIER_LENGTH:
         raise errdefs.InvalidArgument(
-            f"{what} {value!r} is longer than {MAX_IDENTIFIER_LENGTH} characters"
+            f"{what} {errdefs.echo(value)} is longer than {MAX_IDENTIFIER_LENGTH} characters"
         )
     if not _IDENTIFIER.fullmatch(value):
         raise errdefs.InvalidArgument(
-            f"{what} {value!r} is not valid: use letters and digits, "
+            f"{what} {errdefs.echo(value)} is not valid: use letters and digits, "
             "separated by single '.', '_' or '-' characters"
+        )
+    return value
+
+
+def validate_lease_id(value: str) -> str:
+    """Lease ids: printable ASCII words, a little wider than identifiers.
+
+    Clients make lease ids with containerd's ``leases.WithRandomID``: a number,
+    "-" and four characters of URL-safe base64, which may begin or end with "-"
+    or "_" (so not always an identifier). Paths, control characters, non-ASCII
+    text and very long ids are refused.
+    """
+    if not value:
+        raise errdefs.InvalidArgument("lease id must not be empty")
+    if len(value) > MAX_LEASE_ID_LENGTH:
+        raise errdefs.InvalidArgument(
+            f"lease id {errdefs.echo(value)} is longer than {MAX_LEASE_ID_LENGTH} characters"
+        )
+    if not _LEASE_ID.fullmatch(value):
+        raise errdefs.InvalidArgument(
+            f"lease id {errdefs.echo(value)} is not valid: use ASCII letters, digits and "
+            "'.', '_', '-', ':', '+', '=', '@', beginning with a letter, digit or '_'"
         )
     return value
 
