@@ -22,6 +22,7 @@ def init_content(ic: plugin.InitContext) -> LocalContentStore:
 @plugin.register(plugin.METADATA, "sqlite", requires=(plugin.CONTENT, plugin.SNAPSHOTTER))
 def init_metadata(ic: plugin.InitContext) -> MetadataStore:
     ic.exports["database"] = str(ic.root / "meta.db")
+    ic.make_dirs(ic.root)
     metadata = MetadataStore(
         Database(ic.root / "meta.db"),
         ic.get(plugin.CONTENT, "content"),

@@ -40,6 +40,7 @@ URI = f"{plugin.RUNTIME_V2}.task"
 )
 async def init_task_manager(ic: plugin.InitContext) -> TaskManager:
     cfg = ic.daemon_config
+    ic.make_dirs(ic.root, ic.state)
     daemon = DaemonAddresses(
         grpc=cfg.grpc.address,
         ttrpc=cfg.ttrpc,
