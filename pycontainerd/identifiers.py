@@ -13,20 +13,27 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 _LEASE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:+=@-]*")
 
 
-def validate_identifier(value: str, what: str = "identifier") -> str:
-    """Namespaces, containers, leases and tasks share this rule."""
+def _validate(value: str, what: str, longest: int, pattern: re.Pattern[str], rule: str) -> str:
     if not value:
         raise errdefs.InvalidArgument(f"{what} must not be empty")
-    if len(value) > MAX_IDENTIFIER_LENGTH:
+    if len(value) > longest:
         raise errdefs.InvalidArgument(
-            f"{what} {errdefs.echo(value)} is longer than {MAX_IDENTIFIER_LENGTH} characters"
+            f"{what} {errdefs.echo(value)} is longer than {longest} characters"
         )
-    if not _IDENTIFIER.fullmatch(value):
-        raise errdefs.InvalidArgument(
-            f"{what} {errdefs.echo(value)} is not valid: use letters and digits, "
-            "separated by single '.', '_' or '-' characters"
-        )
+    if not pattern.fullmatch(value):
+        raise errdefs.InvalidArgument(f"{what} {errdefs.echo(value)} is not valid: {rule}")
     return value
+
+
+def validate_identifier(value: str, what: str = "identifier") -> str:
+    """Namespaces, containers and tasks share this rule."""
+    return _validate(
+        value,
+        what,
+        MAX_IDENTIFIER_LENGTH,
+        _IDENTIFIER,
+        "use letters and digits, separated by single '.', '_' or '-' characters",
+    )
 
 
 def validate_lease_id(value: str) -> str:
@@ -37,18 +44,14 @@ def validate_lease_id(value: str) -> str:
     or "_" (so not always an identifier). Paths, control characters, non-ASCII
     text and very long ids are refused.
     """
-    if not value:
-        raise errdefs.InvalidArgument("lease id must not be empty")
-    if len(value) > MAX_LEASE_ID_LENGTH:
-        raise errdefs.InvalidArgument(
-            f"lease id {errdefs.echo(value)} is longer than {MAX_LEASE_ID_LENGTH} characters"
-        )
-    if not _LEASE_ID.fullmatch(value):
-        raise errdefs.InvalidArgument(
-            f"lease id {errdefs.echo(value)} is not valid: use ASCII letters, digits and "
-            "'.', '_', '-', ':', '+', '=', '@', beginning with a letter, digit or '_'"
-        )
-    return value
+    return _validate(
+        value,
+        "lease id",
+        MAX_LEASE_ID_LENGTH,
+        _LEASE_ID,
+        "use ASCII letters, digits and '.', '_', '-', ':', '+', '=', '@', "
+        "beginning with a letter, digit or '_'",
+    )
 
 
 def validate_labels(labels: dict[str, str], what: str = "labels") -> dict[str, str]:

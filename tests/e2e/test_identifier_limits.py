@@ -12,23 +12,15 @@ from pycontainerd.api.services.containers.v1 import containers_pb2, containers_p
 from pycontainerd.api.services.images.v1 import images_pb2, images_pb2_grpc
 from pycontainerd.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from pycontainerd.api.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
-from tests.support.grpc_client import RawClient
+from tests.e2e import test_bad_input as bad_input
 
 pytestmark = pytest.mark.e2e
+raw = bad_input.raw  # the raw gRPC client fixture
 C = grpc.StatusCode
 HUGE = "x" * 10_000
 BAD_LEASE_IDS = ["../x", "a\0b", HUGE, "lease-é", "a/b", " lead", ".hidden", "tab\there"]
 #: What containerd's leases.WithRandomID makes (a number, "-", four URL-safe base64 characters).
 GOOD_LEASE_IDS = ["123456789-_a-Z", "42-ab_-", "ctr-1-abcd", "sha256:" + "0" * 64, "plain"]
-
-
-@pytest.fixture
-def raw(daemon):
-    client = RawClient(daemon.address)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _error(call, request, metadata) -> grpc.RpcError:  # type: ignore[no-untyped-def]
