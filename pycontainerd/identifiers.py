@@ -7,10 +7,10 @@ import re
 from pycontainerd import errdefs
 
 MAX_IDENTIFIER_LENGTH = 76
-MAX_LEASE_ID_LENGTH = 255
+MAX_LEASE_ID_LENGTH = 4096
 MAX_LABEL_SIZE = 4096
 _IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
-_LEASE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:+=@-]*")
+_LEASE_ID = re.compile(r"[!-~](?:[ -~]*[!-~])?")
 
 
 def _validate(value: str, what: str, longest: int, pattern: re.Pattern[str], rule: str) -> str:
@@ -37,21 +37,26 @@ def validate_identifier(value: str, what: str = "identifier") -> str:
 
 
 def validate_lease_id(value: str) -> str:
-    """Lease ids: printable ASCII words, a little wider than identifiers.
+    """Lease ids: printable ASCII, without ".." path segments; wider than identifiers.
 
-    Clients make lease ids with containerd's ``leases.WithRandomID``: a number,
+    Clients make lease ids with containerd's ``leases.WithRandomID`` (a number,
     "-" and four characters of URL-safe base64, which may begin or end with "-"
-    or "_" (so not always an identifier). Paths, control characters, non-ASCII
-    text and very long ids are refused.
+    or "_"), and ``ctr images mount`` names its lease after the target path.
+    Control characters, non-ASCII text, surrounding spaces, ".." and ids longer
+    than a path are refused.
     """
-    return _validate(
+    _validate(
         value,
         "lease id",
         MAX_LEASE_ID_LENGTH,
         _LEASE_ID,
-        "use ASCII letters, digits and '.', '_', '-', ':', '+', '=', '@', "
-        "beginning with a letter, digit or '_'",
+        "use printable ASCII characters, not beginning or ending with a space",
     )
+    if ".." in value.split("/"):
+        raise errdefs.InvalidArgument(
+            f"lease id {errdefs.echo(value)} is not valid: it must not have '..' path segments"
+        )
+    return value
 
 
 def validate_labels(labels: dict[str, str], what: str = "labels") -> dict[str, str]:

@@ -42,7 +42,7 @@ SOCKET_NAME = ".zygote"
 #: Held (flock) by the live zygote, so that a new one knows a socket file left behind is stale.
 LOCK_NAME = ".zygote.lock"
 #: Namespaces a zygote and its callers must share: a process in others is foreign.
-SHARED_NAMESPACES = ("mnt", "pid", "user", "net", "ipc", "uts")
+SHARED_NAMESPACES = ("mnt", "pid", "user", "net", "ipc", "uts", "cgroup")
 _PEERCRED = struct.Struct("3i")
 
 
@@ -91,7 +91,7 @@ def peer_fits(conn: socket.socket) -> bool:
     if pid <= 0 or uid != os.geteuid():
         return False
     ours = namespaces_of("self")
-    return len(ours) == len(SHARED_NAMESPACES) and namespaces_of(pid) == ours
+    return bool(ours) and namespaces_of(pid) == ours
 
 
 def code_identity() -> dict[str, str]:
