@@ -16,11 +16,16 @@ from pycontainerd.filters.matchers import Adaptor, Filter
 from pycontainerd.filters.parser import parse_all
 
 T = TypeVar("T")
+#: Filters this short (characters in all) parse in well under a millisecond: no thread hop.
+INLINE_LENGTH = 128
 
 
 async def parse_all_off_loop(filter_strs: Iterable[str]) -> Filter:
-    """`parse_all` in a worker thread."""
-    return await asyncio.to_thread(parse_all, list(filter_strs))
+    """`parse_all` in a worker thread (inline for short filters, such as none)."""
+    strings = list(filter_strs)
+    if sum(len(s) + 1 for s in strings) <= INLINE_LENGTH:
+        return parse_all(strings)
+    return await asyncio.to_thread(parse_all, strings)
 
 
 def select_now(
@@ -34,5 +39,8 @@ def select_now(
 async def select(
     filter_strs: Iterable[str], items: Iterable[T], adaptor: Callable[[T], Adaptor]
 ) -> list[T]:
-    """`select_now` in a worker thread."""
-    return await asyncio.to_thread(select_now, list(filter_strs), list(items), adaptor)
+    """`select_now` in a worker thread (inline without filters: everything matches)."""
+    strings = list(filter_strs)
+    if not strings:
+        return list(items)
+    return await asyncio.to_thread(select_now, strings, list(items), adaptor)

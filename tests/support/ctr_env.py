@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -173,8 +174,10 @@ class CtrRunEnv:
 def watch_events(env: CtrRunEnv) -> Iterator[list[str]]:
     """The topics `ctr events` shows for the env's namespace while the body runs, in order.
 
-    The list fills in once the body is done (events are forwarded asynchronously by
-    shims, so the watcher lingers a moment before it is stopped).
+    The body runs once the watcher is seen to receive events (a probe namespace's
+    own, on a loaded machine `ctr` may take a while to subscribe). The list fills
+    in once the body is done (events are forwarded asynchronously by shims, so the
+    watcher lingers a moment before it is stopped).
     """
     watcher = subprocess.Popen(
         [env.ctr.binary, "-a", str(env.daemon.address), "events"],
@@ -182,16 +185,28 @@ def watch_events(env: CtrRunEnv) -> Iterator[list[str]]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(watcher.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    probe = f"watch-{uuid.uuid4().hex[:8]}"
     topics: list[str] = []
     try:
-        time.sleep(0.3)  # let the subscription reach the daemon
+        env.ctr.ok("namespaces", "create", probe)
+        deadline = time.monotonic() + 30
+        for attempt in range(1000):
+            if any(probe in line for line in list(lines)) or time.monotonic() > deadline:
+                break
+            env.ctr.ok("namespaces", "label", probe, f"attempt={attempt}")
+            time.sleep(0.1)
         yield topics
         time.sleep(0.5)
     finally:
+        env.ctr.run("namespaces", "remove", probe)
         watcher.terminate()
-        out, _ = watcher.communicate(timeout=10)
+        watcher.wait(10)
+        reader.join(10)
     # A line: DATE TIME ZONE-OFFSET ZONE NAMESPACE TOPIC EVENT
-    for fields in (line.split(maxsplit=6) for line in out.splitlines()):
+    for fields in (line.split(maxsplit=6) for line in lines):
         if len(fields) >= 6 and fields[4] == env.namespace:
             topics.append(fields[5])
 

@@ -85,7 +85,8 @@ def test_parsing_and_matching_run_off_the_event_loop() -> None:
 
     async def run() -> tuple[list[str], object]:
         chosen = await select(["name~=^b"], ["a", "b1", "b2"], adaptor)
-        return chosen, await parse_all_off_loop(["name==a"])
+        assert await select([], ["a"], adaptor) == ["a"]
+        return chosen, await parse_all_off_loop(["name==a" + ",name==a" * 100])
 
     chosen, parsed = asyncio.run(run())
     assert chosen == ["b1", "b2"]
