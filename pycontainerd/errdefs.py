@@ -10,6 +10,7 @@ shim can use it without paying for grpc's import.
 from __future__ import annotations
 
 import enum
+import errno
 
 
 class Code(enum.IntEnum):
@@ -132,10 +133,16 @@ def from_code(code: int, message: str) -> ContainerdError:
     return kind(message)
 
 
+#: Out of file descriptors (this process's, or the system's): a resource, not a bug.
+_EXHAUSTED_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
+
+
 def code_of(exc: BaseException) -> Code:
     """The status code an exception should be reported with."""
     if isinstance(exc, ContainerdError):
         return exc.code
+    if isinstance(exc, OSError) and exc.errno in _EXHAUSTED_ERRNOS:
+        return Code.RESOURCE_EXHAUSTED
     if isinstance(exc, FileNotFoundError):
         return Code.NOT_FOUND
     if isinstance(exc, FileExistsError):
@@ -162,14 +169,43 @@ _SUFFIXES: dict[Code, str] = {
 }
 
 
-def wire_message(exc: BaseException) -> str:
-    """The status message for `exc`: its text with containerd's suffix for its code.
+#: Characters of a value that an error message quotes (`echo`).
+ECHO_LIMIT = 100
+#: Bytes of a status message once encoded for the wire (gRPC's status limit is 8 KiB).
+MAX_STATUS_MESSAGE = 4096
 
-    containerd's Go client strips the suffix again before adding its own, so Go
-    clients read the same text either way.
+
+def echo(value: str, limit: int = ECHO_LIMIT) -> str:
+    """`value` quoted for an error message, cut to `limit` characters when longer."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def _wire_size(ch: str) -> int:
+    """Bytes of `ch` in a grpc-message header (percent-encoded outside printable ASCII)."""
+    return 1 if " " <= ch <= "~" and ch != "%" else 3 * len(ch.encode("utf-8", "replace"))
+
+
+def status_message(exc: BaseException) -> str:
+    """The status message for `exc`: its text, cut to fit the status limit, then
+    containerd's words for its code ("...: not found").
+
+    Clients written against containerd match those words; containerd's Go
+    client strips the suffix before adding its own, so Go clients read the
+    same text either way.
     """
-    text = str(exc) or type(exc).__name__
+    text = _fit(str(exc) or type(exc).__name__)
     suffix = _SUFFIXES.get(code_of(exc))
     if suffix is None or text == suffix or text.endswith(": " + suffix):
         return text
     return f"{text}: {suffix}"
+
+
+def _fit(message: str) -> str:
+    size = 0
+    for index, ch in enumerate(message):
+        size += _wire_size(ch)
+        if size > MAX_STATUS_MESSAGE:
+            return f"{message[:index]}... ({len(message) - index} more characters)"
+    return message

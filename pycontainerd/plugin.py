@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ SERVICE = "io.containerd.service.v1"
 GRPC = "io.containerd.grpc.v1"
 RUNTIME_V2 = "io.containerd.runtime.v2"
 TTRPC = "io.containerd.ttrpc.v1"
+
+#: Mode of the metadata and task-state directories of plugins (containerd's).
+PLUGIN_DIR_MODE = 0o711
 INTERNAL = "io.containerd.internal.v1"
 
 ALL_TYPES = "*"
@@ -63,6 +67,13 @@ class InitContext:
 
     def get_all(self, plugin_type: str) -> dict[str, Any]:
         return self.registry.get_all(plugin_type)
+
+    def make_dirs(self, *directories: Path) -> None:
+        """Create the plugin's directories 0711, as containerd does (also when they exist):
+        others may reach what is inside by its name, never list it."""
+        for directory in directories:
+            directory.mkdir(mode=PLUGIN_DIR_MODE, parents=True, exist_ok=True)
+            os.chmod(directory, PLUGIN_DIR_MODE)
 
 
 InitFunc = Callable[[InitContext], Awaitable[Any] | Any]

@@ -102,8 +102,13 @@ class Exchange:
             except asyncio.QueueFull:
                 log.warning("event subscriber is too slow; dropped %s", envelope.topic)
 
-    async def subscribe(self, filter_strs: list[str]) -> AsyncIterator[events_pb2.Envelope]:
-        sub = _Subscriber(asyncio.Queue(SUBSCRIBER_QUEUE_LIMIT), filters.parse_all(filter_strs))
+    async def subscribe(
+        self, filter_strs: list[str] | None = None, *, match: filters.Filter | None = None
+    ) -> AsyncIterator[events_pb2.Envelope]:
+        """Events matching `filter_strs`, or the already parsed `match`."""
+        if match is None:
+            match = filters.parse_all(filter_strs or [])
+        sub = _Subscriber(asyncio.Queue(SUBSCRIBER_QUEUE_LIMIT), match)
         self._subscribers.append(sub)
         try:
             while True:

@@ -12,6 +12,7 @@ quote marks for regular expression values (``labels.x~=/a|b/``).
 
 from pycontainerd.filters.adaptors import Adaptor, FieldValue, adapt
 from pycontainerd.filters.matchers import ALWAYS, All, Any, Filter, Operator, Selector
+from pycontainerd.filters.offload import parse_all_off_loop, select, select_now
 from pycontainerd.filters.parser import FilterParseError, parse, parse_all
 
 __all__ = [
@@ -27,4 +28,7 @@ __all__ = [
     "adapt",
     "parse",
     "parse_all",
+    "parse_all_off_loop",
+    "select",
+    "select_now",
 ]

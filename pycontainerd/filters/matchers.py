@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from pycontainerd.filters.regex import Pattern
 
 Adaptor = Callable[[Sequence[str]], tuple[str, bool]]
 """Maps a field path (``["labels", "a.b"]``) to ``(value, present)``."""
@@ -37,7 +38,7 @@ class Selector:
     fieldpath: tuple[str, ...]
     operator: Operator = Operator.PRESENT
     value: str = ""
-    regex: re.Pattern[str] | None = None
+    regex: Pattern | None = None
 
     def match(self, adaptor: Adaptor) -> bool:
         value, present = adaptor(list(self.fieldpath))

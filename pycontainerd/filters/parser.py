@@ -10,18 +10,19 @@
     value     := quoted | bare text up to "," or space
     quoted    := "..." (any value) | /.../ or |...| (only after ~=)
 
-Regular expressions are compiled with Python's ``re`` when parsing (so a bad
-one is reported at once) and searched unanchored, like Go's MatchString. The
-common RE2 syntax means the same in both.
+Regular expressions are compiled with RE2 when parsing (so a bad one is
+reported at once; see `regex`) and searched unanchored, like Go's MatchString.
+The filters of one request are at most `MAX_FILTERS_LENGTH` characters in all:
+containerd's are a few dozen, and parsing is pure Python.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from pycontainerd.errdefs import InvalidArgument
 from pycontainerd.filters.matchers import ALWAYS, All, Any, Filter, Operator, Selector
+from pycontainerd.filters.regex import RegexError, compile_regex
 from pycontainerd.filters.scanner import Scanner, Token, TokenKind
 from pycontainerd.filters.unquote import UnquoteError, unquote
 
@@ -33,6 +34,12 @@ class FilterParseError(InvalidArgument):
         super().__init__(message)
         self.position = position
 
+
+#: Characters of all the filter strings of one request (each string counts one more).
+MAX_FILTERS_LENGTH = 16 << 10
+
+#: Characters of the filter quoted on each side of a parse error's position.
+_CONTEXT = 60
 
 _OPERATORS = {op.value: op for op in Operator if op is not Operator.PRESENT}
 _REGEX_QUOTES = frozenset("/|")
@@ -49,8 +56,18 @@ def parse(filter_str: str) -> Filter:
 
 
 def parse_all(filter_strs: Iterable[str]) -> Filter:
-    """Parse several filter strings, any of which may match. No strings match everything."""
-    filters = tuple(parse(s) for s in filter_strs)
+    """Parse several filter strings, any of which may match. No strings match everything.
+
+    InvalidArgument when they are longer than `MAX_FILTERS_LENGTH` in all.
+    """
+    strings = list(filter_strs)
+    length = sum(len(s) + 1 for s in strings)
+    if length > MAX_FILTERS_LENGTH:
+        raise InvalidArgument(
+            f"filters too large: {len(strings)} filter strings of {length} characters in all, "
+            f"more than {MAX_FILTERS_LENGTH}"
+        )
+    filters = tuple(parse(s) for s in strings)
     if not filters:
         return ALWAYS
     return Any(filters)
@@ -85,9 +102,9 @@ class _Parser:
         if operator is not Operator.MATCHES:
             return Selector(fieldpath, operator, value)
         try:
-            regex = re.compile(value)
-        except re.error as exc:
-            raise self.error(token.pos, f"invalid regular expression {value!r}: {exc}") from exc
+            regex = compile_regex(value)
+        except RegexError as exc:
+            raise self.error(token.pos, f"invalid regular expression: {exc}") from None
         return Selector(fieldpath, operator, value, regex)
 
     def fieldpath(self) -> tuple[str, ...]:
@@ -141,10 +158,21 @@ class _Parser:
         return self.error(token.pos, f"{expectation}, found {found}")
 
     def error(self, pos: int, message: str) -> FilterParseError:
-        """An InvalidArgument quoting the input with the bad character marked ``>|c|<``."""
+        """An InvalidArgument quoting the input with the bad character marked ``>|c|<``.
+
+        Only `_CONTEXT` characters either side are quoted, however long the filter.
+        """
         if pos < len(self.text):
             before, here, after = self.text[:pos], self.text[pos], self.text[pos + 1 :]
-            where = f"[{before} >|{here}|< {after}]"
+            where = f"[{_tail(before)} >|{here}|< {_head(after)}]"
         else:
-            where = f"[{self.text}] (at end)"
+            where = f"[{_tail(self.text)}] (at end)"
         return FilterParseError(f"filters: parse error at position {pos}: {where}: {message}", pos)
+
+
+def _head(text: str) -> str:
+    return text if len(text) <= _CONTEXT else text[:_CONTEXT] + "..."
+
+
+def _tail(text: str) -> str:
+    return text if len(text) <= _CONTEXT else "..." + text[-_CONTEXT:]

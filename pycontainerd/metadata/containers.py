@@ -199,12 +199,10 @@ class ContainerStore:
 
     def list(self, namespace: str, filter_strings: Iterable[str] = ()) -> list[Container]:
         """Containers matching any of the filter strings (all when there are none)."""
-        match = filters.parse_all(filter_strings)
         rows = self.db.query(
             "SELECT * FROM containers WHERE namespace = ? ORDER BY id", (namespace,)
         )
-        found = (_from_row(r) for r in rows)
-        return [c for c in found if match.match(container_adaptor(c))]
+        return filters.select_now(filter_strings, map(_from_row, rows), container_adaptor)
 
     def create(self, namespace: str, container: Container) -> Container:
         container = validate_container(replace(container))

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pycontainerd import errdefs
 from pycontainerd.digest import parse_digest
-from pycontainerd.identifiers import validate_labels
+from pycontainerd.identifiers import validate_labels, validate_lease_id
 from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
 from pycontainerd.metadata.namespaces import NamespaceStore
 
@@ -69,10 +69,7 @@ class LeaseStore:
     def create(self, namespace: str, lease_id: str, labels: dict[str, str]) -> Lease:
         if not lease_id:
             lease_id = f"{time.time_ns()}-{secrets.token_hex(6)}"
-        # Not an identifier: clients generate ids with any characters (ctr's
-        # end in base64), and containerd only asks for one that is not empty.
-        if not lease_id.strip():
-            raise errdefs.InvalidArgument("lease id must not be empty")
+        validate_lease_id(lease_id)
         labels = validate_labels(labels)
         stamp = now_ns()
         with self.db.tx() as c:
@@ -80,7 +77,7 @@ class LeaseStore:
             if c.execute(
                 "SELECT 1 FROM leases WHERE namespace = ? AND id = ?", (namespace, lease_id)
             ).fetchone():
-                raise errdefs.AlreadyExists(f"lease {lease_id!r} already exists")
+                raise errdefs.AlreadyExists(f"lease {errdefs.echo(lease_id)} already exists")
             c.execute(
                 "INSERT INTO leases(namespace, id, labels, created_at) VALUES (?, ?, ?, ?)",
                 (namespace, lease_id, dump_labels(labels), stamp),
@@ -104,7 +101,7 @@ class LeaseStore:
         if not self.db.query(
             "SELECT 1 FROM leases WHERE namespace = ? AND id = ?", (namespace, lease_id)
         ):
-            raise errdefs.NotFound(f"lease {lease_id!r} does not exist")
+            raise errdefs.NotFound(f"lease {errdefs.echo(lease_id)} does not exist")
 
     def delete(self, namespace: str, lease_id: str) -> None:
         with self.db.tx() as c:

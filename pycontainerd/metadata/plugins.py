@@ -32,6 +32,7 @@ def init_metadata(ic: plugin.InitContext) -> MetadataStore:
     snapshotters: dict[str, Snapshotter] = ic.get_all(plugin.SNAPSHOTTER)
     if not _holds_data(path):
         refuse_new_database_over_data(path, content, snapshotters)
+    ic.make_dirs(ic.root)
     try:
         db = Database(path)
     except sqlite3.DatabaseError as exc:

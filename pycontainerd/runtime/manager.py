@@ -31,7 +31,7 @@ from pycontainerd.runtime.exits import (
     ExitRecorder,
     recorded_exit,
 )
-from pycontainerd.runtime.own_shim import is_own_shim, prewarm_zygote
+from pycontainerd.runtime.own_shim import is_own_shim, prewarm_zygote, retire_own_zygote
 from pycontainerd.runtime.resolve import resolve_shim
 from pycontainerd.runtime.shim_binary import DaemonAddresses, ShimBinary, remove_dead_socket
 from pycontainerd.runtime.shim_task import ShimTask
@@ -249,7 +249,8 @@ class TaskManager:
         """Let go of every shim without stopping it: the tasks keep running."""
         await self._exits.stop()
         if self._zygote is not None:
-            self._zygote.cancel()  # the zygote itself runs on, in its own session
+            self._zygote.cancel()
+            await retire_own_zygote(self.daemon.socket_dir)  # shims run on, the zygote not
         for task in list(self._tasks.values()):
             task.detach()
         await self._cleanups.wait()

@@ -12,7 +12,9 @@ or when the zygote serves other code than the daemon's, this path gives up and
 the caller runs the ``start`` command, which forks a zygote for the next time.
 The daemon itself never forks: it has threads. So that not even the first
 container waits for a zygote to import the shim, the daemon starts one at
-start-up (`prewarm_zygote`), as a program of its own in a session of its own.
+start-up (`prewarm_zygote`), as a program of its own in a session of its own,
+and retires it when it stops cleanly (`retire_own_zygote`): only the shims of
+running containers outlive a clean stop.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pycontainerd.shim_v2.flags import parse_flags
 from pycontainerd.shim_v2.main import NAME as OWN_SHIM_NAME
 from pycontainerd.shim_v2.options import decode_serialized_options
 from pycontainerd.shim_v2.start import NoZygote, start
-from pycontainerd.shim_v2.zygote import zygote_running
+from pycontainerd.shim_v2.zygote import retire_zygote, zygote_running
 from pycontainerd.shim_v2.zygote_server import ZYGOTE_MODULE
 
 log = logging.getLogger(__name__)
@@ -74,3 +76,9 @@ async def prewarm_zygote(socket_dir: str) -> None:
         log.warning("cannot start the shim zygote (shims start slower): %s", exc)
         return
     await proc.wait()
+
+
+async def retire_own_zygote(socket_dir: str) -> None:
+    """Have the zygote of `socket_dir` stop (the daemon stops cleanly); none is fine."""
+    if not await asyncio.to_thread(retire_zygote, socket_dir):
+        log.debug("no shim zygote of %s to retire", socket_dir)

@@ -43,6 +43,7 @@ async def init_task_manager(ic: plugin.InitContext) -> TaskManager:
     # BuildKit's containerd worker builds for the platforms the runtime reports.
     ic.platforms.append(default_platform().to_dict())
     cfg = ic.daemon_config
+    ic.make_dirs(ic.root, ic.state)
     daemon = DaemonAddresses(
         grpc=cfg.grpc.address,
         ttrpc=cfg.ttrpc,

@@ -60,7 +60,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, name: st
     code = errdefs.code_of(exc)
     if code == errdefs.Code.UNKNOWN:
         log.exception("%s failed", name)
-    await context.abort(grpc_status(code), errdefs.wire_message(exc))
+    await context.abort(grpc_status(code), errdefs.status_message(exc))
 
 
 def rpc(method: Callable[..., Any]) -> Callable[..., Any]:

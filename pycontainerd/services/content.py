@@ -71,13 +71,13 @@ class ContentService(content_pb2_grpc.ContentServicer):
 
     @rpc
     async def List(self, request: api.ListContentRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        match = filters.parse_all(request.filters)
         found = await self.store.list(namespace_of(context))
-        selected = [
-            _info_to_api(i)
-            for i in found
-            if match.match(filters.adapt({"digest": i.digest, "size": i.size}, i.labels))
-        ]
+        matching = await filters.select(
+            request.filters,
+            found,
+            lambda i: filters.adapt({"digest": i.digest, "size": i.size}, i.labels),
+        )
+        selected = [_info_to_api(i) for i in matching]
         for start in range(0, len(selected), LIST_BATCH):
             yield api.ListContentResponse(info=selected[start : start + LIST_BATCH])
 
@@ -113,15 +113,13 @@ class ContentService(content_pb2_grpc.ContentServicer):
     async def ListStatuses(  # noqa: N802
         self, request: api.ListStatusesRequest, context: grpc.aio.ServicerContext
     ):
-        match = filters.parse_all(request.filters)
         found = await self.store.list_statuses(namespace_of(context))
-        return api.ListStatusesResponse(
-            statuses=[
-                _status_to_api(s)
-                for s in found
-                if match.match(filters.adapt({"ref": s.ref, "expected": str(s.expected or "")}))
-            ]
+        matching = await filters.select(
+            request.filters,
+            found,
+            lambda s: filters.adapt({"ref": s.ref, "expected": str(s.expected or "")}),
         )
+        return api.ListStatusesResponse(statuses=[_status_to_api(s) for s in matching])
 
     @rpc
     async def Abort(self, request: api.AbortRequest, context: grpc.aio.ServicerContext):  # noqa: N802

@@ -37,8 +37,8 @@ class EventsService(events_pb2_grpc.EventsServicer):
 
     @rpc
     async def Subscribe(self, request: api.SubscribeRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        filters.parse_all(request.filters)  # refuse bad filters before streaming
-        async for envelope in self.exchange.subscribe(list(request.filters)):
+        match = await filters.parse_all_off_loop(request.filters)  # refused before streaming
+        async for envelope in self.exchange.subscribe(match=match):
             yield envelope
 
     def register(self, server: grpc.aio.Server) -> None:

@@ -65,11 +65,9 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
 
     @rpc
     async def List(self, request: api.ListImagesRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        match = filters.parse_all(request.filters)
         found = await call(self.store.list, namespace_of(context))
-        return api.ListImagesResponse(
-            images=[image_to_api(i) for i in found if match.match(image_adaptor(i))]
-        )
+        selected = await filters.select(request.filters, found, image_adaptor)
+        return api.ListImagesResponse(images=[image_to_api(i) for i in selected])
 
     @rpc
     async def Create(self, request: api.CreateImageRequest, context: grpc.aio.ServicerContext):  # noqa: N802

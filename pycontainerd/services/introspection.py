@@ -62,9 +62,9 @@ class IntrospectionService(introspection_pb2_grpc.IntrospectionServicer):
 
     @rpc
     async def Plugins(self, request: api.PluginsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        match = filters.parse_all(request.filters)
         listed = [_plugin_to_api(p) for p in self.plugins.loaded]
-        return api.PluginsResponse(plugins=[p for p in listed if match.match(_plugin_adaptor(p))])
+        selected: list[api.Plugin] = await filters.select(request.filters, listed, _plugin_adaptor)
+        return api.PluginsResponse(plugins=selected)
 
     @rpc
     async def Server(self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext):  # noqa: N802

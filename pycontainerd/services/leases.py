@@ -48,15 +48,11 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
 
     @rpc
     async def List(self, request: api.ListRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        match = filters.parse_all(request.filters)
         found = await call(self.store.list, namespace_of(context))
-        return api.ListResponse(
-            leases=[
-                _to_api(lease)
-                for lease in found
-                if match.match(filters.adapt({"id": lease.id}, lease.labels))
-            ]
+        selected = await filters.select(
+            request.filters, found, lambda lease: filters.adapt({"id": lease.id}, lease.labels)
         )
+        return api.ListResponse(leases=[_to_api(lease) for lease in selected])
 
     @rpc
     async def AddResource(self, request: api.AddResourceRequest, context: grpc.aio.ServicerContext):  # noqa: N802

@@ -155,9 +155,10 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
 
     @rpc
     async def List(self, request: api.ListSnapshotsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
-        match = filters.parse_all(request.filters)
         found = await call(self._get(request.snapshotter).list, namespace_of(context))
-        selected = [info_to_api(i) for i in found if match.match(snapshot_adaptor(i))]
+        selected = [
+            info_to_api(i) for i in await filters.select(request.filters, found, snapshot_adaptor)
+        ]
         for start in range(0, len(selected), LIST_BATCH):
             yield api.ListSnapshotsResponse(info=selected[start : start + LIST_BATCH])
 

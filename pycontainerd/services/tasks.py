@@ -206,7 +206,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     @rpc
     async def Metrics(self, request: api.MetricsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
-        match = filters.parse_all(request.filters)
+        match = await filters.parse_all_off_loop(request.filters)
         response = api.MetricsResponse()
         for task in self.tasks.list(namespace):
             fields = {"id": task.id, "namespace": task.namespace}

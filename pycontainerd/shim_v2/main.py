@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from pycontainerd import __version__, errdefs
+from pycontainerd.rlimits import raise_open_files_limit
 from pycontainerd.shim_v2.flags import ShimFlags, parse_flags
 
 NAME = "containerd-shim-pyrunc-v2"
@@ -56,6 +57,7 @@ _ACTIONS = {"start": _start, "delete": _delete, "": _serve}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
+    raise_open_files_limit()  # before `start` forks: the zygote and every shim inherit it
     try:
         flags = parse_flags(args)
         if flags.v:

@@ -46,6 +46,7 @@ ENTRY_TTL = 60.0
 LOCK_FILE = ".placement.lock"
 MEMBERS_SUFFIX = ".members"
 PID_SUFFIX = ".pid"
+SOCKET_MODE = 0o600
 #: Pools of one namespace tried before giving up (far more than any host runs).
 MAX_POOLS = 4096
 
@@ -161,12 +162,16 @@ def forget_shim(path: str) -> None:
 def bind_shim_socket(path: str) -> socket.socket | None:
     """A listening socket on `path`; None when a live shim already listens there.
 
-    A dead shim's leftovers (socket, pid file, members) are cleared first.
+    A dead shim's leftovers (socket, pid file, members) are cleared first. The
+    socket is a file only its owner may connect to (0600 before it is bound, so
+    whatever the umask), never an abstract name a network namespace shares.
     """
     for _attempt in range(2):
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            os.fchmod(listener.fileno(), SOCKET_MODE)
             listener.bind(path)
+            os.chmod(path, SOCKET_MODE)
             listener.listen(128)
             return listener
         except OSError as exc:

@@ -3,8 +3,12 @@
 Starting a shim used to cost a fresh interpreter and its imports for every
 container. The zygote pays that once per shim socket directory (so once per
 daemon state dir): it imports the long-lived shim's code, freezes the heap
-(``gc.freeze``) and serves fork requests on an abstract unix socket named after
-that directory. A shim forked from it shares the imported pages copy-on-write,
+(``gc.freeze``) and serves fork requests on a socket file in that directory
+(`zygote_address`), which only its owner can connect to. Both sides check who is
+at the other end before anything is sent (`peer_fits`): a fork request carries
+the shim's listening socket and environment, so it goes only to a zygote of the
+same user in the same namespaces, and the zygote serves (or retires for) only
+such callers. A shim forked from it shares the imported pages copy-on-write,
 which cuts both start latency and memory per shim. The forked shim is
 indistinguishable from one `start` would have exec'ed: own session, parent gone
 (so it is reparented like before), the requester's environment, umask and
@@ -18,10 +22,11 @@ Run ``python -m pycontainerd.shim_v2.zygote DIR`` to start a zygote by hand.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
 import socket
+import struct
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -30,18 +35,63 @@ from pycontainerd.unix_socket import listening
 
 #: How long `start` waits for a zygote's answer before falling back.
 REQUEST_TIMEOUT = 10.0
+#: How long the daemon waits for its zygote to acknowledge a request to retire.
+RETIRE_TIMEOUT = 2.0
 MAX_MESSAGE = 1 << 20
+SOCKET_NAME = ".zygote"
+#: Held (flock) by the live zygote, so that a new one knows a socket file left behind is stale.
+LOCK_NAME = ".zygote.lock"
+#: Namespaces a zygote and its callers must share: a process in others is foreign.
+SHARED_NAMESPACES = ("mnt", "pid", "user", "net", "ipc", "uts", "cgroup")
+_PEERCRED = struct.Struct("3i")
 
 
-def zygote_address(socket_dir: str) -> bytes:
-    """The zygote's abstract socket name for a shim socket directory (no file to go stale)."""
-    digest = hashlib.sha256(os.path.abspath(socket_dir).encode()).hexdigest()[:32]
-    return b"\0pycontainerd-shim-zygote/" + digest.encode()
+def zygote_address(socket_dir: str) -> str:
+    """The zygote's socket file for a shim socket directory.
+
+    A file, not an abstract name: abstract names have no permissions and are
+    shared by every process of the network namespace (containerd's shim sockets
+    moved to files for the same reason). The file is the owner's only (0600).
+    """
+    return os.path.join(os.path.abspath(socket_dir), SOCKET_NAME)
 
 
 def zygote_running(socket_dir: str) -> bool:
     """Whether a zygote listens for `socket_dir` (it answers the probe with a refusal)."""
     return listening(zygote_address(socket_dir), socket.SOCK_SEQPACKET)
+
+
+def peer_of(conn: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a connected unix socket."""
+    pid, uid, _gid = _PEERCRED.unpack(
+        conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    )
+    return pid, uid
+
+
+def namespaces_of(pid: int | str) -> dict[str, str]:
+    """The namespaces of a process that must match ours (empty when it is gone)."""
+    found = {}
+    for name in SHARED_NAMESPACES:
+        with contextlib.suppress(OSError):
+            found[name] = os.readlink(f"/proc/{pid}/ns/{name}")
+    return found
+
+
+def peer_fits(conn: socket.socket) -> bool:
+    """Whether the peer runs as our user in all of our namespaces (so may see a fork request).
+
+    A peer in a pid namespace we cannot see has pid 0; one in other mount or pid
+    namespaces (a container sharing our network namespace, say) is foreign.
+    """
+    try:
+        pid, uid = peer_of(conn)
+    except OSError:
+        return False
+    if pid <= 0 or uid != os.geteuid():
+        return False
+    ours = namespaces_of("self")
+    return bool(ours) and namespaces_of(pid) == ours
 
 
 def code_identity() -> dict[str, str]:
@@ -98,19 +148,38 @@ def ask_zygote(socket_dir: str, request: dict[str, Any], listen_fd: int) -> int 
     None means no zygote could do it (none running, a stale one, a refusal, a
     timeout): the caller starts the shim another way.
     """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as conn:
-        conn.settimeout(REQUEST_TIMEOUT)
-        try:
-            conn.connect(zygote_address(socket_dir))
-            socket.send_fds(conn, [json.dumps(request).encode()], [listen_fd])
-            reply = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
-        except (OSError, ValueError):
-            return None
-    pid = reply.get("pid") if isinstance(reply, dict) else None
+    reply = _exchange(socket_dir, request, [listen_fd], REQUEST_TIMEOUT)
+    pid = reply.get("pid")
     return pid if isinstance(pid, int) and pid > 0 else None
 
 
+def retire_zygote(socket_dir: str) -> bool:
+    """Ask the zygote of `socket_dir` to stop serving (the daemon stops); whether it did."""
+    reply = _exchange(socket_dir, {"retire": True}, [], RETIRE_TIMEOUT)
+    return reply.get("retired") is True
+
+
+def _exchange(
+    socket_dir: str, request: dict[str, Any], fds: list[int], timeout: float
+) -> dict[str, Any]:
+    """Send `request` (with `fds`) to a fitting zygote and return its reply ({} on failure)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as conn:
+        conn.settimeout(timeout)
+        try:
+            conn.connect(zygote_address(socket_dir))
+            if not peer_fits(conn):
+                return {}
+            socket.send_fds(conn, [json.dumps(request).encode()], fds)
+            reply = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
+        except (OSError, ValueError):
+            return {}
+    return reply if isinstance(reply, dict) else {}
+
+
 if __name__ == "__main__":
+    from pycontainerd.rlimits import raise_open_files_limit
     from pycontainerd.shim_v2.zygote_server import run_standalone
+
+    raise_open_files_limit()  # as `start` does: its shims get what exec'ed ones get
 
     sys.exit(run_standalone(sys.argv[1:]))

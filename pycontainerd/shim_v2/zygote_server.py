@@ -7,18 +7,24 @@ requests. If the name is taken it only forks that one shim and exits; if the
 kernel cannot give a forked shim its proper command line, it execs the shim as a
 fresh interpreter, exactly as before the zygote existed.
 
+Who may ask: only a caller of the zygote's user in all of its namespaces and
+with its credentials (`zygote.peer_fits`, and the capability lines of
+/proc/PID/status); anyone else is refused and changes nothing, whatever it asks.
+
 Staleness: the zygote serves only callers that run the same interpreter and
-package, in the same cgroup, namespaces, credentials and limits; it retires
-(closing its socket first, so the caller's fallback can take the name) when any
-of that differs for a `start` command (the daemon, asking directly, is only
-refused: see `zygote.fork_request`), when a module it imported changed on disk, when its socket
-directory is removed or renamed (the daemon's state dir is gone), or after
+package, in the same cgroup and limits; it retires (removing its socket first,
+so the caller's fallback can take the name) when any of that differs for a
+`start` command (the daemon, asking directly, is only refused: see
+`zygote.fork_request`), when a module it imported changed on disk, when its
+socket directory is removed or renamed (the daemon's state dir is gone), when
+its daemon stops cleanly and says so (`zygote.retire_zygote`), or after
 `IDLE_SECONDS` without a request.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import importlib
 import json
@@ -26,7 +32,6 @@ import logging
 import os
 import select
 import socket
-import struct
 import sys
 from typing import Any, NoReturn
 
@@ -34,8 +39,12 @@ from pycontainerd.shim_v2.flags import parse_flags
 from pycontainerd.shim_v2.libc import libc
 from pycontainerd.shim_v2.proctitle import set_command_line
 from pycontainerd.shim_v2.zygote import (
+    LOCK_NAME,
     MAX_MESSAGE,
     code_identity,
+    namespaces_of,
+    peer_fits,
+    peer_of,
     zygote_address,
 )
 
@@ -49,14 +58,15 @@ PRELOAD = (
     "pycontainerd.shim_v2.main",
     "pycontainerd.shim_v2.start",
 )
-_PEERCRED = struct.Struct("3i")
 _IN_CLOEXEC = 0o2000000
 _IN_NONBLOCK = 0o4000
 _IN_MOVE_SELF = 0x800
 _IN_DELETE_SELF = 0x400
+_IN_DELETE = 0x200
+_IN_MOVED_FROM = 0x40
+_WATCHED = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_DELETE | _IN_MOVED_FROM
 #: Per-process facts a forked shim inherits from the zygote instead of from its requester.
 _INHERITED_STATUS_FIELDS = ("Uid:", "Gid:", "Groups:", "Cap", "NoNewPrivs:", "Seccomp:")
-_NAMESPACES = ("mnt", "pid", "ipc", "uts", "user", "cgroup")
 
 
 _CODE_CHANGED = "its code changed on disk"
@@ -80,10 +90,7 @@ def process_context(pid: int | str) -> dict[str, Any]:
     status = [
         line for line in read("status").splitlines() if line.startswith(_INHERITED_STATUS_FIELDS)
     ]
-    namespaces = {}
-    for name in _NAMESPACES:
-        with contextlib.suppress(OSError):
-            namespaces[name] = os.readlink(f"{base}/ns/{name}")
+    namespaces = namespaces_of(pid)
     return {
         "cgroup": read("cgroup"),
         "limits": read("limits"),
@@ -118,26 +125,60 @@ def _still_current(stamps: list[tuple[str, int, int]]) -> bool:
 
 
 def _watch_removal(directory: str) -> int | None:
-    """An inotify fd that turns readable once `directory` is removed or renamed."""
+    """An inotify fd that turns readable when `directory` or an entry of it goes.
+
+    Entries too: the bound socket pins the directory, so its own removal event
+    only comes once the socket is closed; the socket file's removal comes first.
+    """
     fd = libc().inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK)
     if fd < 0:
         return None
-    if libc().inotify_add_watch(fd, os.fsencode(directory), _IN_DELETE_SELF | _IN_MOVE_SELF) < 0:
+    if libc().inotify_add_watch(fd, os.fsencode(directory), _WATCHED) < 0:
         os.close(fd)
         return None
     return fd
 
 
-def _bind(socket_dir: str) -> socket.socket | None:
-    """The zygote's listening socket; None when another zygote holds the name."""
+def _bind(socket_dir: str) -> tuple[socket.socket, int] | None:
+    """The zygote's listening socket and its lock; None when another zygote holds them.
+
+    The lock (an flock held for the zygote's life) tells a socket file left by a
+    zygote that died from a live one. The socket is made 0600 before it is bound,
+    so that it is never reachable by other users, whatever the umask.
+    """
+    try:
+        lock = os.open(
+            os.path.join(socket_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+    except OSError:
+        return None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        return None
+    path = zygote_address(socket_dir)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
-        listener.bind(zygote_address(socket_dir))
+        os.fchmod(listener.fileno(), 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a dead zygote's: the lock was free
+        listener.bind(path)
+        os.chmod(path, 0o600)
         listener.listen(64)
     except OSError:
         listener.close()
+        os.close(lock)
         return None
-    return listener
+    return listener, lock
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _detach_stdio() -> None:
@@ -251,17 +292,21 @@ def fork_shim(request: dict[str, Any], listen_fd: int, close_in_child: list[int]
 class Zygote:
     """Serves fork requests on its socket until it retires."""
 
-    def __init__(self, socket_dir: str, listener: socket.socket, watch: int | None) -> None:
+    def __init__(
+        self, socket_dir: str, listener: socket.socket, lock: int, watch: int | None
+    ) -> None:
         self.socket_dir = socket_dir
         self.listener = listener
+        self.lock: int | None = lock
         self.identity = code_identity()
         self.context = process_context("self")
         self.stamps = _module_stamps()
         self.watch = watch
+        self.socket_inode = _inode(zygote_address(socket_dir))
 
     def owned_fds(self) -> list[int]:
         fds = [self.listener.fileno()]
-        return fds if self.watch is None else [*fds, self.watch]
+        return [*fds, *(fd for fd in (self.lock, self.watch) if fd is not None)]
 
     def serve(self) -> None:
         poller = select.poll()
@@ -270,9 +315,15 @@ class Zygote:
             poller.register(self.watch, select.POLLIN)
         try:
             while True:
+                if not self._socket_in_place():
+                    return  # the socket file or its directory is gone
                 ready = poller.poll(IDLE_SECONDS * 1000)
-                if not ready or any(fd == self.watch for fd, _ in ready):
-                    return  # idle too long, or the socket directory is gone
+                if not ready:
+                    return  # idle too long
+                if any(fd == self.watch for fd, _ in ready):
+                    with contextlib.suppress(OSError):
+                        os.read(self.watch, 1 << 16)  # type: ignore[arg-type]
+                    continue
                 conn, _ = self.listener.accept()
                 with conn:
                     self._answer(conn)
@@ -281,31 +332,48 @@ class Zygote:
         finally:
             self.close()
 
+    def _socket_in_place(self) -> bool:
+        inode = _inode(zygote_address(self.socket_dir))
+        return inode is not None and inode == self.socket_inode
+
     def close(self) -> None:
-        self.listener.close()
-        if self.watch is not None:
+        """Stop serving: the socket file goes first (while the lock still says it is ours)."""
+        if self.lock is not None and self._socket_in_place():
             with contextlib.suppress(OSError):
-                os.close(self.watch)
-            self.watch = None
+                os.unlink(zygote_address(self.socket_dir))
+        self.listener.close()
+        for fd in (self.lock, self.watch):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.lock = self.watch = None
 
     def _answer(self, conn: socket.socket) -> None:
+        """Answer one connection: a fork, a refusal, or (raising Retire) a retirement."""
         conn.settimeout(5.0)
         try:
-            pid, uid, gid = _PEERCRED.unpack(
-                conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-            )
+            pid, _uid = peer_of(conn)
             message, fds, flags, _ = socket.recv_fds(conn, MAX_MESSAGE, 1)
         except OSError:
             return
         try:
-            if (
-                uid != os.getuid()
-                or len(fds) != 1
-                or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)
-            ):
+            if not self._caller_fits(conn):
+                self._reply(conn, {"error": "refused: a caller of another user or context"})
+                return  # whatever it asked: never a fork, never retiring for it
+            try:
+                request = json.loads(message)
+            except ValueError:
+                request = None
+            if not isinstance(request, dict) or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                 self._reply(conn, {"error": "refused: bad request"})
                 return
-            request = json.loads(message)
+            if request.get("retire") is True and not fds:
+                self.close()
+                self._reply(conn, {"retired": True})
+                raise Retire("asked to by its daemon")
+            if len(fds) != 1:
+                self._reply(conn, {"error": "refused: bad request"})
+                return
             reason = self._unfit_for(request, pid)
             if reason and not self._retires_for(request, reason):
                 self._reply(conn, {"error": f"refused: {reason}"})
@@ -324,13 +392,23 @@ class Zygote:
             for fd in fds:
                 os.close(fd)
 
+    def _caller_fits(self, conn: socket.socket) -> bool:
+        """Our user, our namespaces and our credentials: the only callers heard at all."""
+        if not peer_fits(conn):
+            return False
+        try:
+            pid, _uid = peer_of(conn)
+        except OSError:
+            return False
+        return process_context(pid)["status"] == self.context["status"]
+
     def _unfit_for(self, request: dict[str, Any], pid: int) -> str:
         if not _still_current(self.stamps):
             return _CODE_CHANGED
         if any(request.get(key) != value for key, value in self.identity.items()):
             return "another interpreter or package"
         if process_context(pid) != self.context:
-            return "the caller runs in another context (cgroup, namespaces, credentials, limits)"
+            return "the caller runs in another context (cgroup, limits)"
         return ""
 
     @staticmethod
@@ -348,27 +426,28 @@ def _zygote_argv(socket_dir: str) -> list[str]:
     return [sys.executable, "-m", ZYGOTE_MODULE, socket_dir]
 
 
-def _prepare(socket_dir: str) -> tuple[socket.socket, int | None] | None:
-    """Claim the name, watch the directory, import everything; (listener, watch).
+def _prepare(socket_dir: str) -> tuple[socket.socket, int, int | None] | None:
+    """Claim the socket, watch the directory, import everything; (listener, lock, watch).
 
-    None when another zygote holds the name, or when the directory is already
+    None when another zygote holds the socket, or when the directory is already
     gone (its daemon stopped while this process started): no zygote then.
     The watch is set before the imports, so a removal during them is seen.
     """
-    listener = _bind(socket_dir)
-    watch = _watch_removal(socket_dir) if listener is not None else None
-    if listener is not None and watch is None and not os.path.isdir(socket_dir):
-        listener.close()
-        listener = None
+    bound = _bind(socket_dir)
+    watch = _watch_removal(socket_dir) if bound is not None else None
+    if bound is not None and watch is None and not os.path.isdir(socket_dir):
+        bound[0].close()
+        os.close(bound[1])
+        bound = None
     preload()
-    if listener is not None:
+    if bound is not None:
         from pycontainerd.shim_v2.rehearsal import rehearse
 
         rehearse()
     _environment_at_fork.clear()
     _environment_at_fork.update(os.environ)
     gc.freeze()
-    return None if listener is None else (listener, watch)
+    return None if bound is None else (*bound, watch)
 
 
 def become_zygote(

@@ -173,6 +173,19 @@ def test_the_daemon_readies_the_shim_zygote_at_start(env: CtrRunEnv, busybox_pus
     assert ran.stdout == b"warm\n", ran.stderr
     assert _zygotes(env.daemon) == [zygote], "the first shim came from the ready zygote"
 
-    env.daemon.stop()
+
+def test_a_clean_stop_leaves_only_the_shims_of_running_containers(
+    env: CtrRunEnv, busybox_pushed
+) -> None:
+    wait_for(lambda: len(_zygotes(env.daemon)) == 1, what="the daemon's shim zygote")
+    (zygote,) = _zygotes(env.daemon)
+    _start(env, busybox_pushed.ref, "stays")
+    shim = env.shim_pid_of("stays")
+    assert env.daemon.stop() == 0
+    wait_for(lambda: not alive(zygote), what="the zygote to retire with its daemon")
+    assert alive(shim), "the running container's shim stays"
+
     env.daemon.start()
-    assert _zygotes(env.daemon) == [zygote], "a restarted daemon keeps the running zygote"
+    wait_for(lambda: len(_zygotes(env.daemon)) == 1, what="a new zygote")
+    assert env.tasks()["stays"][1] == "RUNNING"
+    _remove(env, "stays")

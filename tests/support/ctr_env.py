@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pycontainerd.shim_v2.pool import LOCK_FILE
+from pycontainerd.shim_v2.zygote import LOCK_NAME as ZYGOTE_LOCK
+from pycontainerd.shim_v2.zygote import SOCKET_NAME as ZYGOTE_SOCKET
 from tests.support.daemon import Ctr, DaemonProcess
 from tests.support.procs import alive, all_pids, command_line, descendants, parent_of
 
@@ -107,7 +109,8 @@ class CtrRunEnv:
         directory = self.daemon.state / SHIM_SOCKET_DIR
         if not directory.exists():
             return []
-        return sorted(p.name for p in directory.iterdir() if p.name != LOCK_FILE)
+        ignored = {LOCK_FILE, ZYGOTE_SOCKET, ZYGOTE_LOCK}  # the placement lock, the zygote's
+        return sorted(p.name for p in directory.iterdir() if p.name not in ignored)
 
     def assert_no_shims(self, timeout: float = 10.0) -> None:
         """Wait until no shim serves this daemon (idle pool shims linger a moment)."""

@@ -70,7 +70,7 @@ def test_unknown_method_texts_are_grpc_gos(method: str, text: str) -> None:
     ],
 )
 def test_status_messages_carry_containerds_suffix(error: BaseException, text: str) -> None:
-    assert errdefs.wire_message(error) == text
+    assert errdefs.status_message(error) == text
 
 
 def _spec(gid_mappings: list[dict[str, int]]) -> bytes:

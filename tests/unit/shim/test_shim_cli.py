@@ -19,6 +19,7 @@ import pytest
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.shim_v2.options import RuntimeOptions, write_options
 from pycontainerd.shim_v2.pool import LOCK_FILE
+from pycontainerd.shim_v2.zygote import LOCK_NAME, SOCKET_NAME
 from pycontainerd.ttrpc import ServiceStub, TtrpcClient
 from tests.support.procs import exists
 
@@ -94,7 +95,8 @@ def test_start_serves_and_groups_share_a_shim(tmp_path: Path, socket_dir: Path) 
         while any(exists(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not any(exists(p) for p in pids), "shim did not exit after Shutdown"
-        assert [p.name for p in socket_dir.iterdir()] == [LOCK_FILE]
+        # The shims leave nothing behind; the zygote its socket and lock.
+        assert sorted(p.name for p in socket_dir.iterdir()) == [LOCK_FILE, SOCKET_NAME, LOCK_NAME]
     finally:
         for pid in pids:
             if exists(pid):

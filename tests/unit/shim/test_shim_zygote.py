@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import shutil
 import signal
-import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,7 @@ import pytest
 
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.shim_v2.pool import LOCK_FILE, POOL_SIZE_ENV
-from pycontainerd.shim_v2.zygote import zygote_address
+from pycontainerd.shim_v2.zygote import LOCK_NAME, SOCKET_NAME
 from pycontainerd.shim_v2.zygote_server import _still_current, process_context
 from pycontainerd.ttrpc import ServiceStub, TtrpcClient
 from tests.support.procs import alive, all_pids, command_line
@@ -116,6 +117,7 @@ def _check_like_exec(pid: int, container_id: str, bundle: Path, address: str, ma
     flags = dict(zip(args[3::2], args[4::2], strict=False))
     assert flags["-id"] == container_id and flags["-namespace"] == "ns"
     assert flags["-socket"] == address.removeprefix("unix://")
+    assert os.stat(flags["-socket"]).st_mode & 0o777 == 0o600, "only root reaches a shim"
     assert int(flags["-listen-fd"]) > 2
     stat = _stat(pid)
     assert int(stat[3]) == pid, "the shim leads its own session"
@@ -145,7 +147,9 @@ def test_the_zygote_forks_shims_that_look_exec_ed(
     for i, address in enumerate(addresses):
         asyncio.run(_call(address, "Shutdown", shim_pb2.ShutdownRequest(id=f"c{i}")))
     _wait_until(lambda: not any(alive(p) for p in shim_pids), "the shims to exit")
-    assert [p.name for p in socket_dir.iterdir()] == [LOCK_FILE], "the zygote leaves no file behind"
+    # The shims leave no file behind; the zygote has its socket and lock.
+    assert sorted(p.name for p in socket_dir.iterdir()) == [LOCK_FILE, SOCKET_NAME, LOCK_NAME]
+    assert stat.S_IMODE(os.stat(socket_dir / SOCKET_NAME).st_mode) == 0o600
 
     shutil.rmtree(socket_dir)
     _wait_until(lambda: not alive(zygotes[0]), "the zygote to go with its directory")
@@ -154,9 +158,9 @@ def test_the_zygote_forks_shims_that_look_exec_ed(
 def test_start_works_when_the_zygote_name_is_taken(
     tmp_path: Path, socket_dir: Path, shim_pids: list[int]
 ) -> None:
-    # Bound but not listening: connecting is refused, and no new zygote can take the name.
-    squatter = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    squatter.bind(zygote_address(str(socket_dir)))
+    # The lock held but nobody listening: connecting is refused, and no new zygote can start.
+    squatter = open(socket_dir / LOCK_NAME, "wb")  # noqa: SIM115 - closed below
+    fcntl.flock(squatter, fcntl.LOCK_EX)
     try:
         bundle = make_bundle(tmp_path, "lone")
         address = start(bundle, socket_dir, "lone", marker="x")
