@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.images import write_oci_archive
 from tests.support.nerdctl import NerdctlStack, nerdctl_stack
 from tests.support.pty import PtySession
 from tests.support.wait import wait_for
@@ -43,12 +45,16 @@ def image(stack: NerdctlStack, busybox_pushed) -> str:  # type: ignore[no-untype
     return busybox_pushed.ref
 
 
-def _host_network() -> tuple[str, str]:
-    """Interfaces and routes of the host's network namespace (addresses, names)."""
+def _host_network() -> tuple[str, str, str]:
+    """The host namespace's interface names, routes and CNI/nerdctl firewall chains."""
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     names = "\n".join(sorted(line.split(":")[1].strip() for line in links.splitlines()))
-    return names, routes
+    chains = "\n".join(
+        sorted(line for line in rules.splitlines() if re.search(r"CNI|NERDCTL", line))
+    )
+    return names, routes, chains
 
 
 def _name(prefix: str) -> str:
@@ -157,21 +163,33 @@ def test_cp_and_commit(stack: NerdctlStack, image: str, registry, tmp_path: Path
     n.ok("rmi", committed)
 
 
-def test_tag_save_and_load(stack: NerdctlStack, image: str, tmp_path: Path) -> None:
+def test_tag(stack: NerdctlStack, image: str) -> None:
     n = stack.nerdctl
     tagged = f"{image.rsplit(':', 1)[0]}:tagged"
     tag = n.run("tag", image, tagged)
     _skip_if_transfer_missing(tag, "tag")
     assert tag.returncode == 0, tag.stderr.decode()
+    assert tagged in n.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    n.ok("rmi", tagged)
+
+
+def test_save(stack: NerdctlStack, image: str, tmp_path: Path) -> None:
     archive = tmp_path / "saved.tar"
-    save = n.run("save", "-o", str(archive), tagged)
+    save = stack.nerdctl.run("save", "-o", str(archive), image)
     _skip_if_transfer_missing(save, "save")
     assert save.returncode == 0, save.stderr.decode()
-    n.ok("rmi", tagged)
-    load = n.run("load", "-i", str(archive))
+    with tarfile.open(archive) as tar:
+        assert "index.json" in tar.getnames()
+
+
+def test_load(stack: NerdctlStack, busybox_pushed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name = f"docker.io/library/loaded-{uuid.uuid4().hex[:6]}:v1"
+    archive = tmp_path / "image.tar"
+    write_oci_archive(archive, busybox_pushed.image, name)
+    load = stack.nerdctl.run("load", "-i", str(archive))
     _skip_if_transfer_missing(load, "load")
     assert load.returncode == 0, load.stderr.decode()
-    assert tagged in n.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert stack.nerdctl.ok("run", "--rm", name, "echo", "loaded") == "loaded\n"
 
 
 def test_run_it_through_a_terminal(stack: NerdctlStack, image: str) -> None:
