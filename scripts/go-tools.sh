@@ -51,7 +51,9 @@ while read -r name target kind replace _; do
       mv "$work"/* "$bin/$name"
       rmdir "$work"
       ;;
-    build)
+    build | testbin)
+      # A throwaway module that requires the target: go test -c needs a
+      # module, and go install refuses one with replace or exclude directives.
       package=${target%@*}
       version=${target##*@}
       work=$(mktemp -d)
@@ -65,20 +67,11 @@ while read -r name target kind replace _; do
           cat get.log >&2
           exit 1
         fi
-        go build -o "$bin/$name" "$package"
-      )
-      rm -rf "$work"
-      ;;
-    testbin)
-      # go test -c needs a module: a throwaway one that requires the target.
-      module=${target%@*}
-      version=${target##*@}
-      work=$(mktemp -d)
-      (
-        cd "$work"
-        go mod init pycontainerd.test/gotools >/dev/null 2>&1
-        go get "${module}@${version}" >/dev/null
-        go test -c -o "$bin/$name" "$module"
+        if [[ $kind == build ]]; then
+          go build -o "$bin/$name" "$package"
+        else
+          go test -c -o "$bin/$name" "$package"
+        fi
       )
       rm -rf "$work"
       ;;

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import Ctr, unmount_below
+from tests.support.images import PushedImage
 from tests.support.nerdctl import NerdctlStack, nerdctl_stack
 from tests.support.wait import wait_for
 
@@ -129,8 +130,8 @@ def test_worker_is_our_containerd(kit: BuildKit) -> None:
 
 def test_buildctl_two_stage_build_stored_in_our_image_store_and_run_with_ctr(
     kit: BuildKit,
-    busybox_pushed,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    busybox_pushed: PushedImage,
+    tmp_path: Path,
 ) -> None:
     context = _context(tmp_path, busybox_pushed.ref)
     name = f"docker.io/library/built-{uuid.uuid4().hex[:6]}:latest"
@@ -150,8 +151,8 @@ def test_buildctl_two_stage_build_stored_in_our_image_store_and_run_with_ctr(
 
 def test_nerdctl_build_through_the_same_buildkitd(
     kit: BuildKit,
-    busybox_pushed,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    busybox_pushed: PushedImage,
+    tmp_path: Path,
 ) -> None:
     context = _context(tmp_path, busybox_pushed.ref)
     n = kit.stack.nerdctl

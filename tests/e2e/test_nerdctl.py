@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.images import write_oci_archive
+from tests.support.images import PushedImage, write_oci_archive
 from tests.support.nerdctl import NerdctlStack, nerdctl_stack
 from tests.support.pty import PtySession
 from tests.support.wait import wait_for
@@ -182,7 +182,7 @@ def test_save(stack: NerdctlStack, image: str, tmp_path: Path) -> None:
         assert "index.json" in tar.getnames()
 
 
-def test_load(stack: NerdctlStack, busybox_pushed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_load(stack: NerdctlStack, busybox_pushed: PushedImage, tmp_path: Path) -> None:
     name = f"docker.io/library/loaded-{uuid.uuid4().hex[:6]}:v1"
     archive = tmp_path / "image.tar"
     write_oci_archive(archive, busybox_pushed.image, name)
