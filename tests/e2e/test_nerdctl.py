@@ -138,6 +138,18 @@ def test_detached_lifecycle(stack: NerdctlStack, image: str, tmp_path: Path) -> 
     assert name not in n.ok("ps", "-a", "--format", "{{.Names}}").split()
 
 
+def test_detached_with_a_terminal_logs_the_terminal(stack: NerdctlStack, image: str) -> None:
+    """`run -dt`: the shim copies the pty's output into nerdctl's logging binary."""
+    n = stack.nerdctl
+    name = _name("tty")
+    n.ok("run", "-dt", "--name", name, image, "sh", "-c", "tty; echo on-a-tty; exec sleep 1000")
+    try:
+        wait_for(lambda: "on-a-tty" in n.ok("logs", name), "the terminal's log", timeout=20)
+        assert re.search(r"/dev/pts/\d+", n.ok("logs", name))
+    finally:
+        n.run("rm", "-f", name)
+
+
 def test_cp_and_commit(stack: NerdctlStack, image: str, registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     n = stack.nerdctl
     name = _name("cp")
