@@ -11,6 +11,7 @@
 #   PYCONTAINERD_GO_TOOLS   cache directory (default /var/cache/pycontainerd-test/go)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 
 cache=${PYCONTAINERD_GO_TOOLS:-/var/cache/pycontainerd-test/go}
 bin="$cache/bin"
@@ -27,10 +28,14 @@ is_wanted() {
   return 1
 }
 
-# Each line: NAME PACKAGE@VERSION [KIND]. KIND is "install" (go install, the
-# default) or "testbin" (go test -c of the package, for test suites such as
-# containerd's integration/client).
-while read -r name target kind _; do
+# Each line: NAME PACKAGE@VERSION [KIND [MODULE=DIR]]. KIND is "install" (go
+# install, the default), "testbin" (go test -c of the package, for test suites
+# such as containerd's integration/client) or "build" (go build in a throwaway
+# module, for programs whose go.mod has replace or exclude directives, which go
+# install refuses: nerdctl, BuildKit). MODULE=DIR, for "build", replaces a
+# module the program requires but the proxy does not serve with DIR of this
+# repository.
+while read -r name target kind replace _; do
   [[ -z "$name" || "$name" == \#* ]] && continue
   is_wanted "$name" || continue
   kind=${kind:-install}
@@ -46,16 +51,27 @@ while read -r name target kind _; do
       mv "$work"/* "$bin/$name"
       rmdir "$work"
       ;;
-    testbin)
-      # go test -c needs a module: a throwaway one that requires the target.
-      module=${target%@*}
+    build | testbin)
+      # A throwaway module that requires the target: go test -c needs a
+      # module, and go install refuses one with replace or exclude directives.
+      package=${target%@*}
       version=${target##*@}
       work=$(mktemp -d)
       (
         cd "$work"
         go mod init pycontainerd.test/gotools >/dev/null 2>&1
-        go get "${module}@${version}" >/dev/null
-        go test -c -o "$bin/$name" "$module"
+        if [[ -n "${replace:-}" ]]; then
+          go mod edit -replace "${replace%%=*}=$repo/${replace#*=}"
+        fi
+        if ! go get "${package}@${version}" >get.log 2>&1; then
+          cat get.log >&2
+          exit 1
+        fi
+        if [[ $kind == build ]]; then
+          go build -o "$bin/$name" "$package"
+        else
+          go test -c -o "$bin/$name" "$package"
+        fi
       )
       rm -rf "$work"
       ;;

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 runtime_packages=(runc python3 python3-venv ca-certificates)
 test_packages=(containerd crun docker-registry busybox-static golang-github-containerd-containerd-dev
-               docker.io iproute2 util-linux procps)
+               docker.io iproute2 util-linux procps containernetworking-plugins iptables)
 extras=""
 packages=("${runtime_packages[@]}")
 if [[ "${1:-}" == "--test" ]]; then

@@ -25,6 +25,10 @@ REQUIRED_PROGRAMS = (
     "unshare",
     "containerd-shim-pyrunc-v2",
     "pyctr",
+    "nerdctl",
+    "buildkitd",
+    "buildctl",
+    "nsenter",
 )
 
 

@@ -22,6 +22,7 @@ from pycontainerd import errdefs
 from pycontainerd.mount import MNT_DETACH, Mount, mount_all, unmount_all
 from pycontainerd.oci.runtime import OciRuntime, Stdio
 from pycontainerd.shim_v2.console import ConsoleSocket
+from pycontainerd.shim_v2.log_binary import LoggingBinary, is_binary_uri
 from pycontainerd.shim_v2.options import RuntimeOptions, write_options
 from pycontainerd.shim_v2.process import Process, Status
 from pycontainerd.shim_v2.reaper import Reaper
@@ -73,8 +74,10 @@ class Container:
         reaper: Reaper,
         init: Process,
         rootfs: str,
+        namespace: str = "",
     ) -> None:
         self.id = container_id
+        self.namespace = namespace
         self.bundle = bundle
         self.runtime = runtime
         self.options = options
@@ -112,7 +115,14 @@ class Container:
             os.makedirs(rootfs, mode=0o711, exist_ok=True)
             mount_all(mounts, rootfs)
         container = cls(
-            container_id, bundle, runtime, options, reaper, Process(container_id, paths), rootfs
+            container_id,
+            bundle,
+            runtime,
+            options,
+            reaper,
+            Process(container_id, paths),
+            rootfs,
+            namespace,
         )
         try:
             await container._spawn(container.init, container._create_command)
@@ -140,22 +150,37 @@ class Container:
     async def _spawn(self, process: Process, command: Any) -> None:
         """Run a runtime command that starts `process`, with its stdio; record its pid."""
         pid_file = self.pid_file(process)
+        logger = None
+        if is_binary_uri(process.paths.stdout):
+            logger = await LoggingBinary.start(
+                process.paths.stdout,
+                container_id=self.id,
+                namespace=self.namespace,
+                reaper=self.reaper,
+            )
         if process.paths.terminal:
-            with ConsoleSocket() as console:
-                receiving = asyncio.ensure_future(console.receive_master())
-                try:
-                    await command(pid_file, console.path, None)
-                    master = await receiving
-                finally:
-                    receiving.cancel()
             try:
-                process.io = TerminalIO(master, process.paths)
+                with ConsoleSocket() as console:
+                    receiving = asyncio.ensure_future(console.receive_master())
+                    try:
+                        await command(pid_file, console.path, None)
+                        master = await receiving
+                    finally:
+                        receiving.cancel()
+            except BaseException:
+                if logger is not None:
+                    logger.close()
+                raise
+            try:
+                process.io = TerminalIO(master, process.paths, logger)
             except BaseException:
                 os.close(master)
                 raise
             process.master_fd = master
         else:
-            pipes = PipeIO(process.paths, uid=self.options.io_uid, gid=self.options.io_gid)
+            pipes = PipeIO(
+                process.paths, uid=self.options.io_uid, gid=self.options.io_gid, logger=logger
+            )
             try:
                 await command(pid_file, "", pipes.stdio)
             except BaseException:

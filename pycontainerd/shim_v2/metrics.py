@@ -62,8 +62,25 @@ def _object(value: Any) -> dict[str, Any]:
 
 
 def metrics_from_stats(stats: dict[str, Any]) -> metrics_pb2.Metrics:
-    """Build cgroup v1 Metrics from runc's stats object (the event's ``data``)."""
+    """Build cgroup v1 Metrics from runc's stats object (the event's ``data``).
+
+    CPU, memory (with its entries), pids and blkio are always present, even
+    when every counter is zero: containerd's cgroup reader fills each
+    subsystem's message, and clients read them without a nil check (nerdctl
+    stats reads Blkio and Pids of a container that did no I/O).
+    """
     metrics = metrics_pb2.Metrics()
+    for message in (
+        metrics.cpu.usage,
+        metrics.cpu.throttling,
+        metrics.memory.usage,
+        metrics.memory.swap,
+        metrics.memory.kernel,
+        metrics.memory.kernel_tcp,
+        metrics.pids,
+        metrics.blkio,
+    ):
+        message.SetInParent()
     _fill_cpu(metrics.cpu, _object(stats.get("cpu")))
     _fill_memory(metrics.memory, _object(stats.get("memory")))
     pids = _object(stats.get("pids"))

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pycontainerd import errdefs
 from pycontainerd.oci.runtime import Stdio
@@ -66,22 +67,40 @@ class Reaper:
             self._loop.remove_signal_handler(signal.SIGCHLD)
             self._loop = None
 
-    def spawn(self, argv: Sequence[str], stdio: Stdio) -> tuple[int, asyncio.Future[int]]:
-        """Start `argv` in its own process group; return its pid and a future of its status."""
+    def spawn(
+        self,
+        argv: Sequence[str],
+        stdio: Stdio,
+        *,
+        extra_fds: Sequence[int] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[int, asyncio.Future[int]]:
+        """Start `argv` in its own process group; return its pid and a future of its status.
+
+        `extra_fds` become the child's descriptors 3, 4, ... in order; `env`
+        replaces the shim's environment when given.
+        """
         if self._loop is None:
             raise errdefs.FailedPrecondition("reaper is not installed; call install() first")
         actions: list[tuple[int, ...]] = []
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        # Above every target number first, so that no dup2 overwrites a later source.
+        floor = 3 + len(extra_fds)
+        lifted = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in extra_fds]
         try:
             for target, fd in enumerate((stdio.stdin, stdio.stdout, stdio.stderr)):
                 actions.append((os.POSIX_SPAWN_DUP2, devnull if fd is None else fd, target))
+            for target, fd in enumerate(lifted, start=3):
+                actions.append((os.POSIX_SPAWN_DUP2, fd, target))
             try:
-                pid = os.posix_spawn(argv[0], list(argv), os.environ, file_actions=actions,
-                                     setpgroup=0)  # fmt: skip
+                pid = os.posix_spawn(argv[0], list(argv), os.environ if env is None else env,
+                                     file_actions=actions, setpgroup=0)  # fmt: skip
             except OSError as exc:
                 raise errdefs.FailedPrecondition(f"cannot run {argv[0]}: {exc}") from exc
         finally:
             os.close(devnull)
+            for fd in lifted:
+                os.close(fd)
         waiter = self._loop.create_future()
         self._waiters[pid] = waiter
         return pid, waiter

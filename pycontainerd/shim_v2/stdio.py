@@ -7,7 +7,8 @@ a client that comes and goes. Output FIFOs are opened read-write: that never
 blocks, and a client that went away cannot make writes fail with EPIPE (like
 containerd's shim, which holds a reader open too). Once the process side of an
 output ends, the shim closes its FIFO, so the client reads end of file. A
-``file://`` URI writes the output to a file instead.
+``file://`` URI writes the output to a file instead; a ``binary://`` URI hands it
+to a logging program (`log_binary.py`).
 
 With a terminal there are no pipes: the runtime hands over the pty master
 (`console.py`) and `TerminalIO` copies between it and the FIFOs.
@@ -23,6 +24,7 @@ import stat
 
 from pycontainerd import errdefs
 from pycontainerd.oci.runtime import Stdio
+from pycontainerd.shim_v2.log_binary import LoggingBinary
 from pycontainerd.shim_v2.pump import pump
 from pycontainerd.stdio_paths import StdioPaths
 
@@ -146,25 +148,41 @@ def _current_task() -> asyncio.Task[object] | None:
 class _CopyingIO:
     """What both kinds of stdio offer the process: end stdin, drain output, close."""
 
-    def __init__(self, paths: StdioPaths) -> None:
+    def __init__(self, paths: StdioPaths, logger: LoggingBinary | None = None) -> None:
         self.paths = paths
         self._copies = _Copies()
+        self._logger = logger
 
     def close_stdin(self) -> None:
         self._copies.close_stdin()
 
     async def drain(self, timeout: float = OUTPUT_DRAIN_SECONDS) -> None:
         await self._copies.drain(timeout)
+        if self._logger is not None:
+            await self._logger.wait(timeout)
 
     def close(self) -> None:
         self._copies.close()
+        if self._logger is not None:
+            self._logger.close()
 
 
 class PipeIO(_CopyingIO):
-    """Pipes for a process without a terminal, with the copying to and from FIFOs."""
+    """Pipes for a process without a terminal, with the copying to and from FIFOs.
 
-    def __init__(self, paths: StdioPaths, *, uid: int = 0, gid: int = 0) -> None:
-        super().__init__(paths)
+    With a `logger` the process writes straight into the logging program's
+    pipes and has no stdin, as with containerd's shim.
+    """
+
+    def __init__(
+        self,
+        paths: StdioPaths,
+        *,
+        uid: int = 0,
+        gid: int = 0,
+        logger: LoggingBinary | None = None,
+    ) -> None:
+        super().__init__(paths, logger)
         self._child_fds: list[int] = []
         try:
             self.stdio = self._open(uid, gid)
@@ -173,6 +191,8 @@ class PipeIO(_CopyingIO):
             raise
 
     def _open(self, uid: int, gid: int) -> Stdio:
+        if self._logger is not None:
+            return Stdio(None, self._logger.stdout, self._logger.stderr)
         copies = self._copies
         stdin = stdout = stderr = None
         if self.paths.stdin:
@@ -208,6 +228,8 @@ class PipeIO(_CopyingIO):
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._child_fds.clear()
+        if self._logger is not None:
+            self._logger.close_process_ends()
 
     def close(self) -> None:
         self.after_start()
@@ -217,12 +239,15 @@ class PipeIO(_CopyingIO):
 class TerminalIO(_CopyingIO):
     """Copies between a pty master and the client's FIFOs."""
 
-    def __init__(self, master: int, paths: StdioPaths) -> None:
-        super().__init__(paths)
+    def __init__(self, master: int, paths: StdioPaths, logger: LoggingBinary | None = None) -> None:
+        super().__init__(paths, logger)
         self.master = master
         self._copies.keep(master)
         try:
-            if paths.stdout:
+            if logger is not None:  # the terminal's output to the program's stdout
+                self._copies.copy_output(master, self._copies.keep(logger.take_stdout()))
+                logger.close_process_ends()
+            elif paths.stdout:
                 destination = self._copies.keep(open_output(paths.stdout))
                 self._copies.copy_output(master, destination)
             if paths.stdin:

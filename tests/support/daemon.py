@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.cli import CommandLine
@@ -41,6 +42,7 @@ class DaemonProcess:
         log_level: str = "debug",
         shim_pool_idle: float | None = 0.5,
         shim_pool_size: int | None = None,
+        command_prefix: Sequence[str] = (),
     ) -> None:
         # Unix socket paths are limited to 108 bytes: keep the base short.
         self.base = base or Path(tempfile.mkdtemp(prefix="pcd-"))
@@ -59,12 +61,15 @@ class DaemonProcess:
             + extra_config
         )
         self.log_level = log_level
+        #: What the daemon's command runs under (``ip netns exec NAME`` for one).
+        self.command_prefix = list(command_prefix)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child
         self.proc = subprocess.Popen(
             [
+                *self.command_prefix,
                 sys.executable,
                 "-m",
                 "pycontainerd.cmd.daemon",

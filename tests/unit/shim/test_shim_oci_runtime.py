@@ -164,5 +164,16 @@ def test_stats_become_cgroup_v1_metrics() -> None:
     assert metrics_from_stats({}).pids.current == 0  # missing sections are zeros
 
 
+def test_metrics_of_an_idle_container_still_carry_every_subsystem() -> None:
+    """Zero counters must not drop a message: nerdctl stats reads Blkio and Pids unchecked."""
+    from pycontainerd.api.cgroups.v1 import metrics_pb2
+
+    decoded = metrics_pb2.Metrics.FromString(pack_metrics({"pids": {"current": 0}}).value)
+    for name in ("cpu", "memory", "pids", "blkio"):
+        assert decoded.HasField(name), name
+    assert decoded.cpu.HasField("usage") and decoded.cpu.HasField("throttling")
+    assert decoded.memory.HasField("usage") and decoded.memory.HasField("kernel_tcp")
+
+
 def test_stdio_default_is_dev_null() -> None:
     assert Stdio() == Stdio(None, None, None)
