@@ -107,9 +107,11 @@ class Daemon:
         for service in self.plugins.get_all(plugin.GRPC).values():
             service.register(handlers)
         handlers.add_unknown_methods_handler()
-        self.server.add_insecure_port(f"unix://{address}")
+        # The socket is bound when the port is added: under the umask, so it is
+        # never reachable with wider permissions than SOCKET_MODE.
         old_umask = os.umask(0o777 & ~SOCKET_MODE)
         try:
+            self.server.add_insecure_port(f"unix://{address}")
             await self.server.start()
         finally:
             os.umask(old_umask)
