@@ -25,19 +25,14 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from pycontainerd.shim_v2.flags import parse_flags
-from pycontainerd.shim_v2.main import NAME as OWN_SHIM_NAME
-from pycontainerd.shim_v2.options import decode_serialized_options
-from pycontainerd.shim_v2.start import NoZygote, start
-from pycontainerd.shim_v2.zygote import retire_zygote, zygote_running
-from pycontainerd.shim_v2.zygote_server import ZYGOTE_MODULE
+import pycontainerd.shim_v2.contract as contract
 
 log = logging.getLogger(__name__)
 
 
 def is_own_shim(path: str) -> bool:
     """Whether the shim binary at `path` is pycontainerd's Python shim (by its name)."""
-    return os.path.basename(path) == OWN_SHIM_NAME
+    return os.path.basename(path) == contract.SHIM_BINARY_NAME
 
 
 async def start_through_zygote(
@@ -49,11 +44,11 @@ async def start_through_zygote(
     what it would read on stdin; errors other than a missing zygote are raised as
     the command would report them.
     """
-    flags = parse_flags(list(start_args))
-    runtime_options = decode_serialized_options(options)
     try:
-        return await asyncio.to_thread(start, flags, bundle, env, False, runtime_options)
-    except NoZygote:
+        return await asyncio.to_thread(
+            contract.start_through_zygote, start_args, bundle, env, options
+        )
+    except contract.NoZygote:
         return None
 
 
@@ -63,13 +58,13 @@ async def prewarm_zygote(socket_dir: str) -> None:
     It runs in its own session and is not killed with the daemon; awaiting it
     only reaps it once it retires (idle, its directory gone, or its code changed).
     """
-    if await asyncio.to_thread(zygote_running, socket_dir):
+    if await asyncio.to_thread(contract.zygote_running, socket_dir):
         return
     os.makedirs(socket_dir, mode=0o711, exist_ok=True)
     devnull = asyncio.subprocess.DEVNULL
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", ZYGOTE_MODULE, socket_dir,
+            sys.executable, "-m", contract.ZYGOTE_MODULE, socket_dir,
             cwd="/", stdin=devnull, stdout=devnull, stderr=devnull, start_new_session=True,
         )  # fmt: skip
     except OSError as exc:
@@ -80,5 +75,5 @@ async def prewarm_zygote(socket_dir: str) -> None:
 
 async def retire_own_zygote(socket_dir: str) -> None:
     """Have the zygote of `socket_dir` stop (the daemon stops cleanly); none is fine."""
-    if not await asyncio.to_thread(retire_zygote, socket_dir):
+    if not await asyncio.to_thread(contract.retire_zygote, socket_dir):
         log.debug("no shim zygote of %s to retire", socket_dir)

@@ -24,7 +24,7 @@ from pycontainerd.runtime.manager import TaskManager
 from pycontainerd.runtime.recovery import recover_tasks
 from pycontainerd.runtime.resolve import DEFAULT_RUNTIMES, runtime_table
 from pycontainerd.runtime.shim_binary import DaemonAddresses, default_publish_binary
-from pycontainerd.shim_v2.pool import DEFAULT_POOL_IDLE, DEFAULT_POOL_SIZE
+from pycontainerd.shim_v2.contract import DEFAULT_POOL_IDLE, DEFAULT_POOL_SIZE
 
 URI = f"{plugin.RUNTIME_V2}.task"
 

@@ -21,11 +21,13 @@ from pycontainerd import errdefs
 from pycontainerd.api.runtime.v2.task import shim_pb2
 from pycontainerd.runtime.bundle import Bundle
 from pycontainerd.runtime.own_shim import is_own_shim, start_through_zygote
-from pycontainerd.shim_v2.pool import (
+from pycontainerd.shim_v2.contract import (
     DEFAULT_POOL_IDLE,
     DEFAULT_POOL_SIZE,
     POOL_IDLE_ENV,
     POOL_SIZE_ENV,
+    RUNC_ROOT_ENV,
+    SOCKET_DIR_ENV,
 )
 
 log = logging.getLogger(__name__)
@@ -105,16 +107,8 @@ class ShimBinary:
             "GRPC_ADDRESS": self.daemon.grpc,
             "NAMESPACE": self.bundle.namespace,
             "MAX_SHIM_VERSION": "2",
-            **(
-                {"PYCONTAINERD_RUNC_ROOT": self.daemon.runtime_root}
-                if self.daemon.runtime_root
-                else {}
-            ),
-            **(
-                {"PYCONTAINERD_SHIM_SOCKET_DIR": self.daemon.socket_dir}
-                if self.daemon.socket_dir
-                else {}
-            ),
+            **({RUNC_ROOT_ENV: self.daemon.runtime_root} if self.daemon.runtime_root else {}),
+            **({SOCKET_DIR_ENV: self.daemon.socket_dir} if self.daemon.socket_dir else {}),
             POOL_SIZE_ENV: str(self.daemon.shim_pool_size),
             POOL_IDLE_ENV: str(self.daemon.shim_pool_idle),
         }

@@ -8,6 +8,7 @@ parsing stops at the first argument that is not a flag, which is the action.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from pycontainerd import errdefs
@@ -116,3 +117,13 @@ def parse_flags(argv: Sequence[str]) -> ShimFlags:
         i += 1
     flags.args = list(argv[i:])
     return flags
+
+
+#: The module the long-lived shim runs as.
+SHIM_MODULE = "pycontainerd.shim_v2.main"
+
+
+def shim_argv(flags: ShimFlags) -> list[str]:
+    """The long-lived shim's command line (the inverse of `parse_flags`, as a program):
+    what is exec'ed, or shown by a forked shim."""
+    return [sys.executable, "-m", SHIM_MODULE, *flags.to_argv()]

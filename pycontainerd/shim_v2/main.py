@@ -15,9 +15,10 @@ from collections.abc import Sequence
 
 from pycontainerd import __version__, errdefs
 from pycontainerd.rlimits import raise_open_files_limit
+from pycontainerd.shim_v2.contract import SHIM_BINARY_NAME
 from pycontainerd.shim_v2.flags import ShimFlags, parse_flags
 
-NAME = "containerd-shim-pyrunc-v2"
+NAME = SHIM_BINARY_NAME
 
 
 def _start(flags: ShimFlags, bundle: str) -> int:

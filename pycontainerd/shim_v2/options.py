@@ -21,11 +21,12 @@ from google.protobuf.message_factory import GetMessageClass
 from pycontainerd import errdefs
 from pycontainerd.api.runtime.v2.runc.options import oci_pb2
 from pycontainerd.oci.runtime import DEFAULT_BINARY, DEFAULT_ROOT
+from pycontainerd.shim_v2.contract import RUNC_ROOT_ENV
 
 RUNC_OPTIONS_TYPE = "containerd.runc.v1.Options"
 LEGACY_OPTIONS_TYPE = "containerd.linux.runc.RuncOptions"
 #: Overrides DEFAULT_ROOT as the base of the runtime root when the client names none.
-ROOT_ENV = "PYCONTAINERD_RUNC_ROOT"
+ROOT_ENV = RUNC_ROOT_ENV
 
 OPTIONS_FILE = "options.json"
 RUNTIME_FILE = "runtime"

@@ -33,14 +33,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pycontainerd import errdefs
+from pycontainerd.shim_v2.contract import (
+    DEFAULT_POOL_IDLE,
+    DEFAULT_POOL_SIZE,
+    POOL_IDLE_ENV,
+    POOL_SIZE_ENV,
+)
 from pycontainerd.unix_socket import listening
 
-POOL_SIZE_ENV = "PYCONTAINERD_SHIM_POOL_SIZE"
-POOL_IDLE_ENV = "PYCONTAINERD_SHIM_POOL_IDLE"
 #: Set by `start` in the environment of the shim it spawns: how long it lingers when idle.
 LINGER_ENV = "PYCONTAINERD_SHIM_LINGER"
-DEFAULT_POOL_SIZE = 8
-DEFAULT_POOL_IDLE = 10.0
 #: An entry whose container never reached its shim is ignored after this long.
 ENTRY_TTL = 60.0
 LOCK_FILE = ".placement.lock"

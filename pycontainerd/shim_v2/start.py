@@ -31,18 +31,17 @@ from typing import TYPE_CHECKING
 
 from pycontainerd import errdefs
 from pycontainerd.shim_v2 import pool
+from pycontainerd.shim_v2.contract import SOCKET_DIR_ENV, NoZygote
 from pycontainerd.shim_v2.flags import ShimFlags
 
 if TYPE_CHECKING:
     from pycontainerd.shim_v2.options import RuntimeOptions
 
 GROUP_ANNOTATIONS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
-SOCKET_DIR_ENV = "PYCONTAINERD_SHIM_SOCKET_DIR"
 DEFAULT_SOCKET_DIR = "/run/pycontainerd-shim"
 ADDRESS_FILE = "address"
 PID_FILE = "shim.pid"
 UNIX_PREFIX = "unix://"
-SHIM_MODULE = "pycontainerd.shim_v2.main"
 #: How long `start` waits for a new zygote to import the shim and fork it.
 ZYGOTE_START_TIMEOUT = 25.0
 
@@ -113,15 +112,6 @@ def child_flags(flags: ShimFlags, socket: str) -> ShimFlags:
         debug=flags.debug,
         socket=socket,
     )
-
-
-def shim_argv(flags: ShimFlags) -> list[str]:
-    """The long-lived shim's command line: what is exec'ed, or shown by a forked shim."""
-    return [sys.executable, "-m", SHIM_MODULE, *flags.to_argv()]
-
-
-class NoZygote(errdefs.Unavailable):
-    """No zygote forked the shim, and the caller did not want one forked (see `start`)."""
 
 
 def spawn_shim(

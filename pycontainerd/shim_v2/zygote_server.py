@@ -35,7 +35,8 @@ import socket
 import sys
 from typing import Any, NoReturn
 
-from pycontainerd.shim_v2.flags import parse_flags
+from pycontainerd.shim_v2.contract import ZYGOTE_MODULE
+from pycontainerd.shim_v2.flags import parse_flags, shim_argv
 from pycontainerd.shim_v2.libc import libc
 from pycontainerd.shim_v2.proctitle import set_command_line
 from pycontainerd.shim_v2.zygote import (
@@ -49,7 +50,6 @@ from pycontainerd.shim_v2.zygote import (
 )
 
 IDLE_SECONDS = 900.0
-ZYGOTE_MODULE = "pycontainerd.shim_v2.zygote"
 #: What a shim needs at run time, imported before forking so that every shim shares it.
 PRELOAD = (
     "pycontainerd.shim_v2.server",
@@ -214,8 +214,6 @@ def _adopt_environment(env: dict[str, str]) -> None:
 
 def _exec_shim(request: dict[str, Any], listen_fd: int) -> NoReturn:
     """The plain path: a fresh interpreter running the shim (this process becomes it)."""
-    from pycontainerd.shim_v2.start import shim_argv
-
     flags = parse_flags(request["argv"])
     flags.listen_fd = str(listen_fd)
     argv = shim_argv(flags)
@@ -239,7 +237,6 @@ def _become_shim(request: dict[str, Any], listen_fd: int, ready_fd: int) -> NoRe
         os.chdir(request["cwd"])
         _adopt_environment(request["env"])
         from pycontainerd.shim_v2.server import run_server
-        from pycontainerd.shim_v2.start import shim_argv
 
         flags = parse_flags(request["argv"])
         flags.listen_fd = str(listen_fd)

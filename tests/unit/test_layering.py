@@ -37,3 +37,23 @@ def _offenders(folder: str, forbidden: tuple[str, ...], allowed: tuple[str, ...]
 def test_services_reach_the_runtime_only_through_its_interface(forbidden: str) -> None:
     """Services are thin adapters: no shim messages, no shim internals, no SDK."""
     assert _offenders("services", (forbidden,)) == []
+
+
+def test_the_runtime_knows_the_shim_only_through_the_contract() -> None:
+    """The daemon's runtime and pycontainerd's shim share one contract module."""
+    allowed = ("pycontainerd.shim_v2.contract",)
+    assert _offenders("runtime", ("pycontainerd.shim_v2",), allowed) == []
+    for folder in ("services", "metadata", "content", "snapshots", "cmd"):
+        assert _offenders(folder, ("pycontainerd.shim_v2",), allowed) == []
+
+
+def test_the_contract_is_a_leaf() -> None:
+    """Importing the contract pulls in nothing of the shim (its entry points import lazily)."""
+    contract = PACKAGE / "shim_v2" / "contract.py"
+    tree = ast.parse(contract.read_text())
+    top_level = {
+        node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    }
+    assert not any(name.startswith("pycontainerd.shim_v2") for name in top_level)
