@@ -1,8 +1,10 @@
 """The metadata database: SQLite in WAL mode with synchronous commits.
 
-All access goes through one dedicated thread, so that the asyncio loop never
-blocks on fsync and SQLite sees a single writer. Stores are plain classes
-whose methods run inside `Database.run` and use `Database.tx` for writes.
+Writes and large reads run on one dedicated thread (`Database.run`), so that
+the asyncio loop never blocks on fsync and SQLite sees a single writer; point
+lookups run inline on the loop when that thread is idle (`Database.read`).
+Stores are plain classes whose methods use `Database.tx` for writes; where
+each method runs is declared by the store (metadata/placement.py).
 """
 
 from __future__ import annotations

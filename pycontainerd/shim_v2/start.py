@@ -27,9 +27,11 @@ import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pycontainerd import errdefs
+from pycontainerd.fsutil import atomic_write
 from pycontainerd.shim_v2 import pool
 from pycontainerd.shim_v2.contract import SOCKET_DIR_ENV, NoZygote
 from pycontainerd.shim_v2.flags import ShimFlags
@@ -64,10 +66,7 @@ def group_of(bundle: str) -> str:
 def write_file_atomically(path: str, text: str) -> None:
     """Replace `path` whole. No fsync: these files describe running processes, which
     a crash of the machine ends too; a crash of a process leaves the page cache intact."""
-    temp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}")
-    with open(temp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(temp, path)
+    atomic_write(Path(path), text, durable=False)
 
 
 @dataclass(frozen=True)
