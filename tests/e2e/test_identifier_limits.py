@@ -12,10 +12,8 @@ from pycontainerd.api.services.containers.v1 import containers_pb2, containers_p
 from pycontainerd.api.services.images.v1 import images_pb2, images_pb2_grpc
 from pycontainerd.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from pycontainerd.api.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
-from tests.e2e import test_bad_input as bad_input
 
 pytestmark = pytest.mark.e2e
-raw = bad_input.raw  # the raw gRPC client fixture
 C = grpc.StatusCode
 HUGE = "x" * 10_000
 BAD_LEASE_IDS = ["../x", "a\0b", HUGE, "lease-é", "/a/../b", " lead", "trail ", "tab\there", ".."]
