@@ -69,6 +69,11 @@ def forwarded_signals(process: Process, *, tty: bool) -> Iterator[None]:
             loop.remove_signal_handler(number)
 
 
+async def _resize_to_ours(process: Process) -> None:
+    with contextlib.suppress(errdefs.ContainerdError):
+        await process.resize(*terminal_size(sys.stdout.fileno()))
+
+
 async def run_in_foreground(process: Process, *, tty: bool, start: bool = True) -> int:
     """Start (unless already started) and wait for ``process``; returns its exit code."""
     with (
@@ -76,9 +81,13 @@ async def run_in_foreground(process: Process, *, tty: bool, start: bool = True) 
         forwarded_signals(process, tty=tty),
     ):
         if start:
+            if tty:
+                # A created task's console already exists: sizing it before start
+                # means the process never sees a 0x0 terminal (a shell that asks
+                # at once would otherwise race the resize).
+                await _resize_to_ours(process)
             await process.start()
         if tty:
-            with contextlib.suppress(errdefs.ContainerdError):
-                await process.resize(*terminal_size(sys.stdout.fileno()))
+            await _resize_to_ours(process)
         status = await process.wait()
     return status.code
