@@ -218,6 +218,7 @@ class _LayerApplier:
 
     def _clear_unadded(self, directory: tuple[str, ...], dir_fd: int) -> None:
         """Remove what the lower layers put in ``directory``; keep this layer's entries."""
+        self._writer.require_own_mount(dir_fd)
         with os.scandir(dir_fd) as entries:
             names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
         for name, is_dir in names:
