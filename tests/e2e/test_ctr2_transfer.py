@@ -275,3 +275,10 @@ def test_an_import_stream_closed_mid_archive_imports_nothing(
     assert code == grpc.StatusCode.INVALID_ARGUMENT, details
     _nothing_left(ctr)
     assert content_labels(ctr, "default") == {}
+
+
+def test_the_daemon_reports_a_2x_version(ctr2: Ctr2, ctr: Ctr):
+    """nerdctl 2 uses Transfer for pull and push only from 2.0.0; ctr 1.6 accepts it too."""
+    server = ctr2.ok("version").split("Server:", 1)[1]
+    assert "Version:  2." in server, server
+    assert "Server:" in ctr.ok("version")
