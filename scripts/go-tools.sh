@@ -34,17 +34,21 @@ is_wanted() {
 # module, for programs whose go.mod has replace or exclude directives, which go
 # install refuses: nerdctl, BuildKit). MODULE=DIR, for "build", replaces a
 # module the program requires but the proxy does not serve with DIR of this
-# repository.
+# repository. "download" only fetches the module into Go's module cache (for
+# files the tests read, e.g. cri-api's api.proto); PACKAGE is then the module.
 while read -r name target kind replace _; do
   [[ -z "$name" || "$name" == \#* ]] && continue
   is_wanted "$name" || continue
   kind=${kind:-install}
   stamp="$cache/stamps/$name@${target##*@}"
-  if [[ -x "$bin/$name" && -e "$stamp" ]]; then
+  if [[ -e "$stamp" && ( $kind == download || -x "$bin/$name" ) ]]; then
     continue
   fi
   echo "go-tools: building $name from $target" >&2
   case "$kind" in
+    download)
+      go mod download "$target"
+      ;;
     install)
       work=$(mktemp -d)
       GOBIN="$work" go install "$target"
