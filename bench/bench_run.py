@@ -22,7 +22,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.common import Row, containerd_daemon, print_table, pycontainerd_daemon, timed
+from bench.common import (
+    Row,
+    containerd_daemon,
+    pids_of,
+    print_table,
+    pss_kib,
+    pycontainerd_daemon,
+    timed,
+)
 from pycontainerd.shim_v2.pool import DEFAULT_POOL_SIZE
 from tests.support.daemon import DaemonProcess
 from tests.support.images import busybox_binary, busybox_image, write_oci_archive
@@ -38,23 +46,6 @@ def _ctr(address: Path, *args: str, check: bool = True) -> subprocess.CompletedP
     return subprocess.run(
         ["ctr", "-a", str(address), "-n", "bench", *args], capture_output=True, check=check
     )
-
-
-def _pss_kib(pid: int) -> int:
-    """Proportional set size: shared pages divided among the processes sharing them."""
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _pids_of(pattern: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def _paired_latencies(addresses: dict[str, Path]) -> dict[str, list[float]]:
@@ -103,15 +94,15 @@ def _remove_all(address: Path) -> None:
 
 def _wait_for_no_shims(pattern: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    while _pids_of(pattern) and time.monotonic() < deadline:
+    while pids_of(pattern) and time.monotonic() < deadline:
         time.sleep(0.2)
 
 
 def _memory(daemon_pid: int, shim_patterns: tuple[str, ...]) -> tuple[float, float]:
     """The daemon's PSS, and the shims' per container (helpers such as our zygote included)."""
-    shims = {pid for pattern in shim_patterns for pid in _pids_of(pattern)}
-    shim_kib = sum(_pss_kib(p) for p in shims)
-    return _pss_kib(daemon_pid) / 1024, shim_kib / 1024 / MANY
+    shims = {pid for pattern in shim_patterns for pid in pids_of(pattern)}
+    shim_kib = sum(pss_kib(p) for p in shims)
+    return pss_kib(daemon_pid) / 1024, shim_kib / 1024 / MANY
 
 
 def _measure(address: Path, daemon_pid: int, shim_patterns: tuple[str, ...]) -> dict[str, float]:
@@ -192,7 +183,7 @@ def run() -> None:
         each = latencies["each"] | {"shim_mib": _shim_each_memory(one_each)}
         theirs = None
         if theirs_address is not None:
-            pid = _pids_of(f"containerd -c {theirs_address.parent}/config.toml")[0]
+            pid = pids_of(f"containerd -c {theirs_address.parent}/config.toml")[0]
             go_shims = (
                 f"containerd-shim-runc-v2 -namespace bench .*-address {theirs_address}( |$)",
             )

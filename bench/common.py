@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -36,6 +37,37 @@ def print_table(title: str, rows: list[Row]) -> None:
         print(row.render())
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages divided among the processes sharing them."""
+    return _proc_field(Path(f"/proc/{pid}/smaps_rollup"), "Pss:")
+
+
+def rss_kib(pid: int) -> int:
+    return _proc_field(Path(f"/proc/{pid}/status"), "VmRSS:")
+
+
+def _proc_field(path: Path, name: str) -> int:
+    try:
+        text = path.read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(name):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_of(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
 def median_of(samples: list[float]) -> float:
     return statistics.median(samples)
 
@@ -47,24 +79,60 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 @contextmanager
-def pycontainerd_daemon(shim_pool_size: int | None = None) -> Iterator[DaemonProcess]:
+def pycontainerd_daemon(
+    shim_pool_size: int | None = None, base: Path | None = None
+) -> Iterator[DaemonProcess]:
     """Our daemon with its defaults (`shim_pool_size` set: that many containers per shim)."""
     # containerd beside it logs at its default level (info); so does this one.
-    daemon = DaemonProcess(log_level="info", shim_pool_idle=None, shim_pool_size=shim_pool_size)
+    daemon = DaemonProcess(
+        base=Path(tempfile.mkdtemp(prefix="pcd-", dir=base)) if base else None,
+        log_level="info",
+        shim_pool_idle=None,
+        shim_pool_size=shim_pool_size,
+    )
     try:
         yield daemon.start()
     finally:
         daemon.cleanup()
 
 
+#: containerd 2.x and its Go shim, built from the Go module proxy by scripts/go-tools.sh.
+GO_TOOLS_BIN = (
+    Path(os.environ.get("PYCONTAINERD_GO_TOOLS", "/var/cache/pycontainerd-test/go")) / "bin"
+)
+CONTAINERD2 = "containerd2"
+CONTAINERD2_SHIM = "containerd2-shim-runc-v2"
+
+
+def _containerd2(base: Path) -> tuple[str, dict[str, str]] | None:
+    """containerd 2.x's daemon, with a PATH on which its shim has the name it looks for."""
+    binary = shutil.which(CONTAINERD2) or shutil.which(str(GO_TOOLS_BIN / CONTAINERD2))
+    shim = shutil.which(CONTAINERD2_SHIM) or shutil.which(str(GO_TOOLS_BIN / CONTAINERD2_SHIM))
+    if binary is None or shim is None:
+        return None
+    shim_dir = base / "bin"
+    shim_dir.mkdir()
+    (shim_dir / "containerd-shim-runc-v2").symlink_to(shim)
+    return binary, {**os.environ, "PATH": f"{shim_dir}:{os.environ.get('PATH', '')}"}
+
+
 @contextmanager
-def containerd_daemon() -> Iterator[Path | None]:
-    """Debian's containerd on a private root and socket, if it is installed."""
-    binary = shutil.which("containerd")
-    if binary is None:
+def containerd_daemon(version: int = 1, base: Path | None = None) -> Iterator[Path | None]:
+    """A real containerd on a private root and socket (None if it is not installed).
+
+    ``version`` 1 is Debian's containerd 1.6; 2 is containerd 2.x with its Go shim.
+    """
+    base = Path(tempfile.mkdtemp(prefix=f"ctd{version}-", dir=base))
+    if version == 1:
+        found = shutil.which("containerd")
+        started = (found, dict(os.environ)) if found else None
+    else:
+        started = _containerd2(base)
+    if started is None:
+        shutil.rmtree(base, ignore_errors=True)
         yield None
         return
-    base = Path(tempfile.mkdtemp(prefix="ctd-"))
+    binary, env = started
     address = base / "containerd.sock"
     config = base / "config.toml"
     config.write_text(
@@ -74,7 +142,7 @@ def containerd_daemon() -> Iterator[Path | None]:
     )
     log = open(base / "containerd.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [binary, "-c", str(config)], stdout=log, stderr=log, start_new_session=True
+        [binary, "-c", str(config)], stdout=log, stderr=log, start_new_session=True, env=env
     )
     try:
         deadline = time.monotonic() + 20

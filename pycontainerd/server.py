@@ -12,8 +12,10 @@ from pathlib import Path
 import grpc
 
 from pycontainerd import errdefs, plugin
+from pycontainerd.background import BackgroundTasks
 from pycontainerd.builtins import load_builtin_plugins
 from pycontainerd.config import Config
+from pycontainerd.heap import HeapTrimmer
 from pycontainerd.rootlock import RootLock
 from pycontainerd.services.unknown_methods import UnknownMethods
 from pycontainerd.ttrpc import TtrpcServer
@@ -70,6 +72,7 @@ class Daemon:
         self.ttrpc_server: TtrpcServer | None = None
         self._serving: Path | None = None
         self._stopped = asyncio.Event()
+        self._background = BackgroundTasks(log)
 
     def _init_context(self, reg: plugin.Registration) -> plugin.InitContext:
         return plugin.InitContext(
@@ -118,6 +121,7 @@ class Daemon:
         self._serving = address
         os.chmod(address, SOCKET_MODE)
         os.chown(address, cfg.grpc.uid, cfg.grpc.gid)
+        self._background.spawn(HeapTrimmer().run(), name="heap-trimmer")
         log.info("pycontainerd serving on %s (root %s, state %s)", address, cfg.root, cfg.state)
 
     async def _start_ttrpc(self) -> None:
@@ -137,6 +141,9 @@ class Daemon:
         await self._stopped.wait()
 
     async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await self._background.wait()
         if self.server is not None:
             await self.server.stop(grace=2)
         if self.ttrpc_server is not None:

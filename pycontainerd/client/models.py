@@ -9,7 +9,7 @@ from datetime import datetime
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from pycontainerd.remotes.manifest import Descriptor
+from pycontainerd.distribution.stores import ContentInfo, Image
 
 
 def from_timestamp(stamp: timestamp_pb2.Timestamp) -> datetime | None:
@@ -50,15 +50,6 @@ class Namespace:
 
 
 @dataclass(frozen=True)
-class ContentInfo:
-    digest: str
-    size: int
-    labels: Mapping[str, str] = field(default_factory=dict)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-@dataclass(frozen=True)
 class ContentStatus:
     """An active (unfinished) write, as `ctr content active` lists them."""
 
@@ -67,15 +58,6 @@ class ContentStatus:
     total: int
     expected: str = ""
     started_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Image:
-    name: str
-    target: Descriptor
-    labels: Mapping[str, str] = field(default_factory=dict)
-    created_at: datetime | None = None
     updated_at: datetime | None = None
 
 
@@ -101,3 +83,17 @@ class Envelope:
     topic: str
     type_url: str
     event: Message | None
+
+
+__all__ = [
+    "ContentInfo",
+    "ContentStatus",
+    "Envelope",
+    "Image",
+    "Lease",
+    "LeaseResource",
+    "Namespace",
+    "Plugin",
+    "Version",
+    "from_timestamp",
+]

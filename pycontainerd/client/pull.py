@@ -1,163 +1,21 @@
-"""Pull: resolve a reference, fetch its content under a lease, record the image.
+"""The SDK's name for :mod:`pycontainerd.distribution.pull` (the machinery lives below the SDK)."""
 
-With ``unpack``, the unpack runs beside the fetch rather than after it: each
-layer is applied as soon as it and its parent are in the content store while
-later layers still download (containerd 1.6's ``ctr`` waits for every layer).
-Downloads run in parallel; layers apply in order, each in the daemon's diff
-service, whose decompression and hashing run ahead of extraction in a thread.
-"""
-
-from __future__ import annotations
-
-import asyncio
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
-
-from pycontainerd.client.labels import DistributionSource
-from pycontainerd.client.models import Image
-from pycontainerd.client.progress import ProgressCallback, Reporter, Status
-from pycontainerd.client.transfer import RegistryToContent
-from pycontainerd.client.unpack import DEFAULT_SNAPSHOTTER, unpack_image
-from pycontainerd.client.walk import ChildPolicy, ImageWalk
-from pycontainerd.remotes import mediatypes
-from pycontainerd.remotes.auth import CredentialsFunc
-from pycontainerd.remotes.manifest import Descriptor, parse_index
-from pycontainerd.remotes.platforms import (
-    ALL,
-    PlatformMatcher,
-    any_of,
-    default_matcher,
-    format_platform,
-    only,
-    parse_platform,
+from pycontainerd.distribution.pull import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_SNAPSHOTTER,
+    Credentials,
+    credentials_func,
+    platform_policy,
+    pull,
+    run_together,
 )
-from pycontainerd.remotes.reference import parse_reference
-from pycontainerd.remotes.resolver import PlainHTTP, Resolver
 
-if TYPE_CHECKING:
-    from pycontainerd.client.client import Client
-
-DEFAULT_CONCURRENCY = 4
-Credentials = CredentialsFunc | tuple[str, str] | None
-
-
-def credentials_func(credentials: Credentials, domain: str) -> CredentialsFunc | None:
-    """Accept a (user, secret) pair for the registry being used, or a lookup function."""
-    if credentials is None or callable(credentials):
-        return credentials
-    pair = (credentials[0], credentials[1])
-    return lambda host: pair if host == domain else None
-
-
-def platform_policy(platform: str | None, all_platforms: bool) -> ChildPolicy:
-    """containerd's pull choice: every platform, the named one, or the best for this host."""
-    if all_platforms:
-        return ChildPolicy(ALL, limit=0)
-    matcher: PlatformMatcher = any_of(parse_platform(platform)) if platform else default_matcher()
-    return ChildPolicy(matcher, limit=1)
-
-
-async def pull(
-    client: Client,
-    ref: str,
-    *,
-    platform: str | None = None,
-    all_platforms: bool = False,
-    plain_http: PlainHTTP = False,
-    credentials: Credentials = None,
-    unpack: bool = False,
-    snapshotter: str = DEFAULT_SNAPSHOTTER,
-    progress: ProgressCallback | None = None,
-    max_concurrent_downloads: int = DEFAULT_CONCURRENCY,
-) -> Image:
-    """Fetch ``ref`` into the content store and create (or update) its image record.
-
-    Blobs already in the namespace are not downloaded again; everything is done
-    under a lease so the GC cannot collect a half-finished pull. With
-    ``unpack``, the image for this host's platform (or ``platform``) is also
-    unpacked into ``snapshotter``, overlapping with the download.
-    """
-    policy = platform_policy(platform, all_platforms)
-    reference = parse_reference(ref)
-    report = Reporter(progress)
-    resolver = Resolver(
-        plain_http=plain_http, credentials=credentials_func(credentials, reference.domain)
-    )
-    with resolver, ThreadPoolExecutor(max_concurrent_downloads, "pull") as pool:
-        loop = asyncio.get_running_loop()
-        report(str(reference), "", Status.RESOLVING)
-        name, root = await loop.run_in_executor(pool, resolver.resolve, reference)
-        report(name, root.digest, Status.RESOLVED, root.size, root.size)
-        target = RegistryToContent(
-            client.content,
-            resolver.fetcher(reference),
-            pool,
-            source=DistributionSource.for_reference(reference),
-            report=report,
-            max_concurrent=max_concurrent_downloads,
-        )
-        async with client.lease_if_none():
-            jobs: list[Coroutine[Any, Any, object]] = [_fetch(target, policy, root)]
-            if unpack:
-                jobs.append(
-                    unpack_image(
-                        client,
-                        Image(name, root),
-                        snapshotter=snapshotter,
-                        matcher=policy.matcher,
-                        ready=target.ready,
-                        progress=report,
-                    )
-                )
-            await run_together(jobs)
-            if unpack and all_platforms:
-                await _unpack_other_platforms(client, Image(name, root), snapshotter, report)
-            image = await client.images.create_or_update(Image(name, root))
-    return image
-
-
-async def _unpack_other_platforms(
-    client: Client, image: Image, snapshotter: str, report: Reporter
-) -> None:
-    """As `ctr images pull --all-platforms`: every platform of an index is unpacked.
-
-    This host's platform was unpacked beside the download; the others follow,
-    from the content now all in the store.
-    """
-    if not mediatypes.is_index(image.target.media_type):
-        return
-    index = parse_index(await client.content.read_all(image.target.digest))
-    best = default_matcher().best(d.platform for d in index.manifests if d.platform)
-    done = {format_platform(best)} if best is not None else set()
-    for manifest in index.manifests:
-        if manifest.platform is None or format_platform(manifest.platform) in done:
-            continue
-        done.add(format_platform(manifest.platform))
-        await unpack_image(
-            client, image, snapshotter=snapshotter, matcher=only(manifest.platform), progress=report
-        )
-
-
-async def _fetch(target: RegistryToContent, policy: ChildPolicy, root: Descriptor) -> None:
-    try:
-        await ImageWalk(target, policy).run(root)
-    finally:
-        target.close()  # an unpack waiting on a blob the walk never stored must not hang
-
-
-async def run_together(jobs: list[Coroutine[Any, Any, object]]) -> None:
-    """Run ``jobs`` concurrently; the first to fail cancels the others and its error is raised.
-
-    Unlike a TaskGroup, the error comes out as itself, not in an ExceptionGroup.
-    """
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+__all__ = [
+    "Credentials",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_SNAPSHOTTER",
+    "credentials_func",
+    "platform_policy",
+    "pull",
+    "run_together",
+]

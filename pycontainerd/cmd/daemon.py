@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pycontainerd import CONTAINERD_COMPAT_VERSION, __version__, config, errdefs, plugin
 from pycontainerd.builtins import load_builtin_plugins
+from pycontainerd.heap import tune_allocator
 from pycontainerd.rlimits import raise_open_files_limit
 from pycontainerd.server import Daemon
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _apply_flags(config.load(args.config), args)
         _setup_logging(cfg.log_level)
         raise_open_files_limit()
+        tune_allocator()  # before the first thread: arenas are made per thread
         asyncio.run(_serve(cfg))
     except errdefs.ContainerdError as exc:
         print(f"pycontainerd: {exc}", file=sys.stderr)

@@ -1,14 +1,13 @@
 """The diff service: apply layers onto snapshot mounts, and diff two mount sets.
 
 The configured differs (``default``, in order of preference) are tried in
-turn; one that answers NotImplemented_ passes the request to the next, as in
-containerd. Differ calls mount and unpack, so they run in worker threads.
+turn (:func:`pycontainerd.diff.differs.first_implemented`). Differ calls
+mount and unpack, so they run in worker threads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 import grpc
 
@@ -18,24 +17,11 @@ from pycontainerd.api.services.diff.v1 import diff_pb2_grpc
 from pycontainerd.api.types import mount_pb2
 from pycontainerd.descriptors import descriptor_from_api, descriptor_to_api
 from pycontainerd.diff.compare import CompareOptions
+from pycontainerd.diff.differs import Differ, first_implemented
 from pycontainerd.metadata.placement import call
 from pycontainerd.mount import Mount
 from pycontainerd.remotes.manifest import Descriptor
 from pycontainerd.services.base import lease_of, namespace_of, rpc
-
-
-class Differ(Protocol):
-    """A layer differ; it marks apply and compare ``@in_worker`` (they work on files)."""
-
-    def apply(self, namespace: str, desc: Descriptor, mounts: Sequence[Mount]) -> Descriptor: ...
-
-    def compare(
-        self,
-        namespace: str,
-        lower: Sequence[Mount],
-        upper: Sequence[Mount],
-        options: CompareOptions | None = None,
-    ) -> Descriptor: ...
 
 
 def mounts_from_api(mounts: Sequence[mount_pb2.Mount]) -> list[Mount]:
@@ -79,15 +65,7 @@ class DiffService(diff_pb2_grpc.DiffServicer):
     async def _first_implemented(
         self, use: Callable[[Differ], Awaitable[Descriptor]]
     ) -> Descriptor:
-        """Try ``use(differ)`` with each differ until one implements it."""
-        error: errdefs.NotImplemented_ | None = None
-        for differ in self.differs:
-            try:
-                return await use(differ)
-            except errdefs.NotImplemented_ as exc:
-                error = exc
-        assert error is not None
-        raise error
+        return await first_implemented(self.differs, use)
 
     def register(self, server: grpc.aio.Server) -> None:
         diff_pb2_grpc.add_DiffServicer_to_server(self, server)

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from pycontainerd import __version__, errdefs
+from pycontainerd.heap import tune_allocator
 from pycontainerd.rlimits import raise_open_files_limit
 from pycontainerd.shim_v2.contract import SHIM_BINARY_NAME
 from pycontainerd.shim_v2.flags import ShimFlags, parse_flags
@@ -59,6 +60,7 @@ _ACTIONS = {"start": _start, "delete": _delete, "": _serve}
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     raise_open_files_limit()  # before `start` forks: the zygote and every shim inherit it
+    tune_allocator()  # likewise, and before any thread
     try:
         flags = parse_flags(args)
         if flags.v:

@@ -22,6 +22,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from pycontainerd.api.runtime.v2.task import shim_pb2
+from pycontainerd.heap import HeapTrimmer
 from pycontainerd.shim_v2 import pool
 from pycontainerd.shim_v2.events import EventPublisher
 from pycontainerd.shim_v2.flags import ShimFlags
@@ -62,6 +63,7 @@ async def serve(
     await server.serve_on_socket(listener)
     log.info("shim %d serving %s for namespace %s", os.getpid(), flags.socket, flags.namespace)
     linger = pool.linger(os.environ)
+    trimmer = asyncio.ensure_future(HeapTrimmer().run())
     try:
         while not terminate.is_set():
             await _first_of(terminate.wait(), idle.wait())
@@ -71,6 +73,7 @@ async def serve(
                     break
     finally:
         # Answer the Shutdown call (and any other in flight) before going away.
+        trimmer.cancel()
         await server.shutdown(timeout=SHUTDOWN_GRACE)
         if terminate.is_set() and flags.socket:
             pool.forget_shim(flags.socket)

@@ -177,9 +177,11 @@ def _exchange(
 
 
 if __name__ == "__main__":
+    from pycontainerd.heap import tune_allocator
     from pycontainerd.rlimits import raise_open_files_limit
     from pycontainerd.shim_v2.zygote_server import run_standalone
 
     raise_open_files_limit()  # as `start` does: its shims get what exec'ed ones get
+    tune_allocator()
 
     sys.exit(run_standalone(sys.argv[1:]))

@@ -12,8 +12,8 @@ import pytest
 
 from pycontainerd import errdefs
 from pycontainerd.client import Client, ProgressEvent, Status
-from pycontainerd.client import push as push_module
 from pycontainerd.client.sync import Client as SyncClient
+from pycontainerd.distribution import push as push_module
 from pycontainerd.remotes.fetcher import Fetcher
 from pycontainerd.remotes.platforms import format_platform
 from tests.support.daemon import Ctr, DaemonProcess

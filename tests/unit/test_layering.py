@@ -72,3 +72,25 @@ def test_the_contract_is_a_leaf() -> None:
 def test_cri_runs_in_process_over_stores_and_the_task_interface(forbidden: str) -> None:
     """The CRI plugin calls the daemon's stores and runtime, never the SDK or a shim."""
     assert _offenders("cri", (forbidden,)) == []
+
+
+@pytest.mark.parametrize("folder", ["services", "cri", "distribution", "transfer"])
+def test_the_daemon_side_never_imports_the_sdk(folder: str) -> None:
+    """The daemon reaches its stores in-process; shared machinery lives below the SDK."""
+    if not (PACKAGE / folder).is_dir():
+        pytest.skip(f"pycontainerd/{folder} does not exist yet")
+    assert _offenders(folder, ("pycontainerd.client",)) == []
+
+
+def test_the_sdk_reexports_the_distribution_machinery() -> None:
+    """The SDK's pull/push/unpack modules are the distribution package's, not copies."""
+    from pycontainerd.client import pull, push, transfer, unpack
+    from pycontainerd.distribution import fetch
+    from pycontainerd.distribution import pull as dist_pull
+    from pycontainerd.distribution import push as dist_push
+    from pycontainerd.distribution import unpack as dist_unpack
+
+    assert pull.pull is dist_pull.pull
+    assert push.push is dist_push.push
+    assert unpack.unpack_layers is dist_unpack.unpack_layers
+    assert transfer.RegistryToContent is fetch.RegistryToContent

@@ -613,3 +613,56 @@ def test_cgroups_metrics_is_wire_identical(upstream_sources, our_files, tmp_path
     )
     upstream = next(f for f in compiled.file if f.name == name)
     assert_no_differences(diff_file_against(upstream, index_definitions(our_files)))
+
+
+# --- containerd 2.x's API module (from the Go module cache) -----------------------------
+
+#: The containerd API module that containerd v2.4.2 requires (github.com/containerd/containerd/api).
+CONTAINERD2_API_MODULE = "github.com/containerd/containerd/api@v1.12.0"
+#: 2.x files we reimplement, relative to that module's root.
+COVERED_V2_FILES = (
+    "services/streaming/v1/streaming.proto",
+    "services/transfer/v1/transfer.proto",
+    "types/transfer/container.proto",
+    "types/transfer/imagestore.proto",
+    "types/transfer/importexport.proto",
+    "types/transfer/progress.proto",
+    "types/transfer/registry.proto",
+    "types/transfer/streaming.proto",
+)
+
+
+@pytest.fixture(scope="module")
+def v2_api_root() -> Path:
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("go not found; the 2.x comparison reads containerd's API from the module cache")
+    cache = subprocess.run([go, "env", "GOMODCACHE"], capture_output=True, text=True).stdout
+    root = Path(cache.strip()) / CONTAINERD2_API_MODULE
+    if not (root / COVERED_V2_FILES[0]).is_file():
+        pytest.fail(f"{root} is missing; run scripts/go-tools.sh (it builds ctr2 from that module)")
+    return root
+
+
+@pytest.fixture(scope="module")
+def v2_files(v2_api_root, tmp_path_factory) -> list[descriptor_pb2.FileDescriptorProto]:
+    out = tmp_path_factory.mktemp("upstream-v2") / "v2.pb"
+    return list(compile_descriptor_set([v2_api_root], COVERED_V2_FILES, out).file)
+
+
+@pytest.mark.parametrize("relative", COVERED_V2_FILES)
+def test_v2_file_is_wire_identical(v2_files, our_files, relative):
+    upstream = next(f for f in v2_files if f.name == relative)
+    assert_no_differences(diff_file_against(upstream, index_definitions(our_files)))
+
+
+def test_no_extra_definitions_in_v2_packages(v2_files, our_files):
+    covered = [f for f in v2_files if f.name in COVERED_V2_FILES]
+    theirs = index_definitions(covered)
+    ours = index_definitions(our_files)
+    problems: list[str] = []
+    for package in sorted({f.package for f in covered}):
+        problems += _compare_names(
+            package, "definition", theirs.names_in_package(package), ours.names_in_package(package)
+        )
+    assert_no_differences(problems)

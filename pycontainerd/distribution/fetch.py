@@ -1,0 +1,284 @@
+"""Moving blobs from a registry into a content store (the pull's WalkTarget).
+
+The registry client is synchronous; its reads run in a thread pool while the
+event loop feeds the bytes to the content store's writer (the content
+service's Write stream from the SDK, the store itself in the daemon). Each
+read fills a :class:`~pycontainerd.distribution.frames.FrameBuffer` and becomes
+a ready WRITE message with one copy, and the gRPC writer pipelines the messages. A write
+resumes where the server's ingest for the same ref stopped, and the fetcher
+resumes a broken HTTP transfer by itself.
+
+:meth:`RegistryToContent.ready` lets an unpack wait for each blob while the
+walk is still fetching the others (see :mod:`pycontainerd.distribution.unpack`).
+Such an unpack wants the layers complete in manifest order, base first, but
+downloads running side by side share the daemon's write path equally and all
+finish near the end. So every chunk write passes a :class:`PriorityGate`,
+numbered by the blob's place in the walk: the earliest blob writes whenever it
+has a chunk ready, and the others fill the gaps. As sends do not wait for the
+daemon's replies, one sender at a time keeps the daemon busy, and the blobs
+complete one after the other, as the unpack consumes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from pycontainerd import errdefs
+from pycontainerd.distribution.frames import WRITE_CHUNK_SIZE, FrameBuffer, WriteFrame
+from pycontainerd.distribution.labels import DistributionSource
+from pycontainerd.distribution.progress import Reporter, Status, ref_key
+from pycontainerd.distribution.stores import ContentStore, ContentWriter
+from pycontainerd.distribution.walk import LabelsFor
+from pycontainerd.remotes.fetcher import BlobReader, Fetcher, read_all
+from pycontainerd.remotes.manifest import Descriptor
+
+T = TypeVar("T")
+# A ref held by another writer (a concurrent pull of the same blob) frees up soon.
+LOCKED_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
+#: Downloads that may send a chunk to the daemon at the same moment.
+CONCURRENT_SENDS = 1
+
+
+class PriorityGate:
+    """At most ``capacity`` holders at once; a freed place goes to the lowest ``priority``.
+
+    A freed place is handed out on the next turn of the event loop, not at once,
+    so a holder that releases and asks again straight away (the next chunk of
+    the same blob) competes with the waiters instead of always going last.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._free = capacity
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrival = itertools.count()  # FIFO among equal priorities
+        self._wake_pending = False
+
+    @contextlib.asynccontextmanager
+    async def hold(self, priority: int) -> AsyncIterator[None]:
+        await self._acquire(priority)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, priority: int) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._arrival), granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release()  # handed a place just as we were cancelled: pass it on
+            raise
+
+    def _release(self) -> None:
+        self._free += 1
+        if self._waiters and not self._wake_pending:
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._wake)
+
+    def _wake(self) -> None:
+        self._wake_pending = False
+        while self._free > 0 and self._waiters:
+            _, _, granted = heapq.heappop(self._waiters)
+            if not granted.done():  # cancelled waiters are skipped
+                self._free -= 1
+                granted.set_result(None)
+
+
+class RegistryToContent:
+    """Stores descriptors fetched with ``fetcher`` into ``content``, labelled for the GC."""
+
+    def __init__(
+        self,
+        content: ContentStore,
+        fetcher: Fetcher,
+        pool: ThreadPoolExecutor,
+        *,
+        source: DistributionSource,
+        report: Reporter,
+        max_concurrent: int = 4,
+    ) -> None:
+        self._content = content
+        self._fetcher = fetcher
+        self._pool = pool
+        self._source = source
+        self._report = report
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._writes = PriorityGate(CONCURRENT_SENDS)
+        self._walk_order = itertools.count()
+        self._stored: dict[str, asyncio.Future[None]] = {}
+        self._closed = False
+
+    # -- waiting for blobs -------------------------------------------------------------
+
+    async def ready(self, desc: Descriptor) -> None:
+        """Return once ``desc`` is in the content store (a BlobReady for unpack_layers).
+
+        Raises NotFound when the walk ended without storing it (see :meth:`close`).
+        """
+        await asyncio.shield(self._arrival(desc.digest))
+
+    def close(self) -> None:
+        """The walk is over: fail the waits on every descriptor it did not store."""
+        self._closed = True
+        for digest, arrival in self._stored.items():
+            if not arrival.done():
+                arrival.set_exception(
+                    errdefs.NotFound(f"{digest} was not fetched: the pull did not reach it")
+                )
+                arrival.exception()  # the waiters get it; nobody else needs to
+
+    def _arrival(self, digest: str) -> asyncio.Future[None]:
+        arrival = self._stored.get(digest)
+        if arrival is None:
+            arrival = self._stored[digest] = asyncio.get_running_loop().create_future()
+            if self._closed:
+                self.close()
+        return arrival
+
+    def _mark_stored(self, desc: Descriptor) -> None:
+        arrival = self._arrival(desc.digest)
+        if not arrival.done():
+            arrival.set_result(None)
+
+    # -- the WalkTarget ------------------------------------------------------------------
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def store_document(self, desc: Descriptor, labels_for: LabelsFor) -> bytes:
+        existing = await self._content.info_or_none(desc.digest)
+        if existing is not None:
+            data = await self._content.read_all(desc.digest)
+            await self._add_labels(desc, labels_for(data), existing.labels)
+            self._report.blob(desc, Status.EXISTS, desc.size)
+            self._mark_stored(desc)
+            return data
+        self._report.blob(desc, Status.DOWNLOADING)
+        data = await self._blocking(read_all, self._fetcher, desc)  # verifies size and digest
+        labels = labels_for(data)  # parses: only after the digest was checked
+        try:
+            await self._content.write(
+                ref_key(desc),
+                data,
+                expected=desc.digest,
+                total=desc.size,
+                labels={**labels, **self._source.merged({})},
+            )
+        except errdefs.AlreadyExists:
+            await self._add_labels(desc, labels)
+        self._report.blob(desc, Status.DONE, desc.size)
+        self._mark_stored(desc)
+        return data
+
+    async def store_blob(self, desc: Descriptor) -> None:
+        self._report.blob(desc, Status.WAITING)
+        priority = next(self._walk_order)
+        async with self._slots:
+            written = await self._store_blob_once(desc, priority, may_restart=True)
+        self._report.blob(desc, Status.DONE if written else Status.EXISTS, desc.size)
+        self._mark_stored(desc)
+
+    async def _store_blob_once(self, desc: Descriptor, priority: int, *, may_restart: bool) -> bool:
+        """True when the bytes were written here, False when the store already had them."""
+        writer = await self._open_writer(desc)
+        if writer is None:
+            await self._add_labels(desc, {})
+            return False
+        resumed_at = writer.offset
+        try:
+            problem = await self._fill_and_commit(desc, writer, priority)
+        finally:
+            await writer.close()
+        if problem is None:
+            return True
+        # The ingest holds bad bytes (wrong size or digest): never resume from them.
+        await self._content.abort(writer.ref)
+        if may_restart and resumed_at > 0:
+            return await self._store_blob_once(desc, priority, may_restart=False)
+        raise errdefs.FailedPrecondition(f"{desc.digest} failed verification: {problem}")
+
+    async def _open_writer(self, desc: Descriptor) -> ContentWriter | None:
+        """A writer for ``desc``, or None when the content store already has it."""
+        for delay in (*LOCKED_RETRY_DELAYS, None):
+            try:
+                return await self._content.writer(
+                    ref_key(desc), expected=desc.digest, total=desc.size
+                )
+            except errdefs.AlreadyExists:
+                return None
+            except errdefs.Unavailable:
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _fill_and_commit(
+        self, desc: Descriptor, writer: ContentWriter, priority: int
+    ) -> str | None:
+        """Download the rest and commit; returns what is wrong when the bytes do not verify."""
+        if writer.offset > desc.size:
+            return f"the ingest holds {writer.offset} bytes, more than the {desc.size} expected"
+        if writer.offset < desc.size:
+            async for frame in self._download(desc, writer.offset):
+                async with self._writes.hold(priority):
+                    await writer.send(frame)
+                self._report.blob(desc, Status.DOWNLOADING, writer.offset)
+        try:
+            await writer.commit(labels=self._source.merged({}))
+        except errdefs.AlreadyExists:
+            await self._add_labels(desc, {})
+        except errdefs.FailedPrecondition as exc:
+            return str(exc)
+        return None
+
+    async def _download(self, desc: Descriptor, offset: int) -> AsyncIterator[WriteFrame]:
+        """The registry's bytes of ``desc`` from ``offset`` as WRITE frames, reading ahead one."""
+        reader = await self._blocking(self._fetcher.fetch, desc, offset)
+        buffer = FrameBuffer(WRITE_CHUNK_SIZE)
+        pending = asyncio.ensure_future(self._blocking(_read_frame, reader, buffer, offset))
+        try:
+            while frame := await pending:
+                # The frame is a copy: the buffer is free for the next read at once.
+                next_offset = frame.offset + frame.size
+                pending = asyncio.ensure_future(
+                    self._blocking(_read_frame, reader, buffer, next_offset)
+                )
+                yield frame
+        finally:
+            # Let a read already running in the pool finish before closing under it.
+            await asyncio.gather(asyncio.shield(pending), return_exceptions=True)
+            await self._blocking(reader.close)
+
+    async def _add_labels(
+        self, desc: Descriptor, labels: dict[str, str], current: Mapping[str, str] | None = None
+    ) -> None:
+        """Add gc.ref and distribution labels to content that is already stored."""
+        if current is None:
+            current = (await self._content.info(desc.digest)).labels
+        wanted = {**labels, **self._source.merged(current)}
+        changed = {k: v for k, v in wanted.items() if current.get(k) != v}
+        if changed:
+            await self._content.update_labels(desc.digest, changed)
+
+
+def _read_frame(reader: BlobReader, buffer: FrameBuffer, offset: int) -> WriteFrame | None:
+    """Fill ``buffer`` from ``reader`` (in a pool thread); None at the end of the blob."""
+    space = buffer.space
+    filled = 0
+    while filled < len(space):
+        n = reader.readinto(space[filled:])
+        if not n:
+            break
+        filled += n
+    return buffer.frame(offset, filled) if filled else None
