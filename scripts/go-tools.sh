@@ -67,7 +67,10 @@ while read -r name target kind replace _; do
         if [[ -n "${replace:-}" ]]; then
           go mod edit -replace "${replace%%=*}=$repo/${replace#*=}"
         fi
-        if ! go get "${package}@${version}" >get.log 2>&1; then
+        # A test package needs its test-only imports too (go get -t).
+        get_flags=()
+        [[ $kind == testbin ]] && get_flags=(-t)
+        if ! go get "${get_flags[@]}" "${package}@${version}" >get.log 2>&1; then
           cat get.log >&2
           exit 1
         fi

@@ -62,8 +62,9 @@ SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
 LOG_DRAIN_SECONDS = 2.0
-#: ExecSync keeps at most this much of each stream (containerd's cap).
-EXEC_SYNC_OUTPUT_CAP = 16 * 1024 * 1024
+#: ExecSync keeps at most this much of each stream, so that a reply with both fits in
+#: the 16 MiB a gRPC message may carry; the rest is read and dropped.
+EXEC_SYNC_OUTPUT_CAP = 4 * 1024 * 1024
 
 
 #: Pulls an image into namespace k8s.io (with the request's credentials, if any).
@@ -463,7 +464,6 @@ class CRIManager:
             )
             cleanups.append(lambda: asyncio.to_thread(shutil.rmtree, container.stdio_dir, True))
             io = await asyncio.to_thread(self._make_stdio, container)
-            writer = logs.LogWriter(container.log_path)
             readers = self._open_readers(container)
             try:
                 await self._create_task(
@@ -476,10 +476,9 @@ class CRIManager:
             except BaseException:
                 for _, fd in readers:
                     os.close(fd)
-                writer.close()
                 raise
             cleanups.append(lambda: self._delete_task(container.id))
-            self._start_logs(container, writer, readers)
+            self._start_logs(container, logs.LogWriter(container.log_path), readers)
         except BaseException:
             for cleanup in reversed(cleanups):
                 try:

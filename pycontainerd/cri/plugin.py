@@ -22,6 +22,7 @@ from pycontainerd import plugin
 from pycontainerd.cri import config as cri_config
 from pycontainerd.cri.images import ImageManager
 from pycontainerd.cri.manager import CRIManager
+from pycontainerd.cri.pull import Puller
 from pycontainerd.cri.service import ImageService, RuntimeService
 
 
@@ -44,14 +45,23 @@ class CRIPlugin:
 @plugin.register(
     plugin.GRPC,
     "cri",
-    requires=(plugin.METADATA, plugin.RUNTIME_V2, plugin.GC, plugin.EVENT, plugin.SNAPSHOTTER),
+    requires=(
+        plugin.METADATA,
+        plugin.RUNTIME_V2,
+        plugin.GC,
+        plugin.EVENT,
+        plugin.SNAPSHOTTER,
+        plugin.DIFF,
+    ),
     config=copy.deepcopy(cri_config.DEFAULTS),
 )
 async def init_cri(ic: plugin.InitContext) -> CRIPlugin:
     settings = cri_config.parse(ic.config)
     ic.make_dirs(ic.root, ic.state)
     metadata = ic.get(plugin.METADATA)
-    images = ImageManager(metadata, ic.get(plugin.GC))
+    gc = ic.get(plugin.GC)
+    images = ImageManager(metadata, gc)
+    puller = Puller(settings, metadata, [ic.get(plugin.DIFF, "walking")], images, gc)
     snapshot_root = ic.daemon_config.root / f"{plugin.SNAPSHOTTER}.{settings.snapshotter}"
     manager = CRIManager(
         settings,
@@ -60,6 +70,7 @@ async def init_cri(ic: plugin.InitContext) -> CRIPlugin:
         images,
         ic.state,
         snapshot_root,
+        puller,
     )
     await manager.recover()
     return CRIPlugin(manager, images)

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.cri import POD_SUBNET, CRIEnv, cri_env
+from tests.support.images import build_image, busybox_entries, push_busybox, push_image
+from tests.support.registry import TestRegistry
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -23,10 +25,19 @@ pytestmark = pytest.mark.e2e
 CRI_LOG_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) (F|P) (.*)$")
 
 
+USERS = {"kube": "s3cret"}
+
+
 @pytest.fixture(scope="module")
-def env(registry, busybox_pushed):
-    with cri_env(registry) as running:
-        running.ctr_pull(busybox_pushed.ref)
+def auth_registry():
+    with TestRegistry(users=USERS) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def env(registry, busybox_pushed, auth_registry):
+    with cri_env(registry, more_registries=(auth_registry,)) as running:
+        running.crictl.ok("pull", busybox_pushed.ref)
         yield running
 
 
@@ -75,6 +86,49 @@ def test_images_and_imagefsinfo_agree_with_ctr(env, image):
     fs = env.crictl.json("imagefsinfo")["status"]
     assert int(fs["imageFilesystems"][0]["usedBytes"]["value"]) > 0
     assert fs["imageFilesystems"][0]["fsId"]["mountpoint"].endswith("overlayfs")
+
+
+def _ctr_images(env: CRIEnv) -> dict[str, dict]:
+    out = subprocess.run(
+        ["ctr", "-a", str(env.daemon.address), "-n", "k8s.io", "images", "ls"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    rows = {}
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        rows[fields[0]] = {"digest": fields[2], "labels": fields[-1]}
+    return rows
+
+
+def test_pull_inspect_and_rmi(env, registry):
+    image = build_image([busybox_entries()], cmd=("echo", "a distinct image"))
+    pushed = push_image(registry, image, "cri/pulled", "v1")
+    out = env.crictl.ok("pull", pushed.ref)
+    assert pushed.config_digest in out
+    listed = {i["id"]: i for i in env.crictl.json("images")["images"]}
+    entry = listed[pushed.config_digest]
+    repo = pushed.ref.rsplit(":", 1)[0]
+    assert entry["repoTags"] == [pushed.ref]
+    assert entry["repoDigests"] == [f"{repo}@{pushed.descriptor.digest}"]
+    records = _ctr_images(env)
+    for name in (pushed.ref, f"{repo}@{pushed.descriptor.digest}", pushed.config_digest):
+        assert "io.cri-containerd.image=managed" in records[name]["labels"], name
+    env.crictl.ok("rmi", pushed.ref)
+    assert pushed.config_digest not in {i["id"] for i in env.crictl.json("images")["images"]}
+    assert not set(_ctr_images(env)) & {pushed.ref, pushed.config_digest}
+    missing = env.crictl.run("pull", registry.ref("cri/never-pushed", "x"))
+    assert missing.returncode != 0 and b"not found" in missing.stderr.lower()
+
+
+def test_pull_with_credentials(env, auth_registry):
+    pushed = push_busybox(auth_registry, repo="cri/private")
+    denied = env.crictl.run("pull", pushed.ref)
+    assert denied.returncode != 0
+    user, password = next(iter(USERS.items()))
+    env.crictl.ok("pull", "--creds", f"{user}:{password}", pushed.ref)
+    assert pushed.ref in {t for i in env.crictl.json("images")["images"] for t in i["repoTags"]}
+    env.crictl.ok("rmi", pushed.ref)
 
 
 def test_pod_and_container_lifecycle_with_logs_exec_and_stats(env, image):

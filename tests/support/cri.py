@@ -80,8 +80,14 @@ class Crictl(CommandLine):
 class CRIEnv:
     """The daemon, its namespace and CNI config, and crictl pointed at it."""
 
-    def __init__(self, registry: TestRegistry, extra_config: str = "") -> None:
+    def __init__(
+        self,
+        registry: TestRegistry,
+        extra_config: str = "",
+        more_registries: tuple[TestRegistry, ...] = (),
+    ) -> None:
         self.registry = registry
+        self.registries = (registry, *more_registries)
         self.base = Path(tempfile.mkdtemp(prefix="pcri-"))
         self.netns = NetNamespace("pcri")
         self.cni_dir = self.base / "cni"
@@ -94,17 +100,22 @@ class CRIEnv:
         return (
             '[plugins."io.containerd.grpc.v1.cri"]\n'
             f'  sandbox_image = "{self.pause_ref}"\n'
-            f'  [plugins."io.containerd.grpc.v1.cri".cni]\n'
+            + self.extra_config
+            + f'  [plugins."io.containerd.grpc.v1.cri".cni]\n'
             f'    bin_dir = "{CNI_BIN_DIR}"\n'
             f'    conf_dir = "{self.cni_dir}"\n'
-            f'  [plugins."io.containerd.grpc.v1.cri".registry.configs."{self.registry.host}"]\n'
-            "    plain_http = true\n" + self.extra_config
+            + "".join(
+                f'  [plugins."io.containerd.grpc.v1.cri".registry.configs."{r.host}"]\n'
+                "    plain_http = true\n"
+                for r in self.registries
+            )
         )
 
     def __enter__(self) -> CRIEnv:
         self.netns.__enter__()
         try:
-            self.netns.relay(self.registry.port)
+            for registry in self.registries:
+                self.netns.relay(registry.port)
             self.cni_dir.mkdir()
             bridge = "pcri" + uuid.uuid4().hex[:6]
             (self.cni_dir / "10-test.conflist").write_text(
@@ -188,6 +199,8 @@ class CRIEnv:
 
 
 @contextmanager
-def cri_env(registry: TestRegistry, extra_config: str = "") -> Iterator[CRIEnv]:
-    with CRIEnv(registry, extra_config) as env:
+def cri_env(
+    registry: TestRegistry, extra_config: str = "", more_registries: tuple[TestRegistry, ...] = ()
+) -> Iterator[CRIEnv]:
+    with CRIEnv(registry, extra_config, more_registries) as env:
         yield env
