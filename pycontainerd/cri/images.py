@@ -143,6 +143,8 @@ class ImageManager:
                 return matches[0]
             if len(matches) > 1:
                 raise errdefs.InvalidArgument(f"image id prefix {ref!r} is ambiguous")
+            if ref.startswith("sha256:") or len(ref) == 64:
+                raise errdefs.NotFound(f"image {ref!r} not found in namespace {NAMESPACE}")
         name = str(parse_reference(ref))
         for image in images:
             if name in image.names:

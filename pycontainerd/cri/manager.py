@@ -77,10 +77,19 @@ def _runtime_options(binary_name: str) -> any_pb2.Any:
     return packed
 
 
-def _needs_rootfs(image_user: str, username: str) -> bool:
-    """Resolving a user by name reads the image's /etc/passwd."""
+def _needs_rootfs(image_user: str, username: str, uid_given: bool = False) -> bool:
+    """Whether resolving the user reads the image's /etc/passwd and /etc/group.
+
+    Only a numeric ``uid:gid`` resolves without them: a bare uid takes its
+    gid and supplementary groups from the image, as containerd does.
+    """
     wanted = username or image_user
-    return bool(wanted) and not all(part.isdigit() for part in wanted.split(":") if part)
+    if uid_given:
+        return True
+    if not wanted:
+        return False
+    parts = wanted.split(":")
+    return len(parts) != 2 or not all(p.isdigit() for p in parts)
 
 
 class CRIManager:
@@ -309,7 +318,7 @@ class CRIManager:
             user = str(image.process_config.get("User") or "")
             oci_spec = await self._build_spec(
                 mounts,
-                _needs_rootfs(user, ""),
+                _needs_rootfs(user, "", config.linux.security_context.HasField("run_as_user")),
                 lambda root: spec.sandbox_spec(sandbox, directory, image.config, root, self.host),
             )
             await self._create_record(
@@ -439,7 +448,7 @@ class CRIManager:
             user = str(image.process_config.get("User") or "")
             oci_spec = await self._build_spec(
                 mounts,
-                _needs_rootfs(user, sec.run_as_username),
+                _needs_rootfs(user, sec.run_as_username, sec.HasField("run_as_user")),
                 lambda root: spec.container_spec(
                     container,
                     sandbox,
@@ -452,6 +461,7 @@ class CRIManager:
                 ),
             )
             container.stdio_dir = self.stdio_dir(container.id)
+            container.cgroup = str(oci_spec.get("linux", {}).get("cgroupsPath", ""))
             await self._create_record(
                 container.id,
                 "container",
@@ -572,12 +582,14 @@ class CRIManager:
             forwarder = self._forwarders.get(container.id)
             if forwarder is not None:
                 await asyncio.to_thread(forwarder.wait, LOG_DRAIN_SECONDS)
+            # Before the task (and with it the cgroup) goes: was it the OOM killer?
+            oom = await asyncio.to_thread(_oom_killed, container.cgroup)
             with contextlib.suppress(errdefs.ContainerdError):
                 await self.tasks.delete(NAMESPACE, container.id)
             container.state = cri.CONTAINER_EXITED
             container.exit_code = code
             container.finished_at = finished
-            container.reason = "Completed" if code == 0 else "Error"
+            container.reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
             container.pid = 0
             with contextlib.suppress(errdefs.ContainerdError):
                 await self._save_container(container)
@@ -587,7 +599,10 @@ class CRIManager:
         self._background.spawn(watch(), name=f"cri container {container.id[:12]}")
 
     async def stop_container(self, wanted: str, timeout: int) -> None:
-        container = self.index.container(wanted)
+        try:
+            container = self.index.container(wanted)
+        except errdefs.NotFound:
+            return  # idempotent, as the CRI asks
         if container.state != cri.CONTAINER_RUNNING:
             if container.state == cri.CONTAINER_CREATED:
                 await self._delete_task(container.id)
@@ -803,6 +818,28 @@ class CRIManager:
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
+
+
+def _oom_killed(cgroup: str) -> bool:
+    """Whether the OOM killer acted in the container's cgroup (v1 or v2)."""
+    if not cgroup:
+        return False
+    relative = cgroup.lstrip("/")
+    candidates = (
+        (f"/sys/fs/cgroup/memory/{relative}/memory.oom_control", "oom_kill"),
+        (f"/sys/fs/cgroup/{relative}/memory.events", "oom_kill"),
+        (f"/sys/fs/cgroup/unified/{relative}/memory.events", "oom_kill"),
+    )
+    for path, key in candidates:
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == key and int(value or 0) > 0:
+                        return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def _read_capped(fd: int) -> bytes:

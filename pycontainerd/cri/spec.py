@@ -332,7 +332,12 @@ def container_spec(
             mounts.append(mount(f"/etc/{name}", "bind", os.path.join(sandbox_dir, name), options))
     if "/dev/shm" not in destinations:
         mounts.append(_shm_mount(sandbox, sandbox_dir))
+    propagation = ""
     for m in config.mounts:
+        if m.propagation == cri.PROPAGATION_BIDIRECTIONAL:
+            propagation = "rshared"
+        elif m.propagation == cri.PROPAGATION_HOST_TO_CONTAINER and not propagation:
+            propagation = "rslave"
         if not m.host_path or not m.container_path:
             raise errdefs.InvalidArgument("a mount needs host_path and container_path")
         if not os.path.exists(m.host_path):
@@ -341,6 +346,10 @@ def container_spec(
         mounts.append(mount(m.container_path, "bind", m.host_path, options))
     oci.without_mounts(*[m["destination"] for m in mounts])(spec)
     oci.with_mounts(mounts)(spec)
+    if propagation:
+        # Mount events reach the container (and, rshared, come back) only if its root
+        # is not private, as containerd sets it.
+        linux_of(spec)["rootfsPropagation"] = propagation
     # Namespaces, cgroup.
     options = cri.NamespaceOption()
     options.CopyFrom(pod_sec.namespace_options)

@@ -84,6 +84,7 @@ class Container:
     pid: int = 0
     state: int = cri.CONTAINER_CREATED
     stdio_dir: str = ""
+    cgroup: str = ""  # linux.cgroupsPath
 
     def to_json(self) -> bytes:
         data = asdict(self)
