@@ -821,9 +821,14 @@ class CRIManager:
 
 
 def _oom_killed(cgroup: str) -> bool:
-    """Whether the OOM killer acted in the container's cgroup (v1 or v2)."""
+    """Whether the OOM killer acted in the container's cgroup."""
+    return oom_kill_count(cgroup) > 0
+
+
+def oom_kill_count(cgroup: str) -> int:
+    """How often the OOM killer acted in the container's cgroup (v1 or v2)."""
     if not cgroup:
-        return False
+        return 0
     relative = cgroup.lstrip("/")
     candidates = (
         (f"/sys/fs/cgroup/memory/{relative}/memory.oom_control", "oom_kill"),
@@ -835,11 +840,11 @@ def _oom_killed(cgroup: str) -> bool:
             with open(path) as f:
                 for line in f:
                     name, _, value = line.partition(" ")
-                    if name == key and int(value or 0) > 0:
-                        return True
+                    if name == key:
+                        return int(value or 0)
         except (OSError, ValueError):
             continue
-    return False
+    return 0
 
 
 def _read_capped(fd: int) -> bytes:

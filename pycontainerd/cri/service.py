@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -18,8 +19,9 @@ from pycontainerd.api.cri.runtime.v1 import api_pb2_grpc
 from pycontainerd.metadata.placement import call
 from pycontainerd.services.base import rpc
 
+from . import metrics
 from .images import ImageManager, ResolvedImage, filesystem_usage
-from .manager import CRIManager
+from .manager import CRIManager, oom_kill_count
 from .state import NAMESPACE, Container, Sandbox, now_ns
 
 log = logging.getLogger(__name__)
@@ -472,11 +474,78 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
     @rpc
     async def ListMetricDescriptors(self, request, context):  # noqa: N802
-        return cri.ListMetricDescriptorsResponse()
+        return cri.ListMetricDescriptorsResponse(descriptors=metrics.descriptors())
+
+    async def _container_metrics(self, c: Container, sandbox: Sandbox) -> cri.ContainerMetrics:
+        now = now_ns()
+        labels = {
+            "container": c.config.metadata.name,
+            "id": c.id,
+            "image": c.image_name,
+            "name": c.name,
+            "namespace": sandbox.config.metadata.namespace,
+            "pod": sandbox.config.metadata.name,
+        }
+        builder = metrics.Builder(labels, now)
+        stats = await self._metrics(c.id)
+        task = self.m._task(c.id)
+        pids: list[int] = []
+        if task is not None:
+            with contextlib.suppress(errdefs.ContainerdError):
+                pids = [p.pid for p in await task.pids()]
+        counts = await asyncio.to_thread(metrics.process_counts, pids)
+        snapshots = self.m.metadata.snapshots.get(self.m.config.snapshotter)
+        try:
+            usage = await call(snapshots.usage, NAMESPACE, c.id)
+            used = (usage.size, usage.inodes)
+        except errdefs.ContainerdError:
+            used = (0, 0)
+        root = str(self.m.snapshot_root)
+        try:
+            fs_stat: os.statvfs_result | None = await asyncio.to_thread(os.statvfs, root)
+        except OSError:
+            fs_stat = None
+        oom = await asyncio.to_thread(oom_kill_count, c.cgroup)
+        metrics.container_metrics(
+            builder,
+            stats,
+            c.config.linux.resources,
+            counts,
+            c.started_at,
+            used,
+            root,
+            fs_stat,
+            oom,
+        )
+        return cri.ContainerMetrics(container_id=c.id, metrics=builder.out)
 
     @rpc
     async def ListPodSandboxMetrics(self, request, context):  # noqa: N802
-        return cri.ListPodSandboxMetricsResponse()
+        found = []
+        for sandbox in list(self.m.index.sandboxes.values()):
+            if not sandbox.ready:
+                continue
+            labels = {
+                "container": "POD",
+                "id": sandbox.id,
+                "image": self.m.config.sandbox_image,
+                "name": sandbox.name,
+                "namespace": sandbox.config.metadata.namespace,
+                "pod": sandbox.config.metadata.name,
+            }
+            pod = metrics.Builder(labels, now_ns())
+            await asyncio.to_thread(metrics.pod_network_metrics, pod, sandbox.pid)
+            containers = [
+                await self._container_metrics(c, sandbox)
+                for c in self.m.index.containers_of(sandbox.id)
+                if c.state == cri.CONTAINER_RUNNING
+            ]
+            found.append(
+                cri.PodSandboxMetrics(
+                    pod_sandbox_id=sandbox.id, metrics=pod.out, container_metrics=containers
+                )
+            )
+        return cri.ListPodSandboxMetricsResponse(pod_metrics=found)
 
     # -- events and the rest -------------------------------------------------------------
 

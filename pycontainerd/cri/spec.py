@@ -334,6 +334,10 @@ def container_spec(
         mounts.append(_shm_mount(sandbox, sandbox_dir))
     propagation = ""
     for m in config.mounts:
+        if m.HasField("image") and m.image.image:
+            raise errdefs.NotImplemented_(
+                f"image volumes (mount of image {m.image.image!r}) are not supported yet"
+            )
         if m.propagation == cri.PROPAGATION_BIDIRECTIONAL:
             propagation = "rshared"
         elif m.propagation == cri.PROPAGATION_HOST_TO_CONTAINER and not propagation:

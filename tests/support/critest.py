@@ -52,6 +52,16 @@ httpd -f -p 80 -h /var/www
 """
 
 
+#: Debian's busybox-static has no pgrep applet; critest's images do.
+PGREP_SCRIPT = """#!/bin/sh
+for stat in /proc/[0-9]*/stat; do
+  read -r pid comm rest < "$stat" 2>/dev/null || continue
+  [ "$comm" = "($1)" ] && echo "$pid" && found=1
+done
+[ -n "$found" ]
+"""
+
+
 def _busybox_root(passwd: str = PASSWD, group: str = GROUP) -> list[L.TarEntry]:
     applets = subprocess.run(
         [str(busybox_binary()), "--list"], capture_output=True, text=True, check=True
@@ -74,6 +84,9 @@ def _busybox_root(passwd: str = PASSWD, group: str = GROUP) -> list[L.TarEntry]:
         L.directory("usr"),
         L.directory("usr/sbin"),
         L.file("usr/sbin/nginx", NGINX_SCRIPT, mode=0o755),
+        L.directory("usr/bin"),
+        L.file("usr/bin/pgrep", PGREP_SCRIPT, mode=0o755),
+        L.file("usr/bin/ipcs", "#!/bin/sh\ncat /proc/sysvipc/shm\n", mode=0o755),
         L.directory("var/www"),
         L.file("var/www/index.html", "<html>Welcome to nginx!</html>\n"),
     ]
@@ -86,8 +99,10 @@ def push_critest_images(registry: TestRegistry) -> None:
     )
     group = GROUP + "www-data:x:33:\ngroup50000:x:50000:\n"
 
-    def push(path: str, tag: str, **config) -> None:
-        image = build_image([_busybox_root(passwd, group)], **config)
+    def push(path: str, tag: str, same_as: str = "", **config) -> None:
+        # A label naming each image keeps look-alikes apart (one image per id for critest).
+        labels = {"pycontainerd.test/image": same_as or f"{path}:{tag}"}
+        image = build_image([_busybox_root(passwd, group)], labels=labels, **config)
         push_image(registry, image, path, tag)
 
     push("e2e-test-images/busybox", "1.29-2")
@@ -95,15 +110,17 @@ def push_critest_images(registry: TestRegistry) -> None:
     httpd = ("sh", "-c", "echo httpd listening on 80 >&2; httpd -f -p 80 -h /var/www")
     push("e2e-test-images/httpd", "2.4.39-4", cmd=httpd)
     push("e2e-test-images/nginx", "1.14-2", cmd=("/usr/sbin/nginx", "nginx: master process"))
-    push("pause", "3.10", cmd=("sleep", "2147483647"))
-    push("pause", "3.9", cmd=("sleep", "2147483647"))
+    # Pods share their PID namespace by default: the pause look-alike must not be a
+    # "sleep", which critest's exec timeout spec looks for (busybox tail sleeps inside).
+    push("pause", "3.10", cmd=("tail", "-f", "/dev/null"))
+    push("pause", "3.9", cmd=("tail", "-f", "/dev/null"))
     staging = "k8s-staging-cri-tools/"
     push(staging + "test-image-latest", "latest")
     push(staging + "test-image-tag", "test")
     push(staging + "test-image-tag", "all")
     for n in (1, 2, 3):
         push(staging + f"test-image-{n}", "latest", cmd=("echo", f"image {n}"))
-        push(staging + "test-image-tags", str(n), cmd=("echo", "same image"))
+        push(staging + "test-image-tags", str(n), same_as="test-image-tags")
     push(staging + "test-image-user-uid", "latest", user="1002")
     push(staging + "test-image-user-username", "latest", user="www-data")
     push(staging + "test-image-user-uid-group", "latest", user="1003:1003")
@@ -141,8 +158,17 @@ class CritestRun:
         self.netns = NetNamespace("pcrt")
         self.cni_dir = self.base / "cni"
         self.hosts_dir = self.base / "hosts"
+        # critest makes SysV shared memory "on the host" for its HostIpc specs: the
+        # daemon and critest share an IPC namespace of the run's own instead.
+        self.ipcns = self.base / "ipc"
+
+    def argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` inside the run's network and IPC namespaces."""
+        return ["nsenter", f"--net={self.netns.path}", f"--ipc={self.ipcns}", "--", *argv]
 
     def __enter__(self) -> CritestRun:
+        self.ipcns.touch()
+        subprocess.run(["unshare", f"--ipc={self.ipcns}", "true"], check=True)
         self.netns.__enter__()
         self.netns.relay(self.registry.port)
         self.cni_dir.mkdir()
@@ -187,7 +213,7 @@ class CritestRun:
             *extra,
         ]
         result = subprocess.run(
-            self.netns.argv(argv),
+            self.argv(argv),
             capture_output=True,
             text=True,
             timeout=CRITEST_TIMEOUT,
@@ -200,7 +226,7 @@ class CritestRun:
         daemon = DaemonProcess(
             base=self.base / "pcd",
             extra_config=self.pycontainerd_config(),
-            command_prefix=self.netns.argv([]),
+            command_prefix=self.argv([]),
             log_level="info",
         )
         daemon.start()
@@ -232,7 +258,7 @@ class CritestRun:
         env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}"}
         with open(base / "containerd.log", "wb") as log:
             proc = subprocess.Popen(
-                self.netns.argv([str(GO_BIN / "containerd2"), "-c", str(config)]),
+                self.argv([str(GO_BIN / "containerd2"), "-c", str(config)]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
