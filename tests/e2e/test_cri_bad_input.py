@@ -17,11 +17,20 @@ from tests.support.ctr_env import mounts_below
 pytestmark = pytest.mark.e2e
 
 
+#: The pods' cgroup parent, this module's own: other daemons on the machine use k8s.io.
+CGROUP_PARENT = f"pcri-{uuid.uuid4().hex[:8]}"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
 @pytest.fixture(scope="module")
 def env(registry, busybox_pushed):
-    with cri_env(registry) as running:
-        running.ctr_pull(busybox_pushed.ref)
-        yield running
+    try:
+        with cri_env(registry) as running:
+            running.ctr_pull(busybox_pushed.ref)
+            yield running
+    finally:
+        for parent in CGROUP_ROOT.glob(f"*/{CGROUP_PARENT}"):
+            parent.rmdir()
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +47,10 @@ def code_of(call, *args) -> grpc.StatusCode:
 
 def pod_config(env: CRIEnv, name: str | None = None, **kwargs) -> cri.PodSandboxConfig:
     name = name or "bad-" + uuid.uuid4().hex[:6]
+    linux = kwargs.pop("linux", cri.LinuxPodSandboxConfig())
+    linux.cgroup_parent = CGROUP_PARENT
     config = cri.PodSandboxConfig(
+        linux=linux,
         metadata=cri.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="test"),
         log_directory=str(env.logs / name),
         **kwargs,
@@ -70,7 +82,7 @@ class Footprint:
         snaps = os.popen(
             f"ctr -a {env.daemon.address} -n k8s.io snapshots ls 2>/dev/null | wc -l"
         ).read()
-        cgroups = Path("/sys/fs/cgroup/memory/k8s.io")
+        cgroups = CGROUP_ROOT / "memory" / CGROUP_PARENT
         return {
             "netns": sorted(os.listdir(state / "netns")) if (state / "netns").exists() else [],
             "mounts": sorted(mounts_below(env.base)),
