@@ -462,6 +462,8 @@ class CRIManager:
             )
             container.stdio_dir = self.stdio_dir(container.id)
             container.cgroup = str(oci_spec.get("linux", {}).get("cgroupsPath", ""))
+            linux_user = spec.process_user(oci_spec).linux
+            container.user = [linux_user.uid, linux_user.gid, *linux_user.supplemental_groups]
             await self._create_record(
                 container.id,
                 "container",

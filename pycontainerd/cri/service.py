@@ -72,11 +72,17 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         handlers = [
             cri.RuntimeHandler(
                 name=name,
-                features=cri.RuntimeHandlerFeatures(recursive_read_only_mounts=False),
+                # runc (and crun) apply "rro" with mount_setattr(2).
+                features=cri.RuntimeHandlerFeatures(recursive_read_only_mounts=True),
             )
             for name in sorted(self.m.config.runtimes)
         ]
-        handlers.insert(0, cri.RuntimeHandler(name="", features=cri.RuntimeHandlerFeatures()))
+        handlers.insert(
+            0,
+            cri.RuntimeHandler(
+                name="", features=cri.RuntimeHandlerFeatures(recursive_read_only_mounts=True)
+            ),
+        )
         info: dict[str, str] = {}
         if request.verbose:
             cfg = self.m.config
@@ -98,7 +104,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             status=cri.RuntimeStatus(conditions=conditions),
             info=info,
             runtime_handlers=handlers,
-            features=cri.RuntimeFeatures(supplemental_groups_policy=False),
+            features=cri.RuntimeFeatures(supplemental_groups_policy=True),
         )
 
     @rpc
@@ -275,6 +281,13 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             if c.config.linux.HasField("resources")
             else None,
             image_id=c.image_ref,
+            user=cri.ContainerUser(
+                linux=cri.LinuxContainerUser(
+                    uid=c.user[0], gid=c.user[1], supplemental_groups=c.user[2:]
+                )
+            )
+            if c.user
+            else None,
         )
 
     @rpc

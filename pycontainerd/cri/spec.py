@@ -32,6 +32,9 @@ CONTAINER_NAME = "io.kubernetes.cri.container-name"
 IMAGE_NAME = "io.kubernetes.cri.image-name"
 SANDBOX_OOM_SCORE_ADJ = -998
 SHM_DIR = "shm"
+CGROUP_MOUNT = mount(
+    "/sys/fs/cgroup", "cgroup", "cgroup", ["nosuid", "noexec", "nodev", "relatime", "ro"]
+)
 SHM_OPTIONS = ["nosuid", "nodev", "noexec", "mode=1777", "size=65536k"]
 
 
@@ -132,7 +135,10 @@ def _apply_user(
     run_as_group: cri.Int64Value | None,
     username: str,
     groups: list[int],
+    strict: bool = False,
 ) -> None:
+    """The process user; ``strict`` (SupplementalGroupsPolicy Strict) keeps the
+    image's /etc/group out of the supplementary groups."""
     if run_as_group is not None and run_as_user is None and not username:
         raise errdefs.InvalidArgument("run_as_group needs run_as_user or run_as_username")
     if run_as_user is not None:
@@ -143,8 +149,10 @@ def _apply_user(
     elif username:
         user = username + (f":{run_as_group.value}" if run_as_group is not None else "")
         oci.with_user(user, rootfs)(spec)
+    process = process_of(spec)
+    if strict:
+        process["user"].pop("additionalGids", None)
     if groups:
-        process = process_of(spec)
         extra = list(process["user"].get("additionalGids") or [])
         extra += [g for g in groups if g not in extra]
         process["user"]["additionalGids"] = extra
@@ -323,8 +331,10 @@ def container_spec(
     process["env"] = oci.merge_env(process.get("env", []), env)
     if config.tty:
         oci.with_tty(spec)
-    # Sandbox files.
-    mounts = []
+    # Sandbox files, and the container's cgroups read-only (containerd's default mounts).
+    mounts = (
+        [CGROUP_MOUNT] if "/sys/fs/cgroup" not in {m.container_path for m in config.mounts} else []
+    )
     destinations = {m.container_path for m in config.mounts}
     for name in ("hosts", "resolv.conf", "hostname"):
         if f"/etc/{name}" not in destinations:
@@ -346,7 +356,17 @@ def container_spec(
             raise errdefs.InvalidArgument("a mount needs host_path and container_path")
         if not os.path.exists(m.host_path):
             raise errdefs.NotFound(f"mount source {m.host_path} does not exist")
-        options = ["rbind", _propagation(m.propagation), "ro" if m.readonly else "rw"]
+        if m.recursive_read_only:
+            if not m.readonly:
+                raise errdefs.InvalidArgument(
+                    f"recursive read-only mount of {m.host_path} must be read-only too"
+                )
+            if m.propagation != cri.PROPAGATION_PRIVATE:
+                raise errdefs.InvalidArgument(
+                    f"recursive read-only mount of {m.host_path} needs private propagation"
+                )
+        read_only = "rro" if m.recursive_read_only else "ro" if m.readonly else "rw"
+        options = ["rbind", _propagation(m.propagation), read_only]
         mounts.append(mount(m.container_path, "bind", m.host_path, options))
     oci.without_mounts(*[m["destination"] for m in mounts])(spec)
     oci.with_mounts(mounts)(spec)
@@ -392,6 +412,7 @@ def container_spec(
         sec.run_as_group if sec.HasField("run_as_group") else None,
         sec.run_as_username,
         list(sec.supplemental_groups),
+        sec.supplemental_groups_policy == cri.Strict,
     )
     if config.linux.HasField("resources"):
         _apply_resources(spec, config.linux.resources, host)
@@ -408,6 +429,16 @@ def container_spec(
         }
     )(spec)
     return spec
+
+
+def process_user(oci_spec: Spec) -> cri.ContainerUser:
+    """The user a container's process runs as, for ContainerStatus (groups include the gid)."""
+    user = oci_spec.get("process", {}).get("user", {})
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    groups = sorted({gid, *(int(g) for g in user.get("additionalGids") or [])})
+    return cri.ContainerUser(
+        linux=cri.LinuxContainerUser(uid=uid, gid=gid, supplemental_groups=groups)
+    )
 
 
 def _add_device(spec: Spec, device: cri.Device) -> None:

@@ -85,6 +85,7 @@ class Container:
     state: int = cri.CONTAINER_CREATED
     stdio_dir: str = ""
     cgroup: str = ""  # linux.cgroupsPath
+    user: list[int] = field(default_factory=list)  # uid, gid, supplementary groups...
 
     def to_json(self) -> bytes:
         data = asdict(self)

@@ -13,6 +13,7 @@ import pytest
 from tests.support.cri import CRIEnv, cri_env
 from tests.support.cri_client import CRIClient, cri
 from tests.support.ctr_env import mounts_below
+from tests.support.procs import all_pids, command_line
 
 pytestmark = pytest.mark.e2e
 
@@ -94,8 +95,18 @@ class Footprint:
             "ips": sorted(p.name for p in ipam.rglob("10.*")) if ipam.exists() else [],
             "logs": sorted(str(p) for p in env.logs.rglob("*")) if env.logs.exists() else [],
             "io": sorted(os.listdir(state / "io")) if (state / "io").exists() else [],
-            "shims": sorted(env.in_netns("pgrep", "-f", "containerd-shim").stdout.split()),
+            "shims": sorted(_shims_of(env)),
         }
+
+
+def _shims_of(env: CRIEnv) -> list[int]:
+    """Shim processes of this test's daemon (others may run on the machine)."""
+    found = []
+    for pid in all_pids():
+        argv = " ".join(command_line(pid))
+        if "shim" in argv and str(env.base) in argv:
+            found.append(pid)
+    return found
 
 
 @pytest.fixture

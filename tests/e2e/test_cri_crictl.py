@@ -259,3 +259,41 @@ def test_pod_files_and_dns(env, image):
     assert out.splitlines()[0] == "dnshost"
     assert "nameserver 10.0.0.10" in out and "search svc.local" in out and "ndots:5" in out
     env.crictl.ok("rmp", "-f", pod)
+
+
+def test_filters_update_and_restart_with_a_new_attempt(env, image):
+    crictl = env.crictl
+    pod_config = env.pod_config("filters", labels={"tier": "web"})
+    pod = crictl.ok("runp", str(pod_config)).strip()
+    other = crictl.ok("runp", str(env.pod_config("other"))).strip()
+    assert crictl.ok("pods", "-q", "--label", "tier=web").split() == [pod]
+    assert set(crictl.ok("pods", "-q", "--state", "ready").split()) >= {pod, other}
+    first = run_container(
+        env, pod, str(pod_config), "job", image, ["sh", "-c", "exit 0"], labels={"role": "job"}
+    )
+    wait_for(lambda: state_of(env, first) == "CONTAINER_EXITED", timeout=10)
+    assert crictl.ok("ps", "-aq", "--label", "role=job").split() == [first]
+    assert crictl.ok("ps", "-q", "--pod", other).split() == []
+    # kubelet restarts a container as a new one: same name, next attempt.
+    again = env.container_config("job", image, ["sleep", "1000"], metadata={"name": "job"})
+    duplicate = crictl.run("create", pod, str(again), str(pod_config))
+    assert duplicate.returncode != 0 and b"reserved" in duplicate.stderr
+    retry = env.container_config(
+        "job", image, ["sleep", "1000"], metadata={"name": "job", "attempt": 1}
+    )
+    second = crictl.ok("create", pod, str(retry), str(pod_config)).strip()
+    crictl.ok("start", second)
+    assert second != first
+    assert crictl.json("inspect", second)["status"]["metadata"]["attempt"] == 1
+    # UpdateContainerResources reaches the container's cgroup.
+    crictl.ok("update", "--memory", str(64 << 20), second)
+    cgroup = Path("/sys/fs/cgroup/memory/k8s.io") / second / "memory.limit_in_bytes"
+    if cgroup.exists():
+        assert int(cgroup.read_text()) == 64 << 20
+    out = crictl.ok("exec", "-s", second, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+    assert int(out.split()[0]) == 64 << 20
+    crictl.ok("rmp", "-f", pod, other)
+
+
+def state_of(env: CRIEnv, container: str) -> str:
+    return env.crictl.json("inspect", container)["status"]["state"]

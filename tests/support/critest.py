@@ -70,7 +70,12 @@ def _busybox_root(passwd: str = PASSWD, group: str = GROUP) -> list[L.TarEntry]:
         L.directory("bin"),
         L.file("bin/busybox", busybox_binary().read_bytes(), mode=0o755),
         # Hard links, as busybox images have them: masking one applet must not mask all.
-        *(L.hardlink(f"bin/{a}", "bin/busybox") for a in applets if a != "busybox"),
+        # The header carries the target's mode, as docker's do: containerd applies it.
+        *(
+            L.TarEntry(f"bin/{a}", "hardlink", mode=0o755, target="bin/busybox")
+            for a in applets
+            if a != "busybox"
+        ),
         L.directory("dev"),
         L.directory("etc"),
         L.file("etc/passwd", passwd),
@@ -97,7 +102,8 @@ def push_critest_images(registry: TestRegistry) -> None:
     passwd = (
         PASSWD + "www-data:x:33:33:www-data:/var/www:/bin/false\nuser1003:x:1003:1003::/:/bin/sh\n"
     )
-    group = GROUP + "www-data:x:33:\ngroup50000:x:50000:\n"
+    # critest's predefined-group image: uid 1000 ("app") is in group 50000.
+    group = GROUP + "www-data:x:33:\ngroup-defined-in-image:x:50000:app\n"
 
     def push(path: str, tag: str, same_as: str = "", **config) -> None:
         # A label naming each image keeps look-alikes apart (one image per id for critest).
@@ -112,8 +118,8 @@ def push_critest_images(registry: TestRegistry) -> None:
     push("e2e-test-images/nginx", "1.14-2", cmd=("/usr/sbin/nginx", "nginx: master process"))
     # Pods share their PID namespace by default: the pause look-alike must not be a
     # "sleep", which critest's exec timeout spec looks for (busybox tail sleeps inside).
-    push("pause", "3.10", cmd=("tail", "-f", "/dev/null"))
-    push("pause", "3.9", cmd=("tail", "-f", "/dev/null"))
+    push("pause", "3.10", cmd=("/bin/tail", "-f", "/dev/null"))
+    push("pause", "3.9", cmd=("/bin/tail", "-f", "/dev/null"))
     staging = "k8s-staging-cri-tools/"
     push(staging + "test-image-latest", "latest")
     push(staging + "test-image-tag", "test")
@@ -125,7 +131,7 @@ def push_critest_images(registry: TestRegistry) -> None:
     push(staging + "test-image-user-username", "latest", user="www-data")
     push(staging + "test-image-user-uid-group", "latest", user="1003:1003")
     push(staging + "test-image-user-username-group", "latest", user="www-data:www-data")
-    push(staging + "test-image-predefined-group", "latest", user="1000:50000")
+    push(staging + "test-image-predefined-group", "latest")
 
 
 @dataclass
