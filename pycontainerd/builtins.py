@@ -24,6 +24,7 @@ BUILTIN_PLUGIN_MODULES = (
     "pycontainerd.runtime.plugin",
     "pycontainerd.services.tasks",
     "pycontainerd.services.ttrpc_events",
+    "pycontainerd.cri.plugin",
 )
 
 

@@ -66,6 +66,7 @@ async def pull(
     all_platforms: bool = False,
     plain_http: PlainHTTP = False,
     credentials: Credentials = None,
+    hosts: Mapping[str, str] | None = None,
     unpack: bool = False,
     snapshotter: str = DEFAULT_SNAPSHOTTER,
     progress: ProgressCallback | None = None,
@@ -83,13 +84,16 @@ async def pull(
     ``all_platforms`` too, every other platform is unpacked afterwards unless
     ``unpack_every_platform`` is False (containerd 2's transfer unpacks only
     the platforms it is given). The record is named ``image_name`` (default:
-    the resolved reference) and carries ``labels``.
+    the resolved reference) and carries ``labels``. ``hosts`` maps a registry
+    domain to the host that serves it (a mirror).
     """
     policy = platform_policy(platform, all_platforms)
     reference = parse_reference(ref)
     report = Reporter(progress)
     resolver = Resolver(
-        plain_http=plain_http, credentials=credentials_func(credentials, reference.domain)
+        plain_http=plain_http,
+        hosts=hosts,
+        credentials=credentials_func(credentials, reference.domain),
     )
     with resolver, ThreadPoolExecutor(max_concurrent_downloads, "pull") as pool:
         loop = asyncio.get_running_loop()
