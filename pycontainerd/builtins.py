@@ -20,9 +20,11 @@ BUILTIN_PLUGIN_MODULES = (
     "pycontainerd.services.leases",
     "pycontainerd.services.events",
     "pycontainerd.services.introspection",
+    "pycontainerd.transfer.services",
     "pycontainerd.runtime.plugin",
     "pycontainerd.services.tasks",
     "pycontainerd.services.ttrpc_events",
+    "pycontainerd.cri.plugin",
 )
 
 

@@ -133,8 +133,22 @@ def from_code(code: int, message: str) -> ContainerdError:
     return kind(message)
 
 
-#: Out of file descriptors (this process's, or the system's): a resource, not a bug.
-_EXHAUSTED_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
+#: A full file system or quota: a resource, not a bug (pycontainerd/diskspace.py).
+FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: Out of file descriptors (this process's, or the system's), or out of disk.
+_EXHAUSTED_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE}) | FULL_DISK_ERRNOS
+#: SQLite's primary result code for "database or disk is full".
+SQLITE_FULL = 13
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC/EDQUOT and for SQLite's "database or disk is full"."""
+    if isinstance(exc, OSError):
+        return exc.errno in FULL_DISK_ERRNOS
+    # sqlite3.Error carries its result code; duck-typed so that the shim, which
+    # imports this module, does not load sqlite3.
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == SQLITE_FULL
 
 
 def code_of(exc: BaseException) -> Code:
@@ -142,6 +156,8 @@ def code_of(exc: BaseException) -> Code:
     if isinstance(exc, ContainerdError):
         return exc.code
     if isinstance(exc, OSError) and exc.errno in _EXHAUSTED_ERRNOS:
+        return Code.RESOURCE_EXHAUSTED
+    if is_disk_full(exc):
         return Code.RESOURCE_EXHAUSTED
     if isinstance(exc, FileNotFoundError):
         return Code.NOT_FOUND

@@ -15,6 +15,7 @@ from tests.support.grpc_client import RawClient
 # one is a broken set-up, never a reason to skip.
 REQUIRED_PROGRAMS = (
     "ctr",
+    "ctr2",
     "containerd",
     "containerd-shim-runc-v2",
     "runc",
@@ -29,6 +30,8 @@ REQUIRED_PROGRAMS = (
     "buildkitd",
     "buildctl",
     "nsenter",
+    "crictl",
+    "critest",
 )
 
 

@@ -35,6 +35,7 @@ from pycontainerd.archive.prefetch import PrefetchingReader
 from pycontainerd.archive.scoped_root import ScopedRoot, normalize
 from pycontainerd.archive.tar_reader import EntryType, TarHeader, TarReader
 from pycontainerd.archive.whiteouts import OVERLAY_OPAQUE_XATTR, WhiteoutKind, classify
+from pycontainerd.diskspace import full_error, is_disk_full
 from pycontainerd.streams import ReadStream
 
 WhiteoutMode = Literal["overlay", "native"]
@@ -98,6 +99,7 @@ class _LayerApplier:
             self._root = ScopedRoot(target, make_dir=self._lower_dirs)
         except FileNotFoundError:
             raise errdefs.NotFound(f"apply target {str(target)!r} does not exist") from None
+        self._target = target
         self._overlay = whiteouts == "overlay"
         self._allow_devices = allow_devices
         self._writer = EntryWriter(self._root)
@@ -121,7 +123,7 @@ class _LayerApplier:
         try:
             self._apply(parts, header, reader)
         except OSError as exc:
-            raise _entry_error(header.name, exc) from exc
+            raise _entry_error(self._target, header.name, exc) from exc
         except ValueError as exc:  # e.g. a NUL byte in a PAX link name
             raise errdefs.InvalidArgument(f"invalid layer entry {header.name!r}: {exc}") from exc
 
@@ -216,6 +218,7 @@ class _LayerApplier:
 
     def _clear_unadded(self, directory: tuple[str, ...], dir_fd: int) -> None:
         """Remove what the lower layers put in ``directory``; keep this layer's entries."""
+        self._writer.require_own_mount(dir_fd)
         with os.scandir(dir_fd) as entries:
             names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
         for name, is_dir in names:
@@ -242,14 +245,14 @@ class _LayerApplier:
             except FileNotFoundError:
                 continue  # removed later in the layer
             except OSError as exc:
-                raise _entry_error("/".join((*parent, base)), exc) from exc
+                raise _entry_error(self._target, "/".join((*parent, base)), exc) from exc
 
 
-def _entry_error(name: str, exc: OSError) -> errdefs.ContainerdError:
+def _entry_error(target: Path, name: str, exc: OSError) -> errdefs.ContainerdError:
     """Map a failed system call on entry ``name`` to an error kind."""
     reason = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return errdefs.ResourceExhausted(f"cannot apply layer entry {name!r}: {reason}")
+    if is_disk_full(exc):
+        return full_error(exc, target, f"cannot apply layer entry {name!r}")
     if exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
         return errdefs.FailedPrecondition(
             f"cannot apply layer entry {name!r}: {reason} (applying layers needs root "

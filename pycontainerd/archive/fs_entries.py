@@ -5,17 +5,22 @@ path string, and never follows a symlink in the last component, so writes
 stay in the directory the caller resolved. Whatever already sits at the name
 is replaced, except that a directory over a directory is kept (its metadata
 is updated), as tar and containerd do.
+
+Removals never cross into another mount: every directory a removal reads or
+deletes from must be on the target's own mount (same device and mount id),
+else `MountCrossing` is raised before anything in it is deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
-import shutil
 import stat
 from collections.abc import Callable
 
+from pycontainerd import errdefs
 from pycontainerd.archive.scoped_root import ScopedRoot
 from pycontainerd.archive.tar_reader import EntryType, TarHeader, TarReader
 
@@ -28,6 +33,23 @@ _NODE_TYPES = {
     EntryType.FIFO: stat.S_IFIFO,
 }
 _MAX_TIME_NS = (1 << 63) - 1
+_MOUNT_CACHE_LIMIT = 1024
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class MountCrossing(errdefs.FailedPrecondition):
+    """A removal would have deleted files of another mounted file system."""
+
+
+def mount_of(fd: int) -> tuple[int, int]:
+    """(device, mount id) of an open file: a bind mount of the same file system differs in id."""
+    mount_id = -1
+    with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as info:
+        for line in info:
+            if line.startswith("mnt_id:"):
+                mount_id = int(line.split()[1])
+                break
+    return os.fstat(fd).st_dev, mount_id
 
 
 def entry_times(header: TarHeader) -> tuple[int, int]:
@@ -48,23 +70,65 @@ class EntryWriter:
 
     def __init__(self, root: ScopedRoot, *, buffer_size: int = 1 << 20) -> None:
         self._root = root
+        self._root_mount = mount_of(root.root_fd)
+        # (fd, device, inode) of directories found on the target's mount: the
+        # parents of whiteouts repeat, and reading fdinfo costs more than fstat.
+        self._on_own_mount: set[tuple[int, int, int]] = set()
         self._buffer = memoryview(bytearray(buffer_size))
 
     # -- removal -----------------------------------------------------------------
 
+    def require_own_mount(self, dir_fd: int) -> None:
+        """MountCrossing unless the directory ``dir_fd`` is on the target's own mount."""
+        st = os.fstat(dir_fd)
+        key = (dir_fd, st.st_dev, st.st_ino)
+        if key in self._on_own_mount:
+            return
+        if st.st_dev == self._root_mount[0] and mount_of(dir_fd) == self._root_mount:
+            if len(self._on_own_mount) >= _MOUNT_CACHE_LIMIT:
+                self._on_own_mount.clear()
+            self._on_own_mount.add(key)
+            return
+        try:
+            where = repr(os.readlink(f"/proc/self/fd/{dir_fd}"))
+        except OSError:
+            where = "a directory of the target"
+        raise MountCrossing(
+            f"{where} is a mount point or lies on one: another file system is mounted inside "
+            "the apply target, and nothing of it may be deleted; unmount it first"
+        )
+
     def remove(self, dir_fd: int, base: str) -> bool:
         """Remove ``base`` (a whole tree if it is a directory); False if it was absent."""
+        self.require_own_mount(dir_fd)
         try:
             st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             return False
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(base, dir_fd=dir_fd)
+            self._remove_tree(dir_fd, base)
         else:
             os.unlink(base, dir_fd=dir_fd)
         if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
             self._root.invalidate()  # cached lookups may have gone through it
         return True
+
+    def _remove_tree(self, parent_fd: int, name: str) -> None:
+        """Delete directory ``name`` and its content, refusing at any other mount."""
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        try:
+            self.require_own_mount(fd)
+            with os.scandir(fd) as entries:
+                children = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+            for child, is_dir in children:
+                if is_dir:
+                    self._remove_tree(fd, child)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(child, dir_fd=fd)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=parent_fd)
 
     def _create_replacing(self, dir_fd: int, base: str, create: Callable[[], object]) -> object:
         try:

@@ -25,6 +25,7 @@ from pycontainerd.content.locks import IngestLock
 from pycontainerd.content.models import BlobInfo, IngestStatus, StoreUsage
 from pycontainerd.content.writer import IngestWriter
 from pycontainerd.digest import Digest, Hasher, parse_writable_digest
+from pycontainerd.diskspace import reporting_full_disk
 from pycontainerd.errdefs import (
     AlreadyExists,
     FailedPrecondition,
@@ -92,7 +93,8 @@ class LocalContentStore:
         if wanted is not None and self._blobs.exists(wanted):
             raise AlreadyExists(f"content {wanted} already exists")
         ingest = self._ingest(ref)
-        lock, status = self._lock_or_create(ingest, ref, total, wanted)
+        with reporting_full_disk(self._ingest_root, f"starting the write of ref {ref!r}"):
+            lock, status = self._lock_or_create(ingest, ref, total, wanted)
         try:
             status = self._reconcile_expectations(ingest, status, total, wanted)
             return self._resume(ingest, lock, status)
@@ -142,6 +144,24 @@ class LocalContentStore:
         ingest.remove()
 
     # -- maintenance -----------------------------------------------------
+
+    def abort_unreferenced(self, keep: set[str]) -> list[str]:
+        """Remove every ingest whose ref is not in ``keep`` and no writer holds.
+
+        Garbage collection's sweep of abandoned writes; returns the refs removed.
+        """
+        removed: list[str] = []
+        for path in self._ingest_dirs():
+            ingest = IngestDir(path)
+            try:
+                ref = ingest.read_ref()
+            except (NotFound, FailedPrecondition):
+                ref = None  # corrupt: nobody can resume it
+            if ref is not None and ref in keep:
+                continue
+            if self._remove_unless_held(ingest, ref):
+                removed.append(ref or path.name)
+        return removed
 
     def cleanup_stale_ingests(self, older_than: timedelta) -> list[str]:
         """Remove ingests untouched for ``older_than``; returns their refs.
@@ -269,18 +289,25 @@ class LocalContentStore:
         try:
             if ingest.modified_at() >= cutoff:
                 return None
-            lock = IngestLock.acquire(ingest.path, ingest.path.name)
-        except (NotFound, Unavailable, FileNotFoundError):
+            ref = ingest.read_ref()
+        except NotFound:
             return None
+        except FailedPrecondition:
+            ref = None
+        return (ref or ingest.path.name) if self._remove_unless_held(ingest, ref) else None
+
+    @staticmethod
+    def _remove_unless_held(ingest: IngestDir, ref: str | None) -> bool:
+        """Remove ``ingest`` unless a writer holds it; True when removed."""
         try:
-            try:
-                ref = ingest.read_ref()
-            except (NotFound, FailedPrecondition):
-                ref = ingest.path.name
+            lock = IngestLock.acquire(ingest.path, ref or ingest.path.name)
+        except (Unavailable, FileNotFoundError):
+            return False
+        try:
             ingest.remove()
-            return ref
         finally:
             lock.release()
+        return True
 
 
 def _mtime(path: Path) -> datetime:

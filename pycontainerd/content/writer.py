@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import datetime
 from types import TracebackType
@@ -11,6 +12,7 @@ from pycontainerd.content.ingest import IngestDir
 from pycontainerd.content.locks import IngestLock
 from pycontainerd.content.models import IngestStatus
 from pycontainerd.digest import Digest, Hasher, parse_writable_digest
+from pycontainerd.diskspace import full_error, is_disk_full
 from pycontainerd.errdefs import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument
 from pycontainerd.fsutil import WRITABLE_MODE, utc_now, write_all
 
@@ -91,7 +93,17 @@ class IngestWriter:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append ``data`` at the current offset; returns the number of bytes."""
         self._require_open()
-        write_all(self._fd, data)
+        try:
+            write_all(self._fd, data)
+        except OSError as exc:
+            # Drop what part of ``data`` got out, so that offset and hash still
+            # describe the file, and so that a full disk gets those blocks back.
+            with contextlib.suppress(OSError):  # the write's own error is the one to report
+                os.ftruncate(self._fd, self._offset)
+                os.lseek(self._fd, self._offset, os.SEEK_SET)
+            if is_disk_full(exc):
+                raise full_error(exc, self._ingest.path, "writing content") from exc
+            raise
         self._hasher.update(data)
         self._offset += len(data)
         self._updated_at = utc_now()

@@ -14,7 +14,7 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING
 
 from pycontainerd import errdefs
@@ -91,9 +91,11 @@ async def import_archive(
     unpack: bool = False,
     snapshotter: str = DEFAULT_SNAPSHOTTER,
     progress: ProgressCallback | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> list[Image]:
     """Import the images of an OCI layout tarball; returns the image records created.
 
+    The records carry ``labels``.
     ``base_name`` names images that only carry a tag (``ref.name`` = ``v1``).
     """
     report = Reporter(progress)
@@ -102,7 +104,10 @@ async def import_archive(
     except (OSError, tarfile.TarError) as exc:
         raise errdefs.InvalidArgument(f"cannot read {path} as a tar archive: {exc}") from exc
     with tar:
-        archive = _ArchiveReader(tar)
+        try:
+            archive = _ArchiveReader(tar)
+        except (OSError, tarfile.TarError) as exc:
+            raise errdefs.InvalidArgument(f"cannot read {path} as a tar archive: {exc}") from exc
         if not archive.has("index.json"):
             raise errdefs.NotImplemented_(
                 f"{path} has no index.json: only OCI image layout archives can be imported "
@@ -119,7 +124,7 @@ async def import_archive(
                 name = image_name(entry, base_name)
                 if not name:
                     continue
-                image = await stores.images.create_or_update(Image(name, entry))
+                image = await stores.images.create_or_update(Image(name, entry, dict(labels or {})))
                 report(name, entry.digest, Status.DONE)
                 if unpack:
                     await unpack_image(stores, image, snapshotter=snapshotter)

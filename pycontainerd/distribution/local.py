@@ -340,9 +340,21 @@ class LocalStores:
         token = _current_lease.set(created.id)
         try:
             yield created.id
+        except BaseException:
+            # A failed transfer leaves no half-written blob behind (the SDK's
+            # pulls keep theirs, to resume; the daemon's client has gone).
+            await self._abort_ingests(created.id)
+            raise
         finally:
             _current_lease.reset(token)
             with contextlib.suppress(errdefs.NotFound):
                 await call(leases.delete, self._namespace, created.id)
             if self._gc is not None:
                 self._gc.schedule()
+
+    async def _abort_ingests(self, lease_id: str) -> None:
+        resources = await call(self._metadata.leases.list_resources, self._namespace, lease_id)
+        for resource in resources:
+            if resource.type == "ingests":
+                with contextlib.suppress(errdefs.NotFound):
+                    await self._content.abort(resource.id)

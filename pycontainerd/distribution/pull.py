@@ -10,7 +10,7 @@ service, whose decompression and hashing run ahead of extraction in a thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -66,23 +66,34 @@ async def pull(
     all_platforms: bool = False,
     plain_http: PlainHTTP = False,
     credentials: Credentials = None,
+    hosts: Mapping[str, str] | None = None,
     unpack: bool = False,
     snapshotter: str = DEFAULT_SNAPSHOTTER,
     progress: ProgressCallback | None = None,
     max_concurrent_downloads: int = DEFAULT_CONCURRENCY,
+    image_name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    unpack_every_platform: bool = True,
 ) -> Image:
     """Fetch ``ref`` into the content store and create (or update) its image record.
 
     Blobs already in the namespace are not downloaded again; everything is done
     under a lease so the GC cannot collect a half-finished pull. With
     ``unpack``, the image for this host's platform (or ``platform``) is also
-    unpacked into ``snapshotter``, overlapping with the download.
+    unpacked into ``snapshotter``, overlapping with the download; with
+    ``all_platforms`` too, every other platform is unpacked afterwards unless
+    ``unpack_every_platform`` is False (containerd 2's transfer unpacks only
+    the platforms it is given). The record is named ``image_name`` (default:
+    the resolved reference) and carries ``labels``. ``hosts`` maps a registry
+    domain to the host that serves it (a mirror).
     """
     policy = platform_policy(platform, all_platforms)
     reference = parse_reference(ref)
     report = Reporter(progress)
     resolver = Resolver(
-        plain_http=plain_http, credentials=credentials_func(credentials, reference.domain)
+        plain_http=plain_http,
+        hosts=hosts,
+        credentials=credentials_func(credentials, reference.domain),
     )
     with resolver, ThreadPoolExecutor(max_concurrent_downloads, "pull") as pool:
         loop = asyncio.get_running_loop()
@@ -111,9 +122,10 @@ async def pull(
                     )
                 )
             await run_together(jobs)
-            if unpack and all_platforms:
+            if unpack and all_platforms and unpack_every_platform:
                 await _unpack_other_platforms(stores, Image(name, root), snapshotter, report)
-            image = await stores.images.create_or_update(Image(name, root))
+            record = Image(image_name or name, root, dict(labels or {}))
+            image = await stores.images.create_or_update(record)
     return image
 
 

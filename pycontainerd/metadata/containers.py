@@ -17,7 +17,14 @@ from datetime import datetime
 
 from pycontainerd import errdefs, filters
 from pycontainerd.identifiers import validate_identifier, validate_labels
-from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
+from pycontainerd.metadata.db import (
+    Database,
+    dump_labels,
+    frees_space,
+    from_ns,
+    load_labels,
+    now_ns,
+)
 from pycontainerd.metadata.fieldpaths import apply_map_paths
 from pycontainerd.metadata.namespaces import NamespaceStore
 from pycontainerd.metadata.placement import lookup
@@ -230,6 +237,7 @@ class ContainerStore:
             self._write(namespace, updated, _ns(current.created_at), now_ns(), overwrite=True)
         return self.get(namespace, requested.id)
 
+    @frees_space
     def delete(self, namespace: str, container_id: str) -> None:
         with self.db.tx() as c:
             cur = c.execute(

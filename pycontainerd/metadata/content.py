@@ -19,7 +19,14 @@ from pycontainerd.content.store import LocalContentStore
 from pycontainerd.content.writer import IngestWriter
 from pycontainerd.digest import Digest, parse_digest
 from pycontainerd.identifiers import validate_labels
-from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
+from pycontainerd.metadata.db import (
+    Database,
+    dump_labels,
+    frees_space,
+    from_ns,
+    load_labels,
+    now_ns,
+)
 from pycontainerd.metadata.fieldpaths import apply_map_paths, refuse_unknown
 from pycontainerd.metadata.leases import LeaseStore, Resource
 from pycontainerd.metadata.namespaces import NamespaceStore
@@ -48,8 +55,9 @@ class NamespacedContentStore:
         self.backend = backend
         self.namespaces = namespaces
         self.leases = leases
-        # Commits hold it shared, the sweep of unreferenced blobs exclusively:
-        # a blob committed on disk but not yet recorded must not be swept.
+        # Commits and new writes hold it shared, the sweeps of unreferenced
+        # blobs and writes exclusively: a blob committed on disk but not yet
+        # recorded, or an ingest recorded but not yet locked, must not be swept.
         self.commit_lock = RWLock()
 
     # -- committed content -------------------------------------------------
@@ -91,6 +99,7 @@ class NamespacedContentStore:
             )
         return self.info(namespace, info.digest)
 
+    @frees_space
     def delete(self, namespace: str, digest: str) -> None:
         parse_digest(digest)
         with self.db.tx() as c:
@@ -144,6 +153,12 @@ class NamespacedContentStore:
             raise errdefs.InvalidArgument("a write needs a non-empty ref")
         if expected and self.exists(namespace, expected):
             raise errdefs.AlreadyExists(f"content {expected} already exists")
+        with self.commit_lock.shared():
+            return self._open_writer(namespace, ref, total, expected, lease)
+
+    def _open_writer(
+        self, namespace: str, ref: str, total: int, expected: Digest | None, lease: str
+    ) -> NamespacedWriter:
         with self.db.tx() as c:
             self.namespaces.ensure(namespace)
             backend_ref = self._backend_ref(namespace, ref)
@@ -185,14 +200,19 @@ class NamespacedContentStore:
                 continue  # the write was opened but no byte reached the disk yet
         return result
 
+    @frees_space
     def abort(self, namespace: str, ref: str) -> None:
-        with self.db.tx() as c:
-            backend_ref = self._backend_ref(namespace, ref)
-            if backend_ref is None:
-                raise errdefs.NotFound(f"no write in progress for ref {ref!r}")
-            c.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (namespace, ref))
+        """End the write ``ref``: its bytes first, so a full disk has room for the row's deletion."""
+        backend_ref = self._backend_ref(namespace, ref)
+        if backend_ref is None:
+            raise errdefs.NotFound(f"no write in progress for ref {ref!r}")
         with contextlib.suppress(errdefs.NotFound):
             self.backend.abort(backend_ref)
+        with self.db.tx() as c:
+            c.execute(
+                "DELETE FROM ingests WHERE namespace = ? AND ref = ? AND backend_ref = ?",
+                (namespace, ref, backend_ref),
+            )
 
     def sweep_unreferenced(self, referenced_now: Callable[[], set[str]]) -> builtins.list[str]:
         """Remove blobs that no namespace refers to; returns their digests.
@@ -210,6 +230,13 @@ class NamespacedContentStore:
                         continue
                     removed.append(str(info.digest))
         return removed
+
+    def abort_unreferenced_writes(
+        self, referenced_now: Callable[[], set[str]]
+    ) -> builtins.list[str]:
+        """Remove ingests that no namespace records and no writer holds; returns their refs."""
+        with self.commit_lock.exclusive():
+            return self.backend.abort_unreferenced(referenced_now())
 
     def _record_commit(
         self, namespace: str, ref: str, digest: str, size: int, labels: dict[str, str], lease: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sqlite3
 import threading
@@ -19,9 +20,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from pycontainerd.diskspace import (
+    SpaceReserve,
+    reporting_full_disk,
+    retry_after_release,
+)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 SCHEMA_VERSION = 1
 
@@ -126,28 +134,68 @@ def load_labels(text: str | None) -> dict[str, str]:
     return json.loads(text) if text else {}
 
 
-class Database:
-    """One SQLite database file, used from one worker thread."""
+#: Bytes kept free beside the database for deletions to commit on a full disk.
+RESERVE_SIZE = 4 << 20
+RESERVE_SUFFIX = ".reserve"
 
-    def __init__(self, path: Path) -> None:
+
+class Database:
+    """One SQLite database file, used from one worker thread.
+
+    A `SpaceReserve` beside the file (``meta.db.reserve``) keeps room for
+    deletions when the disk is full: store methods that only delete are
+    marked `frees_space` and retried once with the reserve released.
+    """
+
+    def __init__(self, path: Path, reserve_size: int = RESERVE_SIZE) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.reserve = SpaceReserve(path.with_name(path.name + RESERVE_SUFFIX), reserve_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metadata")
         self._thread_lock = threading.RLock()
-        self.conn = sqlite3.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.executescript(SCHEMA)
-        with self.tx() as c:
-            c.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
+        self._tx_thread: int | None = None  # the thread inside a transaction, if any
+        # Opening writes the WAL index and maybe a schema row: on a full disk
+        # that needs the reserve too, or the daemon could not even start.
+        self.conn = retry_after_release(self.reserve, lambda: None, self._open)
+        self.reserve.retake()
+
+    def _open(self) -> sqlite3.Connection:
+        with reporting_full_disk(self.path, f"opening the metadata database {self.path}"):
+            conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30
             )
-        self._in_tx = False
+            try:
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                # Sorts and temporary indexes in memory: reads need no disk space.
+                conn.execute("PRAGMA temp_store=MEMORY")
+                conn.executescript(SCHEMA)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    @property
+    def in_transaction(self) -> bool:
+        """True when the calling thread is inside a transaction (`tx` calls join it)."""
+        return self._tx_thread == threading.get_ident()
+
+    def truncate_wal(self) -> None:
+        """Copy the WAL into the database and cut it to nothing, giving its blocks back."""
+        with self._thread_lock:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store function on the database thread."""
@@ -180,20 +228,25 @@ class Database:
         Nested use joins the outer transaction.
         """
         with self._thread_lock:
-            if getattr(self, "_in_tx", False):
+            if self._tx_thread is not None:  # only this thread can be in it: the lock is ours
                 yield self.conn
                 return
-            self._in_tx = True
-            self.conn.execute("BEGIN IMMEDIATE")
+            if not self.reserve.held:
+                self.reserve.retake()
+            self._tx_thread = threading.get_ident()
             try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
-                self.conn.execute("COMMIT")
+                with reporting_full_disk(self.path, f"metadata database {self.path}"):
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self.conn
+                        self.conn.execute("COMMIT")
+                    finally:
+                        # A failed COMMIT (a full disk) may leave the transaction
+                        # open; every later BEGIN would fail.
+                        if self.conn.in_transaction:
+                            self.conn.execute("ROLLBACK")
             finally:
-                self._in_tx = False
+                self._tx_thread = None
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._thread_lock:
@@ -214,3 +267,28 @@ class Database:
         self._executor.shutdown(wait=True)
         with self._thread_lock:
             self.conn.close()
+
+
+class _HasDatabase(Protocol):
+    db: Database
+
+
+S = TypeVar("S", bound=_HasDatabase)
+
+
+def frees_space(fn: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, P], T]:
+    """Mark a store method that only deletes: on a full disk it runs again with the reserve.
+
+    Without this, a full disk would keep every Abort, Remove and garbage
+    collection from committing, and so from ever freeing space. A call inside
+    an outer transaction is not retried; the outermost marked call is.
+    """
+
+    @functools.wraps(fn)
+    def call(store: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if store.db.in_transaction:
+            return fn(store, *args, **kwargs)
+        db = store.db
+        return retry_after_release(db.reserve, db.truncate_wal, fn, store, *args, **kwargs)
+
+    return call

@@ -2,11 +2,14 @@
 
 Roots, per namespace: images (their targets), unexpired leases (their
 resources), content and snapshots labelled `containerd.io/gc.root`,
-containers (their snapshots) and writes in progress. References follow the
-`containerd.io/gc.ref.content*` and `containerd.io/gc.ref.snapshot.<name>`
-labels, snapshot parents, and the expected digest of an ingest. Whatever is
-left unmarked is removed from the namespace; bytes and snapshots that no
-namespace refers to any more are then removed from disk.
+containers (their snapshots) and writes in progress that a lease holds or
+whose expiry is ahead. References follow the `containerd.io/gc.ref.content*`
+and `containerd.io/gc.ref.snapshot.<name>` labels, snapshot parents, and the
+expected digest of an ingest. Whatever is left unmarked is removed from the
+namespace; bytes, snapshots and abandoned writes that no namespace refers to
+any more are then removed from disk. As in containerd, a write without a lease
+is collected: after a failed pull, deleting the pull's lease frees its
+half-written layers.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pycontainerd.metadata.db import Database, load_labels
+from pycontainerd.metadata.db import Database, frees_space, load_labels
 from pycontainerd.metadata.leases import LABEL_GC_EXPIRE, LABEL_GC_FLAT, parse_expiry
 
 log = logging.getLogger(__name__)
@@ -28,7 +31,9 @@ LABEL_GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
 
 CONTENT = "content"
 SNAPSHOT = "snapshot"
-# A node: (kind, namespace, key); a snapshot key is "<snapshotter>/<key>".
+INGEST = "ingest"
+# A node: (kind, namespace, key); a snapshot key is "<snapshotter>/<key>", an
+# ingest's is the client's ref.
 Node = tuple[str, str, str]
 
 
@@ -38,6 +43,7 @@ class Sweep:
 
     leases: list[tuple[str, str]] = field(default_factory=list)
     content: list[tuple[str, str]] = field(default_factory=list)
+    ingests: list[tuple[str, str]] = field(default_factory=list)  # ns, ref
     snapshots: list[tuple[str, str, str, str]] = field(default_factory=list)  # ns, ss, key, backend
     duration: float = 0.0
 
@@ -95,13 +101,17 @@ class Collector:
             target = flat if (r["namespace"], r["lease"]) in flat_leases else roots
             if r["type"] == "content":
                 target.add((CONTENT, r["namespace"], r["id"]))
+            elif r["type"] == "ingests":
+                target.add((INGEST, r["namespace"], r["id"]))
             elif r["type"].startswith("snapshots/"):
                 target.add((SNAPSHOT, r["namespace"], f"{r['type'][10:]}/{r['id']}"))
         for r in c.execute("SELECT namespace, digest, labels FROM images"):
             roots.add((CONTENT, r["namespace"], r["digest"]))
             roots.update(label_refs(r["namespace"], load_labels(r["labels"])))
-        for r in c.execute("SELECT namespace, expected FROM ingests WHERE expected != ''"):
-            roots.add((CONTENT, r["namespace"], r["expected"]))
+        for r in c.execute(
+            "SELECT namespace, ref FROM ingests WHERE expires_at > ?", (time.time_ns(),)
+        ):
+            roots.add((INGEST, r["namespace"], r["ref"]))
         for r in c.execute("SELECT namespace, digest, labels FROM content"):
             if LABEL_GC_ROOT in load_labels(r["labels"]):
                 roots.add((CONTENT, r["namespace"], r["digest"]))
@@ -117,7 +127,13 @@ class Collector:
     def _references(self, node: Node, follow_labels: bool) -> Iterable[Node]:
         kind, namespace, key = node
         c = self.db.conn
-        if kind == CONTENT:
+        if kind == INGEST:
+            row = c.execute(
+                "SELECT expected FROM ingests WHERE namespace = ? AND ref = ?", (namespace, key)
+            ).fetchone()
+            if row is not None and row["expected"]:
+                yield (CONTENT, namespace, row["expected"])
+        elif kind == CONTENT:
             row = c.execute(
                 "SELECT labels FROM content WHERE namespace = ? AND digest = ?", (namespace, key)
             ).fetchone()
@@ -149,6 +165,7 @@ class Collector:
             stack.extend((ref, follow) for ref in self._references(node, follow))
         return marked
 
+    @frees_space
     def collect(self) -> Sweep:
         """One mark-and-sweep of the metadata, in a single transaction."""
         started = time.monotonic()
@@ -169,6 +186,11 @@ class Collector:
                 c.execute(
                     "DELETE FROM content WHERE namespace = ? AND digest = ?", (namespace, digest)
                 )
+            for r in c.execute("SELECT namespace, ref FROM ingests").fetchall():
+                if (INGEST, r["namespace"], r["ref"]) not in marked:
+                    sweep.ingests.append((r["namespace"], r["ref"]))
+            for namespace, ref in sweep.ingests:
+                c.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (namespace, ref))
             rows = c.execute(
                 "SELECT namespace, snapshotter, key, backend_key FROM snapshots"
             ).fetchall()
@@ -187,6 +209,10 @@ class Collector:
 
     def referenced_digests(self) -> set[str]:
         return {r["digest"] for r in self.db.query("SELECT DISTINCT digest FROM content")}
+
+    def referenced_ingests(self) -> set[str]:
+        """The backend refs of the writes some namespace still has."""
+        return {r["backend_ref"] for r in self.db.query("SELECT backend_ref FROM ingests")}
 
     def referenced_backend_snapshots(self, snapshotter: str) -> set[str]:
         rows = self.db.query(

@@ -10,7 +10,14 @@ from datetime import datetime
 from pycontainerd import errdefs
 from pycontainerd.digest import parse_digest
 from pycontainerd.identifiers import validate_labels
-from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
+from pycontainerd.metadata.db import (
+    Database,
+    dump_labels,
+    frees_space,
+    from_ns,
+    load_labels,
+    now_ns,
+)
 from pycontainerd.metadata.namespaces import NamespaceStore
 from pycontainerd.metadata.placement import lookup
 
@@ -152,6 +159,7 @@ class ImageStore:
             ),
         )
 
+    @frees_space
     def delete(self, namespace: str, name: str) -> None:
         with self.db.tx() as c:
             cur = c.execute(

@@ -11,7 +11,14 @@ from datetime import datetime
 from pycontainerd import errdefs
 from pycontainerd.digest import parse_digest
 from pycontainerd.identifiers import validate_labels, validate_lease_id
-from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
+from pycontainerd.metadata.db import (
+    Database,
+    dump_labels,
+    frees_space,
+    from_ns,
+    load_labels,
+    now_ns,
+)
 from pycontainerd.metadata.namespaces import NamespaceStore
 
 LABEL_GC_EXPIRE = "containerd.io/gc.expire"
@@ -103,6 +110,7 @@ class LeaseStore:
         ):
             raise errdefs.NotFound(f"lease {errdefs.echo(lease_id)} does not exist")
 
+    @frees_space
     def delete(self, namespace: str, lease_id: str) -> None:
         with self.db.tx() as c:
             self._require(namespace, lease_id)
@@ -122,6 +130,7 @@ class LeaseStore:
                 (namespace, lease_id, resource.type, resource.id),
             )
 
+    @frees_space
     def delete_resource(self, namespace: str, lease_id: str, resource: Resource) -> None:
         validate_resource(resource)
         with self.db.tx() as c:

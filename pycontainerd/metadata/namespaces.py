@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from pycontainerd import errdefs
 from pycontainerd.identifiers import validate_identifier, validate_labels
-from pycontainerd.metadata.db import Database, dump_labels, load_labels
+from pycontainerd.metadata.db import Database, dump_labels, frees_space, load_labels
 from pycontainerd.metadata.fieldpaths import apply_map_paths, refuse_unknown
 from pycontainerd.metadata.placement import lookup
 
@@ -94,6 +94,7 @@ class NamespaceStore:
                 )
         return Namespace(ns.name, labels)
 
+    @frees_space
     def delete(self, name: str) -> None:
         with self.db.tx() as c:
             if not c.execute("SELECT 1 FROM namespaces WHERE name = ?", (name,)).fetchone():

@@ -129,6 +129,7 @@ async def init_gc(ic: plugin.InitContext) -> GCScheduler:
 
     def sweep_blobs(collector: Collector, sweep: Sweep) -> None:
         metadata.content.sweep_unreferenced(collector.referenced_digests)
+        metadata.content.abort_unreferenced_writes(collector.referenced_ingests)
 
     scheduler.add_sweeper(sweep_blobs)
     scheduler.add_sweeper(metadata.snapshots.sweep)

@@ -67,12 +67,13 @@ class GCScheduler:
             self._gc_seconds += self._last_end - started
             self._collections += 1
             self.last = sweep
-            if sweep.content or sweep.snapshots or sweep.leases:
+            if sweep.content or sweep.snapshots or sweep.leases or sweep.ingests:
                 log.info(
-                    "garbage collected %d content, %d snapshots, %d leases in %.3fs",
+                    "garbage collected %d content, %d snapshots, %d leases, %d writes in %.3fs",
                     len(sweep.content),
                     len(sweep.snapshots),
                     len(sweep.leases),
+                    len(sweep.ingests),
                     sweep.duration,
                 )
             return sweep

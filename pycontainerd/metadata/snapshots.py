@@ -35,7 +35,14 @@ from collections.abc import Mapping, Sequence
 
 from pycontainerd import errdefs
 from pycontainerd.identifiers import validate_labels
-from pycontainerd.metadata.db import Database, dump_labels, from_ns, load_labels, now_ns
+from pycontainerd.metadata.db import (
+    Database,
+    dump_labels,
+    frees_space,
+    from_ns,
+    load_labels,
+    now_ns,
+)
 from pycontainerd.metadata.fieldpaths import apply_map_paths, refuse_unknown
 from pycontainerd.metadata.gc import Collector, Sweep
 from pycontainerd.metadata.leases import LeaseStore, Resource
@@ -318,6 +325,7 @@ class NamespacedSnapshotter:
             return _info(self._get(namespace, info.name))
 
     @in_worker
+    @frees_space
     def remove(self, namespace: str, key: str, lease: str = "") -> None:
         """Forget `key`; garbage collection then removes it from disk."""
         with self.db.tx():

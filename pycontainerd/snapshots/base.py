@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from pycontainerd import errdefs
+from pycontainerd.diskspace import reporting_full_disk
 from pycontainerd.fsutil import fsync_dir
 from pycontainerd.mount import Mount
 from pycontainerd.snapshots import fsutil
@@ -125,7 +126,8 @@ class DirectorySnapshotter:
         staging = self._new_in_flight_dir(self._staging_dir, "new-")
         try:
             parent_dir = self.snapshot_dir(parent_id) if parent_id is not None else None
-            self._populate(staging, kind, parent_dir, labels or {})
+            with reporting_full_disk(self.root, f"preparing snapshot {key!r}"):
+                self._populate(staging, kind, parent_dir, labels or {})
             snapshot = self._record(kind, key, parent, labels, staging)
         finally:
             fsutil.remove_tree(staging)  # gone already when the snapshot was recorded
@@ -178,12 +180,15 @@ class DirectorySnapshotter:
                 )
 
     def remove(self, key: str) -> None:
-        with self._store.transaction(writable=True) as tx:
-            snapshot_id, _ = tx.remove(key)
+        snapshot_id = self._store.freeing(lambda: self._forget(key))
         # The id is never handed out again, so nothing can claim the directory
         # between the commit and this rename; a crash in between leaves an
         # orphan for cleanup().
         self._delete_trash(self._move_to_trash(self.snapshot_dir(snapshot_id)))
+
+    def _forget(self, key: str) -> int:
+        with self._store.transaction(writable=True) as tx:
+            return tx.remove(key)[0]
 
     def stat(self, key: str) -> SnapshotInfo:
         with self._store.transaction() as tx:

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 
 from pycontainerd import errdefs, mount
+from pycontainerd.diskspace import full_error
+from pycontainerd.errdefs import FULL_DISK_ERRNOS
 from pycontainerd.snapshots.api import Usage
 
 _BLOCK_UNIT = 512  # st_blocks counts 512-byte units whatever the filesystem
@@ -54,6 +56,11 @@ def copy_tree(source: str, destination: str) -> None:
         check=False,
     )
     if result.returncode != 0:
+        for code in FULL_DISK_ERRNOS:  # cp reports only the text of the errno
+            if os.strerror(code) in result.stderr:
+                raise full_error(
+                    OSError(code, os.strerror(code)), destination, "copying a snapshot"
+                )
         raise errdefs.FailedPrecondition(
             f"copying {source} to {destination} failed: {result.stderr.strip()}"
         )

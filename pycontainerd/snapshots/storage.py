@@ -14,14 +14,20 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from pycontainerd import errdefs
+from pycontainerd.diskspace import SpaceReserve, reporting_full_disk, retry_after_release
 from pycontainerd.snapshots.api import Kind, SnapshotInfo, Usage, WalkFilter
 
+T = TypeVar("T")
+
+#: Bytes kept beside the database so that removals can commit on a full disk.
+RESERVE_SIZE = 1 << 20
 #: Like containerd's label rule: key and value together at most this many bytes.
 MAX_LABEL_SIZE = 4096
 _LABELS_PREFIX = "labels."
@@ -283,33 +289,49 @@ class MetaStore:
 
     One connection serves all threads, one at a time: a snapshotter's database
     operations are short, and the slow parts (copying, walking directories)
-    happen outside transactions.
+    happen outside transactions. ``reserve`` (``metadata.db.reserve``) keeps
+    room for removals on a full disk (`MetaStore.freeing`).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, reserve_size: int = RESERVE_SIZE) -> None:
+        self.path = Path(path)
+        self.reserve = SpaceReserve(self.path.with_name(self.path.name + ".reserve"), reserve_size)
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.execute("PRAGMA temp_store=MEMORY")
         with self.transaction(writable=True):
             # Statement by statement: executescript() would commit on its own.
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
+        self.reserve.retake()
 
     @contextlib.contextmanager
     def transaction(self, writable: bool = False) -> Iterator[Transaction]:
         """All-or-nothing: committed when the block ends, rolled back if it raises."""
-        with self._lock:
+        with self._lock, reporting_full_disk(self.path, f"snapshot database {self.path}"):
+            if writable and not self.reserve.held:
+                self.reserve.retake()
             self._conn.execute("BEGIN IMMEDIATE" if writable else "BEGIN")
             try:
                 yield Transaction(self._conn, writable)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("COMMIT")
+            finally:
+                # A COMMIT that failed (a full disk) may leave the transaction open.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+
+    def freeing(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``, a removal; on a full disk, once more with the reserve released."""
+        return retry_after_release(self.reserve, self._truncate_wal, fn)
+
+    def _truncate_wal(self) -> None:
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         with self._lock:

@@ -26,9 +26,6 @@ from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
-#: nerdctl 2.3's tag, save and load use Transfer (served by the Transfer work of issue 13).
-TRANSFER_MISSING = ("Method not found", "not implemented", "Unimplemented", "unknown service")
-
 
 @pytest.fixture(scope="module")
 def stack(registry, busybox_pushed) -> Iterator[NerdctlStack]:  # type: ignore[no-untyped-def]
@@ -67,15 +64,6 @@ def _json_rows(text: str) -> list[dict]:
     if text.startswith("["):
         return json.loads(text)
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def _skip_if_transfer_missing(result: subprocess.CompletedProcess[bytes], what: str) -> None:
-    stderr = result.stderr.decode(errors="replace")
-    if result.returncode != 0 and any(text in stderr for text in TRANSFER_MISSING):
-        pytest.skip(
-            f"nerdctl {what} goes through containerd 2's Transfer service, which pycontainerd "
-            f"does not serve yet (issue 13, Transfer work): {stderr.strip()[-200:]}"
-        )
 
 
 def test_pull_and_images(stack: NerdctlStack, image: str) -> None:
@@ -179,7 +167,6 @@ def test_tag(stack: NerdctlStack, image: str) -> None:
     n = stack.nerdctl
     tagged = f"{image.rsplit(':', 1)[0]}:tagged"
     tag = n.run("tag", image, tagged)
-    _skip_if_transfer_missing(tag, "tag")
     assert tag.returncode == 0, tag.stderr.decode()
     assert tagged in n.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
     n.ok("rmi", tagged)
@@ -188,7 +175,6 @@ def test_tag(stack: NerdctlStack, image: str) -> None:
 def test_save(stack: NerdctlStack, image: str, tmp_path: Path) -> None:
     archive = tmp_path / "saved.tar"
     save = stack.nerdctl.run("save", "-o", str(archive), image)
-    _skip_if_transfer_missing(save, "save")
     assert save.returncode == 0, save.stderr.decode()
     with tarfile.open(archive) as tar:
         assert "index.json" in tar.getnames()
@@ -199,7 +185,6 @@ def test_load(stack: NerdctlStack, busybox_pushed: PushedImage, tmp_path: Path) 
     archive = tmp_path / "image.tar"
     write_oci_archive(archive, busybox_pushed.image, name)
     load = stack.nerdctl.run("load", "-i", str(archive))
-    _skip_if_transfer_missing(load, "load")
     assert load.returncode == 0, load.stderr.decode()
     assert stack.nerdctl.ok("run", "--rm", name, "echo", "loaded") == "loaded\n"
 

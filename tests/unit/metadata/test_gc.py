@@ -91,6 +91,34 @@ def test_flat_lease_does_not_follow_labels(store):
     assert _remaining(store) == {("a", D[7])}
 
 
+def test_writes_without_a_lease_are_collected_and_leased_ones_kept(store):
+    """As in containerd: after a failed pull its lease goes, and its half-written layers too."""
+    store.leases.create("a", "pull", {})
+    kept = store.content.writer("a", "kept", lease="pull")
+    kept.write(b"leased bytes")
+    kept.close()
+    abandoned = store.content.writer("a", "abandoned")
+    abandoned.write(b"half a layer")
+    abandoned.close()
+    in_use = store.content.writer("a", "in-use")  # no lease, but a writer holds it
+    in_use.write(b"still writing")
+
+    sweep = Collector(store.db).collect()
+    assert set(sweep.ingests) == {("a", "abandoned"), ("a", "in-use")}
+    store.content.abort_unreferenced_writes(store.collector.referenced_ingests)
+    assert [s.ref for s in store.content.list_statuses("a")] == ["kept"]
+    # The held write's bytes stay on disk until its writer lets go.
+    assert len(store.content.backend.list_statuses()) == 2
+    in_use.close()
+    store.content.abort_unreferenced_writes(store.collector.referenced_ingests)
+    assert len(store.content.backend.list_statuses()) == 1
+
+    store.leases.delete("a", "pull")
+    assert Collector(store.db).collect().ingests == [("a", "kept")]
+    store.content.abort_unreferenced_writes(store.collector.referenced_ingests)
+    assert store.content.backend.list_statuses() == []
+
+
 def test_schedule_during_a_pass_runs_another(store):
     async def scenario() -> int:
         scheduler = GCScheduler(store.db, Collector(store.db))
