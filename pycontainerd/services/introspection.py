@@ -1,7 +1,8 @@
-"""The introspection service: the plugin list (`ctr plugins ls`) and the server UUID."""
+"""The introspection service: the plugin list (`ctr plugins ls`), one plugin, the server's identity."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -44,6 +45,14 @@ def _plugin_adaptor(p: api.Plugin) -> filters.Adaptor:
     )
 
 
+def _pid_namespace() -> int:
+    """The inode of our PID namespace (what containerd 2 reports as pidns), 0 if unknown."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def load_server_uuid(path: Path) -> str:
     """The daemon's UUID, made once and kept under its root."""
     try:
@@ -68,7 +77,27 @@ class IntrospectionService(introspection_pb2_grpc.IntrospectionServicer):
 
     @rpc
     async def Server(self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext):  # noqa: N802
-        return api.ServerResponse(uuid=self.server_uuid)
+        return api.ServerResponse(uuid=self.server_uuid, pid=os.getpid(), pidns=_pid_namespace())
+
+    @rpc
+    async def PluginInfo(  # noqa: N802
+        self, request: api.PluginInfoRequest, context: grpc.aio.ServicerContext
+    ):
+        found = [
+            p
+            for p in self.plugins.loaded
+            if (p.registration.type, p.registration.id) == (request.type, request.id)
+        ]
+        if not found:
+            raise errdefs.NotFound(
+                f"plugin {errdefs.echo(request.type)}.{errdefs.echo(request.id)} not found"
+            )
+        if request.HasField("options"):
+            raise errdefs.NotImplemented_(
+                f"plugin {request.type}.{request.id} gives no extra information "
+                f"for {errdefs.echo(request.options.type_url)} options"
+            )
+        return api.PluginInfoResponse(plugin=_plugin_to_api(found[0]))
 
     def register(self, server: grpc.aio.Server) -> None:
         introspection_pb2_grpc.add_IntrospectionServicer_to_server(self, server)
