@@ -176,3 +176,28 @@ def test_unsupported_2x_request_fields_are_unimplemented(raw: RawClient):
     tasks = tasks_pb2_grpc.TasksStub(raw.channel)
     sandboxed = tasks_pb2.CreateTaskRequest(container_id="c", task_api_address="unix:///x")
     assert raw.code_of(tasks.Create, sandboxed) == C.UNIMPLEMENTED
+
+
+def test_ctr2_lists_sandboxes_from_the_store(raw: RawClient, daemon: DaemonProcess):
+    from pycontainerd.api.services.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
+    from pycontainerd.api.types import sandbox_pb2 as sandbox_types
+    from tests.support.ctr2 import Ctr2
+
+    ctr2 = Ctr2(daemon.address)
+    assert ctr2.ok("sandboxes", "ls").split() == ["ID", "CREATED", "RUNTIME"]
+    store = sandbox_pb2_grpc.StoreStub(raw.channel)
+    record = sandbox_types.Sandbox(
+        sandbox_id="pod-a", runtime=sandbox_types.Sandbox.Runtime(name="io.containerd.runc.v2")
+    )
+    store.Create(sandbox_pb2.StoreCreateRequest(sandbox=record), metadata=raw.metadata)
+
+    listing = ctr2.ok("sandboxes", "ls")
+    assert "pod-a" in listing and "io.containerd.runc.v2" in listing
+    duplicate = sandbox_pb2.StoreCreateRequest(sandbox=record)
+    assert raw.code_of(store.Create, duplicate) == C.ALREADY_EXISTS
+    assert raw.code_of(store.Get, sandbox_pb2.StoreGetRequest(sandbox_id="nope")) == C.NOT_FOUND
+    controller = sandbox_pb2_grpc.ControllerStub(raw.channel)
+    start = sandbox_pb2.ControllerStartRequest(sandbox_id="pod-a")
+    assert raw.code_of(controller.Start, start) == C.UNIMPLEMENTED
+    store.Delete(sandbox_pb2.StoreDeleteRequest(sandbox_id="pod-a"), metadata=raw.metadata)
+    assert "pod-a" not in ctr2.ok("sandboxes", "ls")

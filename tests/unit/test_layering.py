@@ -59,7 +59,7 @@ def test_the_contract_is_a_leaf() -> None:
     assert not any(name.startswith("pycontainerd.shim_v2") for name in top_level)
 
 
-@pytest.mark.parametrize("folder", ["services", "cri", "distribution", "transfer"])
+@pytest.mark.parametrize("folder", ["services", "cri", "distribution", "transfer", "sandbox"])
 def test_the_daemon_side_never_imports_the_sdk(folder: str) -> None:
     """The daemon reaches its stores in-process; shared machinery lives below the SDK."""
     if not (PACKAGE / folder).is_dir():
