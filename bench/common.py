@@ -58,9 +58,10 @@ def pycontainerd_daemon(shim_pool_size: int | None = None) -> Iterator[DaemonPro
 
 
 @contextmanager
-def containerd_daemon() -> Iterator[Path | None]:
-    """Debian's containerd on a private root and socket, if it is installed."""
-    binary = shutil.which("containerd")
+def containerd_daemon(name: str = "containerd") -> Iterator[Path | None]:
+    """A containerd (Debian's, or ``containerd2`` built from the module proxy) on a private
+    root and socket, if it is installed."""
+    binary = shutil.which(name)
     if binary is None:
         yield None
         return
