@@ -49,7 +49,10 @@ from pycontainerd.events.exchange import Exchange
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.remotes.auth import CredentialsFunc
+from pycontainerd.remotes.hostsdir import load_endpoint
 from pycontainerd.remotes.platforms import Platform, format_platform
+from pycontainerd.remotes.reference import parse_reference
+from pycontainerd.remotes.resolver import PlainHTTP
 from pycontainerd.transfer.streams import (
     Stream,
     StreamClosed,
@@ -259,9 +262,10 @@ class Transferrer:
 
     # -- registries ----------------------------------------------------------------------
 
-    def _registry_options(
+    async def _registry_options(
         self, namespace: str, registry: registry_pb2.OCIRegistry
-    ) -> tuple[bool, CredentialsFunc | None]:
+    ) -> dict[str, Any]:
+        """The resolver options of ``registry``: plain HTTP, hosts, credentials."""
         resolver = registry.resolver
         if resolver.default_scheme not in ("", "http", "https"):
             raise errdefs.InvalidArgument(
@@ -273,7 +277,20 @@ class Transferrer:
             auth = self._streams.get(namespace, resolver.auth_stream)
             loop = asyncio.get_running_loop()
             credentials = _CredentialsExchange(auth, registry.reference, loop)
-        return resolver.default_scheme == "http", credentials
+        default_plain = resolver.default_scheme == "http"
+        plain_http: PlainHTTP = default_plain
+        hosts: dict[str, str] = {}
+        if resolver.host_dir:
+            domain = parse_reference(registry.reference).domain
+            endpoint = await asyncio.to_thread(load_endpoint, resolver.host_dir, domain)
+            if endpoint is not None:
+                hosts[domain] = endpoint.host
+                configured = endpoint.plain_http
+
+                def plain_http(d: str) -> bool:
+                    return configured if d == domain else default_plain
+
+        return {"plain_http": plain_http, "hosts": hosts, "credentials": credentials}
 
     async def _pull(
         self,
@@ -284,7 +301,7 @@ class Transferrer:
         progress: Progress,
     ) -> None:
         source = f"OCI Registry ({registry.reference})"
-        plain_http, credentials = self._registry_options(namespace, registry)
+        options = await self._registry_options(namespace, registry)
         platforms = [_platform(p) for p in store.platforms]
         unpacks = list(store.unpacks)
         progress.event(f"Resolving from {source}")
@@ -295,14 +312,14 @@ class Transferrer:
             registry.reference,
             platform=platforms[0] if platforms else None,
             all_platforms=not platforms,
-            plain_http=plain_http,
-            credentials=credentials,
             unpack=bool(unpacks),
             snapshotter=(unpacks[0].snapshotter if unpacks else "") or DEFAULT_SNAPSHOTTER,
             progress=progress,
             image_name=store.name or None,
             labels=dict(store.labels),
             unpack_every_platform=False,
+            all_metadata=store.all_metadata,
+            **options,
         )
         progress.event("saved", image.name, desc=image.target)
         progress.event(f"Completed pull from {source}")
@@ -315,16 +332,15 @@ class Transferrer:
         registry: registry_pb2.OCIRegistry,
         progress: Progress,
     ) -> None:
-        plain_http, credentials = self._registry_options(namespace, registry)
+        options = await self._registry_options(namespace, registry)
         progress.event(f"Pushing to OCI Registry ({registry.reference})")
         progress.root = registry.reference
         await push.push(
             stores,
             registry.reference,
             store.name or None,
-            plain_http=plain_http,
-            credentials=credentials,
             progress=progress,
+            **options,
         )
         progress.event(f"Completed push to OCI Registry ({registry.reference})")
 

@@ -26,11 +26,19 @@ from pycontainerd.api.types.transfer import (
     registry_pb2,
 )
 from pycontainerd.api.types.transfer import streaming_pb2 as data_pb2
+from pycontainerd.remotes.platforms import format_platform
 from tests.support.ctr2 import Ctr2
 from tests.support.daemon import Ctr, DaemonProcess
 from tests.support.fake_registry import FakeRegistry
 from tests.support.grpc_client import RawClient
-from tests.support.images import PushedImage, busybox_image, push_busybox, push_multilayer
+from tests.support.images import (
+    ImageIndex,
+    PushedImage,
+    busybox_image,
+    push_busybox,
+    push_multilayer,
+    push_multiplatform,
+)
 from tests.support.pyctr import content_labels
 from tests.support.registry import TestRegistry
 
@@ -282,3 +290,44 @@ def test_the_daemon_reports_a_2x_version(ctr2: Ctr2, ctr: Ctr):
     server = ctr2.ok("version").split("Server:", 1)[1]
     assert "Version:  2." in server, server
     assert "Server:" in ctr.ok("version")
+
+
+def test_pull_honours_the_hosts_directory(ctr2: Ctr2, ctr: Ctr, registry: TestRegistry, tmp_path):  # type: ignore[no-untyped-def]
+    pushed = push_busybox(registry, repo="test/hosts-dir")
+    hosts = tmp_path / "certs.d" / "registry.example.test"
+    hosts.mkdir(parents=True)
+    (hosts / "hosts.toml").write_text(
+        f'[host."http://{registry.host}"]\n  capabilities = ["pull", "resolve"]\n'
+    )
+    ref = "registry.example.test/test/hosts-dir:latest"
+
+    ctr2.ok("images", "pull", "--hosts-dir", str(tmp_path / "certs.d"), ref)
+
+    assert _image_lines(ctr) == [ref]
+    assert pushed.descriptor.digest in ctr.ok("images", "ls")
+
+
+def test_pull_keeps_every_platforms_metadata_but_only_this_hosts_layers(
+    ctr2: Ctr2, ctr: Ctr, registry: TestRegistry, tmp_path
+):  # type: ignore[no-untyped-def]
+    pushed = push_multiplatform(registry, repo="test/ctr2-multiplatform")
+    index: ImageIndex = pushed.image  # type: ignore[assignment]
+    host, foreign = index.images[0], index.images[1]
+
+    ctr2.ok("images", "pull", "--plain-http", pushed.ref)  # ctr 2 asks for all metadata
+
+    stored = set(content_labels(ctr, "default"))
+    assert {foreign.manifest.descriptor.digest, foreign.config.descriptor.digest} <= stored
+    host_layers = {layer.descriptor.digest for layer in host.layers}
+    foreign_only = {layer.descriptor.digest for layer in foreign.layers} - host_layers
+    assert foreign_only and not foreign_only & stored
+    assert host_layers <= stored
+    platforms = ctr2.ok("images", "ls").splitlines()[1]
+    assert format_platform(foreign.platform) in platforms, platforms
+    # The archive carries what is stored: the foreign platform's metadata, no layers.
+    tarball = tmp_path / "multi.tar"
+    ctr2.ok("images", "export", str(tarball), pushed.ref)
+    with tarfile.open(tarball) as tar:
+        names = set(tar.getnames())
+    assert "blobs/sha256/" + foreign.manifest.descriptor.digest.split(":")[1] in names
+    assert "blobs/sha256/" + host.layers[0].descriptor.digest.split(":")[1] in names
