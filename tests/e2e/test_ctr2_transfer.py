@@ -331,3 +331,33 @@ def test_pull_keeps_every_platforms_metadata_but_only_this_hosts_layers(
         names = set(tar.getnames())
     assert "blobs/sha256/" + foreign.manifest.descriptor.digest.split(":")[1] in names
     assert "blobs/sha256/" + host.layers[0].descriptor.digest.split(":")[1] in names
+
+
+def test_ctr2_drives_the_1x_services_too(ctr2: Ctr2, registry: TestRegistry, tmp_path):  # type: ignore[no-untyped-def]
+    """Beyond images, ctr 2 runs, inspects and cleans up through the services 1.x had."""
+    pushed = push_busybox(registry, repo="test/ctr2-run")
+    ctr2.ok("images", "pull", "--plain-http", pushed.ref)
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    ctr2.ok("images", "mount", pushed.ref, str(mountpoint))
+    try:
+        assert (mountpoint / "bin" / "busybox").exists()
+    finally:
+        ctr2.ok("images", "unmount", str(mountpoint))
+
+    ctr2.ok("run", "-d", pushed.ref, "ctr2-d", "sleep", "60")
+    try:
+        assert "RUNNING" in ctr2.ok("tasks", "ls")
+        assert "ctr2-d" in ctr2.ok("containers", "ls")
+        assert '"ID": "ctr2-d"' in ctr2.ok("containers", "info", "ctr2-d")
+        assert (
+            ctr2.ok("tasks", "exec", "--exec-id", "e1", "ctr2-d", "echo", "exec-ok") == "exec-ok\n"
+        )
+    finally:
+        ctr2.run("tasks", "kill", "-s", "SIGKILL", "ctr2-d")
+        ctr2.run("tasks", "delete", "--force", "ctr2-d")
+        ctr2.run("containers", "rm", "ctr2-d")
+    assert "ctr2-d" not in ctr2.ok("containers", "ls")
+    for listing in (("snapshots", "ls"), ("content", "ls"), ("leases", "ls"), ("namespaces", "ls")):
+        ctr2.ok(*listing)
+    assert "io.containerd.grpc.v1" in ctr2.ok("plugins", "ls")
