@@ -201,3 +201,18 @@ def test_ctr2_lists_sandboxes_from_the_store(raw: RawClient, daemon: DaemonProce
     assert raw.code_of(controller.Start, start) == C.UNIMPLEMENTED
     store.Delete(sandbox_pb2.StoreDeleteRequest(sandbox_id="pod-a"), metadata=raw.metadata)
     assert "pod-a" not in ctr2.ok("sandboxes", "ls")
+
+
+def test_a_container_in_a_sandbox_is_refused_not_dropped(raw: RawClient, ctr: Ctr):
+    from pycontainerd.api.services.containers.v1 import containers_pb2, containers_pb2_grpc
+
+    stub = containers_pb2_grpc.ContainersStub(raw.channel)
+    container = containers_pb2.Container(
+        id="in-sandbox",
+        runtime=containers_pb2.Container.Runtime(name="io.containerd.runc.v2"),
+        sandbox="pod-a",
+    )
+    request = containers_pb2.CreateContainerRequest(container=container)
+
+    assert raw.code_of(stub.Create, request) == C.UNIMPLEMENTED
+    assert "in-sandbox" not in ctr.ok("containers", "ls")
