@@ -7,7 +7,8 @@ import uuid
 from pathlib import Path
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import any_pb2, empty_pb2
+from google.protobuf.message import Message
 
 from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.rpc import status_pb2
@@ -92,12 +93,20 @@ class IntrospectionService(introspection_pb2_grpc.IntrospectionServicer):
             raise errdefs.NotFound(
                 f"plugin {errdefs.echo(request.type)}.{errdefs.echo(request.id)} not found"
             )
+        response = api.PluginInfoResponse(plugin=_plugin_to_api(found[0]))
         if request.HasField("options"):
-            raise errdefs.NotImplemented_(
-                f"plugin {request.type}.{request.id} gives no extra information "
-                f"for {errdefs.echo(request.options.type_url)} options"
+            handler = getattr(found[0].instance, "plugin_info", None)
+            if handler is None:
+                raise errdefs.NotImplemented_(
+                    f"plugin {request.type}.{request.id} gives no extra information "
+                    f"for {errdefs.echo(request.options.type_url)} options"
+                )
+            extra: Message = await handler(request.options)
+            # A bare type name, as containerd's typeurl writes it.
+            response.extra.CopyFrom(
+                any_pb2.Any(type_url=extra.DESCRIPTOR.full_name, value=extra.SerializeToString())
             )
-        return api.PluginInfoResponse(plugin=_plugin_to_api(found[0]))
+        return response
 
     def register(self, server: grpc.aio.Server) -> None:
         introspection_pb2_grpc.add_IntrospectionServicer_to_server(self, server)

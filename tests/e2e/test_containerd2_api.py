@@ -61,6 +61,23 @@ def test_plugin_info_names_one_plugin(raw: RawClient):
         options=any_pb2.Any(type_url="containerd.types.RuntimeRequest"),
     )
     assert raw.code_of(stub.PluginInfo, with_options) == C.UNIMPLEMENTED
+    wrong_kind = introspection_pb2.PluginInfoRequest(
+        type="io.containerd.runtime.v2", id="task", options=any_pb2.Any(type_url="example/x")
+    )
+    assert raw.code_of(stub.PluginInfo, wrong_kind) == C.UNIMPLEMENTED
+
+
+def test_ctr2_inspects_the_runtime(daemon: DaemonProcess):
+    """ctr 2's inspect-runtime: the shim's -info, with runc's features."""
+    import json
+
+    from tests.support.ctr2 import Ctr2
+
+    info = json.loads(Ctr2(daemon.address).ok("plugins", "inspect-runtime"))
+
+    assert info["Name"] == "io.containerd.runc.v2"
+    assert info["Version"]["Version"]
+    assert info["Features"]["ociVersionMin"].startswith("1.")  # runc features, decoded by ctr 2
 
 
 def _collect_events(raw: RawClient, topics: set[str], into: list[events_pb2.Envelope]):  # type: ignore[no-untyped-def]

@@ -640,6 +640,7 @@ COVERED_V2_FILES = (
     "services/streaming/v1/streaming.proto",
     "services/transfer/v1/transfer.proto",
     "types/event.proto",
+    "types/introspection.proto",
     "types/sandbox.proto",
     "types/transfer/container.proto",
     "types/transfer/imagestore.proto",
@@ -766,7 +767,6 @@ NOT_COVERED_V2_FILES = {
     "runtime/task/v3/shim.proto": "the task API v3 of sandboxed shims; not used",
     "services/mounts/v1/mounts.proto": "the mount manager; the daemon answers it Unimplemented",
     "types/fieldpath.proto": "a code-generation option, no wire types",
-    "types/introspection.proto": "PluginInfo's runtime options, answered Unimplemented",
     "types/runc/options/oci.proto": "1.6's runtime/v2/runc/options/oci.proto, covered there",
     "types/runtimeoptions/v1/api.proto": "1.6's pkg/runtimeoptions/v1/api.proto, covered there",
 }
