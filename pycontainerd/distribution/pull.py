@@ -72,6 +72,7 @@ async def pull(
     plain_http: PlainHTTP = False,
     credentials: Credentials = None,
     hosts: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     unpack: bool = False,
     snapshotter: str = DEFAULT_SNAPSHOTTER,
     progress: ProgressCallback | None = None,
@@ -100,6 +101,7 @@ async def pull(
     resolver = Resolver(
         plain_http=plain_http,
         hosts=hosts,
+        headers=headers,
         credentials=credentials_func(credentials, reference.domain),
     )
     with resolver, ThreadPoolExecutor(max_concurrent_downloads, "pull") as pool:

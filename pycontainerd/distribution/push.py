@@ -156,6 +156,7 @@ async def push(
     plain_http: PlainHTTP = False,
     credentials: Credentials = None,
     hosts: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     progress: ProgressCallback | None = None,
     max_concurrent_uploads: int = DEFAULT_CONCURRENCY,
 ) -> Descriptor:
@@ -166,6 +167,7 @@ async def push(
     resolver = Resolver(
         plain_http=plain_http,
         hosts=hosts,
+        headers=headers,
         credentials=credentials_func(credentials, reference.domain),
     )
     report = Reporter(progress)

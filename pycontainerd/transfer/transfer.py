@@ -265,7 +265,7 @@ class Transferrer:
     async def _registry_options(
         self, namespace: str, registry: registry_pb2.OCIRegistry
     ) -> dict[str, Any]:
-        """The resolver options of ``registry``: plain HTTP, hosts, credentials."""
+        """The resolver options of ``registry``: plain HTTP, hosts, headers, credentials."""
         resolver = registry.resolver
         if resolver.default_scheme not in ("", "http", "https"):
             raise errdefs.InvalidArgument(
@@ -290,7 +290,12 @@ class Transferrer:
                 def plain_http(d: str) -> bool:
                     return configured if d == domain else default_plain
 
-        return {"plain_http": plain_http, "hosts": hosts, "credentials": credentials}
+        return {
+            "plain_http": plain_http,
+            "hosts": hosts,
+            "headers": dict(resolver.headers),
+            "credentials": credentials,
+        }
 
     async def _pull(
         self,

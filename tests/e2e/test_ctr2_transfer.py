@@ -361,3 +361,24 @@ def test_ctr2_drives_the_1x_services_too(ctr2: Ctr2, registry: TestRegistry, tmp
     for listing in (("snapshots", "ls"), ("content", "ls"), ("leases", "ls"), ("namespaces", "ls")):
         ctr2.ok(*listing)
     assert "io.containerd.grpc.v1" in ctr2.ok("plugins", "ls")
+
+
+def test_resolver_headers_go_with_every_registry_request(raw: RawClient, ctr: Ctr):
+    image = busybox_image()
+    with FakeRegistry() as fake:
+        for blob in image.blobs():
+            fake.state.blobs[blob.descriptor.digest] = blob.read()
+        fake.state.add_manifest(image.manifest.descriptor.media_type, image.manifest.read(), "v1")
+        ref = f"{fake.host}/test/headers:v1"
+        resolver = registry_pb2.RegistryResolver(
+            default_scheme="http", headers={"X-Transfer-Test": "yes"}
+        )
+        source = _pack(registry_pb2.OCIRegistry(reference=ref, resolver=resolver))
+        store = _pack(imagestore_pb2.ImageStore(name=ref))
+
+        code, details = _transfer_code(raw, source, store)
+
+        assert code == grpc.StatusCode.OK, details
+        assert fake.state.requests
+        assert all(r.headers.get("X-Transfer-Test") == "yes" for r in fake.state.requests)
+    assert _image_lines(ctr) == [ref]
