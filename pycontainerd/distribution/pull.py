@@ -14,7 +14,7 @@ from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pycontainerd.distribution.fetch import RegistryToContent
+from pycontainerd.distribution.fetch import CONCURRENT_SENDS, RegistryToContent
 from pycontainerd.distribution.labels import DistributionSource
 from pycontainerd.distribution.progress import ProgressCallback, Reporter, Status
 from pycontainerd.distribution.stores import Image
@@ -81,6 +81,7 @@ async def pull(
     labels: Mapping[str, str] | None = None,
     unpack_every_platform: bool = True,
     all_metadata: bool = False,
+    concurrent_writes: int = CONCURRENT_SENDS,
 ) -> Image:
     """Fetch ``ref`` into the content store and create (or update) its image record.
 
@@ -92,7 +93,8 @@ async def pull(
     ``unpack_every_platform`` is False (containerd 2's transfer unpacks only
     the platforms it is given). The record is named ``image_name`` (default:
     the resolved reference) and carries ``labels``. With ``all_metadata``, every
-    platform's manifest and config is stored, the layers only for the one pulled. ``hosts`` maps a registry domain
+    platform's manifest and config is stored, the layers only for the one pulled.
+    ``concurrent_writes``: blobs written to the store at the same moment (see fetch). ``hosts`` maps a registry domain
     to the host that serves it (see :class:`~pycontainerd.remotes.resolver.Resolver`).
     """
     policy = platform_policy(platform, all_platforms, all_metadata)
@@ -116,6 +118,7 @@ async def pull(
             source=DistributionSource.for_reference(reference),
             report=report,
             max_concurrent=max_concurrent_downloads,
+            concurrent_sends=concurrent_writes,
         )
         async with stores.lease_if_none():
             jobs: list[Coroutine[Any, Any, object]] = [_fetch(target, policy, root)]

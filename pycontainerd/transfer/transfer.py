@@ -41,6 +41,7 @@ from pycontainerd.api.types.transfer import (
 )
 from pycontainerd.diff.differs import Differ
 from pycontainerd.distribution import archive, pull, push
+from pycontainerd.distribution.fetch import IN_PROCESS_SENDS
 from pycontainerd.distribution.local import LocalStores
 from pycontainerd.distribution.progress import ProgressEvent, Status
 from pycontainerd.distribution.stores import Image
@@ -324,6 +325,7 @@ class Transferrer:
             labels=dict(store.labels),
             unpack_every_platform=False,
             all_metadata=store.all_metadata,
+            concurrent_writes=IN_PROCESS_SENDS,
             **options,
         )
         progress.event("saved", image.name, desc=image.target)
