@@ -182,7 +182,9 @@ def _image(record: image_records.Image) -> Image:
 class LocalImages:
     """One namespace of the daemon's image records."""
 
-    def __init__(self, store: image_records.ImageStore, namespace: str, publish: _Publisher):
+    def __init__(
+        self, store: image_records.ImageStore, namespace: str, publish: _Publisher
+    ) -> None:
         self._store = store
         self._namespace = namespace
         self._publish = publish
