@@ -7,12 +7,15 @@ snapshot services (namespace "moby", snapshotter overlayfs) instead of dockerd's
 own graph driver, and BuildKit inside dockerd builds on them. The real docker
 28 CLI (and its buildx plugin for ``docker build``) drives it. dockerd leaves
 the host's network alone (no bridge, iptables or forwarding): containers and
-build steps run with ``--network=none``. Every test also checks that dockerd
-logged no unexpected errors.
+build steps run with ``--network=none``; the last tests start a second dockerd
+inside a network namespace of their own, where it sets up its default bridge,
+user networks and firewall rules. Every test also checks that dockerd logged
+no unexpected errors.
 """
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ import pytest
 
 from tests.support.daemon import Ctr
 from tests.support.dockerd import NAMESPACE, DockerClient, Stack, docker28, running_stack
+from tests.support.netns import NetNamespace
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -44,14 +48,18 @@ def stack(registry, busybox_pushed) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture
-def docker(stack: Stack) -> Iterator[DockerClient]:
-    """The client of the shared stack, with the test image pulled; no new errors in dockerd's log."""
+def checked_client(stack: Stack) -> Iterator[DockerClient]:
+    """The stack's client, with the test image pulled; fails on new errors in dockerd's log."""
     stack.docker.ok("pull", stack.image)
     offset = stack.dockerd.log_size()
     yield stack.docker
     errors = stack.unexpected_errors(since=offset)
     assert not errors, "dockerd logged errors:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def docker(stack: Stack) -> Iterator[DockerClient]:
+    yield from checked_client(stack)
 
 
 @pytest.fixture
@@ -215,3 +223,144 @@ def test_build_a_dockerfile_with_buildkit_inside_dockerd(
     assert "echo built-by-run" in history, history
     docker.ok("rmi", tag)
     assert f"docker.io/library/{tag}" not in image_names(ctr)
+
+
+def test_multi_stage_build_copies_between_stages(
+    stack: Stack, docker: DockerClient, unique, tmp_path: Path
+) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {stack.image} AS first\n"
+        "RUN echo from-the-first-stage > /made.txt\n"
+        f"FROM {stack.image}\n"
+        "COPY --from=first /made.txt /copied.txt\n"
+        'CMD ["cat", "/copied.txt"]\n'
+    )
+    tag = f"{unique('staged')}:v1"
+    result = docker.run("build", "--network=none", "--progress=plain", "-t", tag, str(tmp_path))
+    assert result.returncode == 0, result.stderr.decode()
+    assert run(docker, "--rm", tag) == "from-the-first-stage\n"
+    docker.ok("rmi", tag)
+
+
+# --- a container's filesystem ----------------------------------------------------------------
+
+
+def test_diff_cp_commit_and_push(
+    stack: Stack, docker: DockerClient, ctr: Ctr, unique, registry, tmp_path: Path
+) -> None:
+    """Changes in a container's snapshot: listed, copied out and in, committed, pushed."""
+    name = unique("fs")
+    run(docker, "-d", "--name", name, stack.image, "sh", "-c", "echo made > /made; sleep 3600")
+    try:
+        wait_for(lambda: "A /made" in docker.ok("diff", name), "the container's change", 20)
+        docker.ok("cp", f"{name}:/made", str(tmp_path / "made"))
+        assert (tmp_path / "made").read_text() == "made\n"
+        (tmp_path / "given").write_text("given\n")
+        docker.ok("cp", str(tmp_path / "given"), f"{name}:/given")
+        assert docker.ok("exec", name, "cat", "/given") == "given\n"
+        committed = registry.ref(f"test/{unique('committed')}", "v1")
+        docker.ok("commit", name, committed)
+    finally:
+        docker.run("rm", "-f", name, timeout=60)
+    assert committed in image_names(ctr)
+    assert run(docker, "--rm", committed, "cat", "/made", "/given") == "made\ngiven\n"
+    docker.ok("push", committed)
+    docker.ok("rmi", committed)
+    assert committed not in image_names(ctr)
+    # What the registry got is the committed image, pulled back through pycontainerd.
+    docker.ok("pull", committed)
+    assert run(docker, "--rm", committed, "cat", "/made") == "made\n"
+    docker.ok("rmi", committed)
+
+
+def test_export_and_import(stack: Stack, docker: DockerClient, ctr: Ctr, unique) -> None:
+    name = unique("exported")
+    run(docker, "--name", name, stack.image, "sh", "-c", "echo kept > /kept")
+    archive = stack.dockerd.base / f"{name}.tar"
+    try:
+        docker.ok("export", "-o", str(archive), name)
+    finally:
+        docker.run("rm", "-f", name, timeout=60)
+    tag = f"{unique('imported')}:v1"
+    docker.ok("import", str(archive), tag)
+    archive.unlink()
+    assert f"docker.io/library/{tag}" in image_names(ctr)
+    assert run(docker, "--rm", tag, "cat", "/kept") == "kept\n"
+    docker.ok("rmi", tag)
+
+
+# --- networks, in a namespace of the test's own ---------------------------------------------------
+
+
+def host_links() -> str:
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def bridged(registry, busybox_pushed) -> Iterator[Stack]:
+    """A second pycontainerd and dockerd 28, dockerd in a network namespace with its bridge.
+
+    pycontainerd stays in the host's namespace: the containers' namespaces are
+    dockerd's, handed over in the OCI spec.
+    """
+    links = host_links()
+    with NetNamespace() as netns:
+        netns.relay(int(registry.host.rsplit(":", 1)[1]))
+        with running_stack(
+            busybox_pushed.ref,
+            registry.host,
+            programs=docker28(),
+            config=IMAGE_STORE,
+            storage_driver=SNAPSHOTTER,
+            netns=netns,
+        ) as running:
+            yield running
+    assert host_links() == links, "the host's network namespace changed"
+
+
+@pytest.fixture
+def bridged_docker(bridged: Stack) -> Iterator[DockerClient]:
+    yield from checked_client(bridged)
+
+
+def test_a_container_on_the_default_bridge_has_an_address(
+    bridged: Stack, bridged_docker: DockerClient
+) -> None:
+    shown = bridged_docker.ok("run", "--rm", bridged.image, "busybox", "ip", "-4", "addr")
+    assert "eth0" in shown and "inet 172.17." in shown, shown
+    assert "docker0" not in host_links()
+
+
+def test_two_containers_on_a_user_network_reach_each_other_by_name(
+    bridged: Stack, bridged_docker: DockerClient, unique
+) -> None:
+    docker = bridged_docker
+    network = unique("net")
+    server = unique("server")
+    docker.ok("network", "create", network)
+    try:
+        docker.ok(
+            "run", "-d", "--name", server, "--network", network, "--hostname", "served",
+            bridged.image, "busybox", "httpd", "-f", "-p", "8080", "-h", "/etc",
+        )  # fmt: skip
+        url = f"http://{server}:8080/hostname"
+        fetch = ("run", "--rm", "--network", network, bridged.image, "busybox", "wget", "-qO-", url)
+        wait_for(lambda: docker.run(*fetch).returncode == 0, "the server to answer", 20)
+        assert docker.ok(*fetch) == "served\n"
+    finally:
+        docker.run("rm", "-f", server, timeout=60)
+        docker.run("network", "rm", network, timeout=60)
+
+
+def test_build_steps_run_on_the_default_bridge(
+    bridged: Stack, bridged_docker: DockerClient, unique, tmp_path: Path
+) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {bridged.image}\nRUN busybox ip -4 addr show eth0 > /addr.txt\n"
+        'CMD ["cat", "/addr.txt"]\n'
+    )
+    tag = f"{unique('bridged')}:v1"
+    result = bridged_docker.run("build", "--progress=plain", "-t", tag, str(tmp_path))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "inet " in bridged_docker.ok("run", "--rm", "--network=none", tag)
+    bridged_docker.ok("rmi", tag)

@@ -27,6 +27,7 @@ from typing import Any
 from tests.support.cli import CommandLine
 from tests.support.daemon import Ctr, DaemonProcess, unmount_below
 from tests.support.fetched import fetch
+from tests.support.netns import NetNamespace
 from tests.support.pty import PtySession
 
 START_TIMEOUT = 60.0
@@ -35,6 +36,14 @@ CTR_TIMEOUT = 20.0
 #: dockerd's runc state root, below its exec root (runc --root for its containers).
 RUNTIME_ROOT = "runtime-runc"
 NAMESPACE = "moby"
+#: dockerd's flags that keep it off the host's network.
+HOST_NETWORK_UNTOUCHED = (
+    "--bridge=none",
+    "--iptables=false",
+    "--ip6tables=false",
+    "--ip-masq=false",
+    "--ip-forward=false",
+)
 #: dockerd error lines that are expected: dockerd logs them with containerd as well.
 IGNORED_ERRORS = (
     # Live restore of a container without networking has no netns to restore.
@@ -99,7 +108,9 @@ class DockerDaemon:
 
     ``config`` adds to the daemon's configuration file (``features`` for one);
     ``storage_driver`` is a graph driver, or with the containerd image store the
-    containerd snapshotter dockerd uses.
+    containerd snapshotter dockerd uses. Without ``netns`` dockerd leaves the
+    host's network alone (no bridge, iptables, masquerading or forwarding); in a
+    namespace of the test's own it sets up its default bridge and firewall there.
     """
 
     def __init__(
@@ -110,10 +121,12 @@ class DockerDaemon:
         programs: DockerPrograms | None = None,
         config: Mapping[str, Any] | None = None,
         storage_driver: str = "vfs",
+        netns: NetNamespace | None = None,
     ) -> None:
         programs = programs or installed_docker()
         self.binary = programs.dockerd
         self.storage_driver = storage_driver
+        self.netns = netns
         self.containerd_address = containerd_address
         # Unix socket paths are limited to 108 bytes: keep the base short.
         self.base = base or Path(tempfile.mkdtemp(prefix="dkd-"))
@@ -147,15 +160,14 @@ class DockerDaemon:
             f"--config-file={self.config_path}",
             f"--host={self.host}",
             f"--storage-driver={self.storage_driver}",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip6tables=false",
-            "--ip-masq=false",
-            "--ip-forward=false",
             "--userland-proxy=false",
             "--log-level=debug",
-            *extra_args,
         ]
+        if self.netns is None:
+            command += HOST_NETWORK_UNTOUCHED
+        else:
+            command = self.netns.argv(command)
+        command += extra_args
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child
         self.proc = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
