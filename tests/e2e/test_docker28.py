@@ -15,6 +15,7 @@ no unexpected errors.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +24,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import Ctr
-from tests.support.dockerd import NAMESPACE, DockerClient, Stack, docker28, running_stack
+from tests.support.dockerd import (
+    CONTAINERD_DOWN_ERRORS,
+    EVENTS_RESUMED,
+    NAMESPACE,
+    DockerClient,
+    Stack,
+    docker28,
+    running_stack,
+)
 from tests.support.netns import NetNamespace
 from tests.support.wait import wait_for
 
@@ -199,6 +208,56 @@ def test_run_detached_exec_and_logs(stack: Stack, docker: DockerClient, ctr: Ctr
     finally:
         docker.run("rm", "-f", name, timeout=60)
     assert container_id not in ctr.ok("containers", "ls", "-q")
+
+
+def test_run_interactive_through_a_terminal_and_with_init(
+    stack: Stack, docker: DockerClient
+) -> None:
+    script = "if test -t 0; then echo stdin-is-tty; fi; read line; echo got:$line"
+    with docker.terminal("run", "-it", "--rm", *NO_NETWORK, stack.image, "sh", "-c", script) as tty:
+        tty.expect("stdin-is-tty")
+        tty.type("hello\r")
+        tty.expect("got:hello")
+        assert tty.wait() == 0
+    processes = run(docker, "--rm", "--init", stack.image, "ps")
+    assert re.search(r"^\s*1\s+\S+\s+\S*docker-init\b", processes, re.MULTILINE), processes
+
+
+# --- restarts -------------------------------------------------------------------------------
+
+
+def test_images_and_containers_survive_restarts_of_both_daemons(registry, busybox_pushed) -> None:
+    """The image store is pycontainerd's: dockerd restarts (live restore) and pycontainerd
+    restarts (kill -9) keep the images, and the running container with its output."""
+    with running_stack(
+        busybox_pushed.ref,
+        registry.host,
+        "--live-restore",
+        programs=docker28(),
+        config=IMAGE_STORE,
+        storage_driver=SNAPSHOTTER,
+    ) as stack:
+        docker = stack.docker
+        docker.ok("pull", stack.image)
+        script = "while true; do echo tick; sleep 0.2; done"
+        run(docker, "-d", "--name", "survivor", stack.image, "sh", "-c", script)
+        pid = docker.inspect("survivor", "{{.State.Pid}}")
+        stack.dockerd.restart("--live-restore")
+        assert docker.inspect("survivor", "{{.State.Pid}} {{.State.Status}}") == f"{pid} running"
+        before_kill = stack.dockerd.log_size()
+        stack.daemon.kill9()
+        stack.daemon.start()
+        stack.dockerd.wait_for_log(EVENTS_RESUMED, since=before_kill)
+        assert stack.image in docker.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+        assert docker.ok("exec", "survivor", "echo", "reconnected") == "reconnected\n"
+        ticks = docker.ok("logs", "survivor").count("tick")
+        wait_for(lambda: docker.ok("logs", "survivor").count("tick") > ticks + 2, "more output", 20)
+        assert run(docker, "--rm", stack.image, "echo", "new") == "new\n"
+        docker.ok("stop", "-t", "1", "survivor")
+        assert docker.inspect("survivor", "{{.State.ExitCode}}") == "137"
+        docker.ok("rm", "survivor")
+        errors = stack.unexpected_errors(allowed=CONTAINERD_DOWN_ERRORS)
+        assert not errors, "dockerd logged errors:\n" + "\n".join(errors)
 
 
 # --- build --------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ import pytest
 from pycontainerd.services import healthcheck as health
 from tests.support.daemon import Ctr
 from tests.support.dockerd import (
+    CONTAINERD_DOWN_ERRORS,
+    EVENTS_RESUMED,
     NAMESPACE,
     RUNTIME_ROOT,
     DockerClient,
@@ -35,10 +37,6 @@ pytestmark = pytest.mark.e2e
 
 TASK_STATE_DIR = "io.containerd.runtime.v2.task"
 WAIT_TIMEOUT = 20.0
-#: What dockerd logs while its containerd is down (the kill -9 test only).
-CONTAINERD_DOWN_ERRORS = ("Failed to get event",)
-#: dockerd's log line when it (re)subscribes to containerd's events for its containers.
-EVENTS_RESUMED = f'msg="processing event stream" module=libcontainerd namespace={NAMESPACE}'
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,10 @@ CTR_TIMEOUT = 20.0
 #: dockerd's runc state root, below its exec root (runc --root for its containers).
 RUNTIME_ROOT = "runtime-runc"
 NAMESPACE = "moby"
+#: What dockerd logs while its containerd is down (after a kill -9).
+CONTAINERD_DOWN_ERRORS = ("Failed to get event",)
+#: dockerd's log line when it (re)subscribes to containerd's events for its containers.
+EVENTS_RESUMED = f'msg="processing event stream" module=libcontainerd namespace={NAMESPACE}'
 #: dockerd's flags that keep it off the host's network.
 HOST_NETWORK_UNTOUCHED = (
     "--bridge=none",
