@@ -210,6 +210,35 @@ def test_run_detached_exec_and_logs(stack: Stack, docker: DockerClient, ctr: Ctr
     assert container_id not in ctr.ok("containers", "ls", "-q")
 
 
+def test_lifecycle_stop_start_restart_pause_kill(
+    stack: Stack, docker: DockerClient, unique
+) -> None:
+    name = unique("life")
+    script = 'trap "echo got-term; exit 7" TERM; while true; do sleep 0.1; done'
+    run(docker, "-d", "--name", name, stack.image, "sh", "-c", script)
+    try:
+        wait_for(lambda: docker.inspect(name, "{{.State.Status}}") == "running", "running", 20)
+        first = int(docker.inspect(name, "{{.State.Pid}}"))
+        assert str(first) in docker.ok("top", name)
+        stats = docker.ok("stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", name)
+        assert stats.startswith(f"{name} ") and not stats.split()[1].startswith("0B"), stats
+        docker.ok("pause", name)
+        assert docker.inspect(name, "{{.State.Status}}") == "paused"
+        docker.ok("unpause", name)
+        docker.ok("stop", "-t", "10", name)
+        assert docker.ok("wait", name) == "7\n"
+        assert "got-term" in docker.ok("logs", name)
+        docker.ok("start", name)
+        second = int(docker.inspect(name, "{{.State.Pid}}"))
+        assert second not in (0, first)
+        docker.ok("restart", "-t", "10", name)
+        assert int(docker.inspect(name, "{{.State.Pid}}")) not in (0, second)
+        docker.ok("kill", name)
+        assert docker.ok("wait", name) == "137\n"
+    finally:
+        docker.run("rm", "-f", name, timeout=60)
+
+
 def test_run_interactive_through_a_terminal_and_with_init(
     stack: Stack, docker: DockerClient
 ) -> None:
