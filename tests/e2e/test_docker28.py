@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -113,14 +114,19 @@ def test_dockerd_28_uses_pycontainerd_as_its_image_store(stack: Stack) -> None:
 
 
 def test_pull_over_plain_http_lands_in_pycontainerds_stores(
-    stack: Stack, docker: DockerClient, ctr: Ctr
+    stack: Stack, docker: DockerClient, ctr: Ctr, busybox_pushed
 ) -> None:
     result = docker.run("pull", stack.image)  # pulled by the fixture: already there
     assert result.returncode == 0, result.stderr.decode()
     assert b"Image is up to date" in result.stdout
     assert stack.image in image_names(ctr)
-    listed = docker.ok("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
-    assert stack.image in listed
+    # The image's ID is its manifest's digest; manifest, config and layer are our blobs.
+    listed = docker.ok("images", "--no-trunc", "--format", "{{.ID}}", stack.image).strip()
+    assert listed == busybox_pushed.manifest_digest
+    content = ctr.ok("content", "ls", "-q").split()
+    wanted = [busybox_pushed.manifest_digest, busybox_pushed.config_digest]
+    for digest in (*wanted, *busybox_pushed.layer_digests):
+        assert digest in content, digest
     # Unpacked into pycontainerd's overlayfs snapshotter, the layer committed.
     snapshots = ctr.ok("snapshots", "--snapshotter", SNAPSHOTTER, "ls")
     assert "Committed" in snapshots, snapshots
@@ -148,12 +154,18 @@ def test_tag_and_rmi(stack: Stack, docker: DockerClient, ctr: Ctr, unique) -> No
     assert docker.ok("images", "-q", tag) == ""
 
 
-def test_save_and_load(stack: Stack, docker: DockerClient, ctr: Ctr, unique) -> None:
+def test_save_and_load(
+    stack: Stack, docker: DockerClient, ctr: Ctr, unique, busybox_pushed
+) -> None:
     tag = f"{unique('saved')}:v1"
     docker.ok("tag", stack.image, tag)
     archive = stack.dockerd.base / f"{unique('save')}.tar"
     docker.ok("save", "-o", str(archive), tag)
-    assert archive.stat().st_size > 0
+    with tarfile.open(archive) as saved:  # an OCI layout, with docker's manifest.json
+        names = saved.getnames()
+    assert {"index.json", "oci-layout", "manifest.json"} <= set(names), names
+    layer = busybox_pushed.layer_digests[0].removeprefix("sha256:")
+    assert f"blobs/sha256/{layer}" in names
     docker.ok("rmi", tag)
     assert f"docker.io/library/{tag}" not in image_names(ctr)
     assert f"Loaded image: {tag}" in docker.ok("load", "-i", str(archive))
@@ -164,11 +176,14 @@ def test_save_and_load(stack: Stack, docker: DockerClient, ctr: Ctr, unique) -> 
 
 
 def test_rmi_of_the_last_tag_deletes_the_image(
-    stack: Stack, docker: DockerClient, ctr: Ctr, registry
+    stack: Stack, docker: DockerClient, ctr: Ctr, busybox_pushed
 ) -> None:
     docker.ok("rmi", stack.image)
     assert stack.image not in image_names(ctr)
     assert stack.image not in docker.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+    # Nothing holds the blobs any more: pycontainerd's garbage collector takes them.
+    layer = busybox_pushed.layer_digests[0]
+    wait_for(lambda: layer not in ctr.ok("content", "ls", "-q"), "the layer's collection", 20)
     # A second pull fetches it again from the registry.
     assert "Downloaded newer image" in docker.ok("pull", stack.image)
     assert stack.image in image_names(ctr)
