@@ -395,6 +395,10 @@ def test_export_and_import(stack: Stack, docker: DockerClient, ctr: Ctr, unique)
 # --- networks, in a namespace of the test's own ---------------------------------------------------
 
 
+#: Any port will do: it is one of dockerd's own namespace.
+PUBLISHED_PORT = 18080
+
+
 def host_links() -> str:
     return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
 
@@ -453,6 +457,29 @@ def test_two_containers_on_a_user_network_reach_each_other_by_name(
     finally:
         docker.run("rm", "-f", server, timeout=60)
         docker.run("network", "rm", network, timeout=60)
+
+
+def test_a_published_port_answers_in_dockerds_namespace(
+    bridged: Stack, bridged_docker: DockerClient, unique
+) -> None:
+    """``-p``: dockerd's NAT rules (in its namespace) lead its loopback port to the container."""
+    docker = bridged_docker
+    server = unique("published")
+    docker.ok(
+        "run", "-d", "--name", server, "--hostname", "published", "-p", f"{PUBLISHED_PORT}:8080",
+        bridged.image, "busybox", "httpd", "-f", "-p", "8080", "-h", "/etc",
+    )  # fmt: skip
+    netns = bridged.dockerd.netns
+    assert netns is not None
+    try:
+        url = f"http://127.0.0.1:{PUBLISHED_PORT}/hostname"
+
+        def answered() -> bool:
+            return netns.run("busybox", "wget", "-qO-", url).stdout == b"published\n"
+
+        wait_for(answered, "the published port to answer", 20)
+    finally:
+        docker.run("rm", "-f", server, timeout=60)
 
 
 def test_build_steps_run_on_the_default_bridge(
