@@ -225,6 +225,38 @@ def test_run_detached_exec_and_logs(stack: Stack, docker: DockerClient, ctr: Ctr
     assert container_id not in ctr.ok("containers", "ls", "-q")
 
 
+def test_volumes_binds_and_run_options(
+    stack: Stack, docker: DockerClient, unique, tmp_path: Path
+) -> None:
+    volume = unique("vol")
+    docker.ok("volume", "create", volume)
+    try:
+        run(docker, "--rm", "-v", f"{volume}:/data", stack.image, "sh", "-c", "echo kept > /data/f")
+        assert (
+            run(docker, "--rm", "-v", f"{volume}:/data", stack.image, "cat", "/data/f") == "kept\n"
+        )
+        # A new volume on a directory of the image starts as a copy of it (from our snapshot).
+        copied = run(
+            docker, "--rm", "-v", f"{unique('etc')}:/etc", stack.image, "cat", "/etc/passwd"
+        )
+        assert copied.startswith("root:"), copied
+    finally:
+        docker.run("volume", "prune", "-af", timeout=60)  # this one and the /etc copy
+    (tmp_path / "x").write_text("from-the-host\n")
+    script = "cat /h/x; touch /h/y 2>/dev/null || echo read-only"
+    assert run(docker, "--rm", "-v", f"{tmp_path}:/h:ro", stack.image, "sh", "-c", script) == (
+        "from-the-host\nread-only\n"
+    )
+    script = "echo $A; pwd; id -u; touch /z 2>/dev/null || echo read-only"
+    options = ("--read-only", "-e", "A=b", "-w", "/tmp", "--user", "1000:1000")
+    assert (
+        run(docker, "--rm", *options, stack.image, "sh", "-c", script)
+        == "b\n/tmp\n1000\nread-only\n"
+    )
+    limit = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
+    assert run(docker, "--rm", "--memory", "64m", stack.image, "sh", "-c", limit) == "67108864\n"
+
+
 def test_lifecycle_stop_start_restart_pause_kill(
     stack: Stack, docker: DockerClient, unique
 ) -> None:
