@@ -21,9 +21,11 @@ BUILTIN_PLUGIN_MODULES = (
     "pycontainerd.services.events",
     "pycontainerd.services.introspection",
     "pycontainerd.transfer.services",
+    "pycontainerd.sandbox.services",
     "pycontainerd.runtime.plugin",
     "pycontainerd.services.tasks",
     "pycontainerd.services.ttrpc_events",
+    "pycontainerd.cri.plugin",
 )
 
 

@@ -34,17 +34,21 @@ is_wanted() {
 # module, for programs whose go.mod has replace or exclude directives, which go
 # install refuses: nerdctl, BuildKit). MODULE=DIR, for "build", replaces a
 # module the program requires but the proxy does not serve with DIR of this
-# repository.
+# repository. "download" only fetches the module into Go's module cache (for
+# files the tests read, e.g. cri-api's api.proto); PACKAGE is then the module.
 while read -r name target kind replace _; do
   [[ -z "$name" || "$name" == \#* ]] && continue
   is_wanted "$name" || continue
   kind=${kind:-install}
   stamp="$cache/stamps/$name@${target##*@}"
-  if [[ -x "$bin/$name" && -e "$stamp" ]]; then
+  if [[ -e "$stamp" && ( $kind == download || -x "$bin/$name" ) ]]; then
     continue
   fi
   echo "go-tools: building $name from $target" >&2
   case "$kind" in
+    download)
+      go mod download "$target"
+      ;;
     install)
       work=$(mktemp -d)
       GOBIN="$work" go install "$target"
@@ -63,7 +67,10 @@ while read -r name target kind replace _; do
         if [[ -n "${replace:-}" ]]; then
           go mod edit -replace "${replace%%=*}=$repo/${replace#*=}"
         fi
-        if ! go get "${package}@${version}" >get.log 2>&1; then
+        # A test package needs its test-only imports too (go get -t).
+        get_flags=()
+        [[ $kind == testbin ]] && get_flags=(-t)
+        if ! go get "${get_flags[@]}" "${package}@${version}" >get.log 2>&1; then
           cat get.log >&2
           exit 1
         fi

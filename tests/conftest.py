@@ -30,6 +30,8 @@ REQUIRED_PROGRAMS = (
     "buildkitd",
     "buildctl",
     "nsenter",
+    "crictl",
+    "critest",
 )
 
 

@@ -59,7 +59,22 @@ def test_the_contract_is_a_leaf() -> None:
     assert not any(name.startswith("pycontainerd.shim_v2") for name in top_level)
 
 
-@pytest.mark.parametrize("folder", ["services", "cri", "distribution", "transfer"])
+@pytest.mark.parametrize(
+    "forbidden",
+    [
+        "pycontainerd.client",
+        "pycontainerd.shim_v2",
+        "pycontainerd.api.runtime.v2.task",
+        "pycontainerd.ttrpc",
+        "pycontainerd.runtime.shim_task",
+    ],
+)
+def test_cri_runs_in_process_over_stores_and_the_task_interface(forbidden: str) -> None:
+    """The CRI plugin calls the daemon's stores and runtime, never the SDK or a shim."""
+    assert _offenders("cri", (forbidden,)) == []
+
+
+@pytest.mark.parametrize("folder", ["services", "cri", "distribution", "transfer", "sandbox"])
 def test_the_daemon_side_never_imports_the_sdk(folder: str) -> None:
     """The daemon reaches its stores in-process; shared machinery lives below the SDK."""
     if not (PACKAGE / folder).is_dir():
