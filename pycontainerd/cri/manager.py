@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from pycontainerd.metadata.containers import AnyValue, RuntimeInfo
 from pycontainerd.metadata.containers import Container as Record
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.store import MetadataStore
-from pycontainerd.mount import Mount, temp_mount
+from pycontainerd.mount import MNT_DETACH, Mount, mount_all, temp_mount, unmount_all
 from pycontainerd.runtime.manager import CreateOptions, TaskManager
 from pycontainerd.runtime.task import Status, Task
 from pycontainerd.services.snapshots import mounts_to_api
@@ -65,6 +65,7 @@ LOG_DRAIN_SECONDS = 2.0
 #: ExecSync keeps at most this much of each stream, so that a reply with both fits in
 #: the 16 MiB a gRPC message may carry; the rest is read and dropped.
 EXEC_SYNC_OUTPUT_CAP = 4 * 1024 * 1024
+GC_ROOT_LABEL = "containerd.io/gc.root"
 
 
 #: Pulls an image into namespace k8s.io (with the request's credentials, if any).
@@ -199,10 +200,27 @@ class CRIManager:
             )
         return image
 
-    async def _prepare_rootfs(self, object_id: str, image: ResolvedImage) -> list[Mount]:
+    @contextlib.asynccontextmanager
+    async def _lease(self, object_id: str) -> AsyncIterator[str]:
+        """A lease holding new snapshots until the container record references them.
+
+        Without it the garbage collector could take a snapshot between its prepare
+        and the record's creation (containerd's client leases NewContainer too).
+        """
+        lease_id = f"cri-{object_id}"
+        await call(self.metadata.leases.create, NAMESPACE, lease_id, {})
+        try:
+            yield lease_id
+        finally:
+            with contextlib.suppress(errdefs.NotFound):
+                await call(self.metadata.leases.delete, NAMESPACE, lease_id)
+
+    async def _prepare_rootfs(
+        self, object_id: str, image: ResolvedImage, lease: str
+    ) -> list[Mount]:
         snapshots = self.metadata.snapshots.get(self.config.snapshotter)
         mounts: list[Mount] = await call(
-            snapshots.prepare, NAMESPACE, object_id, image.chain_id, {}
+            snapshots.prepare, NAMESPACE, object_id, image.chain_id, {}, lease
         )
         return mounts
 
@@ -282,6 +300,7 @@ class CRIManager:
         )
         self.index.reserve(sandbox.name, sandbox.id)
         cleanups: list[Callable[[], Awaitable[None]]] = []
+        stack = contextlib.AsyncExitStack()
         try:
             image = await self._image_for_run(self.config.sandbox_image)
             directory = self.sandbox_dir(sandbox.id)
@@ -313,7 +332,8 @@ class CRIManager:
                 ips = cnilib.pod_ips(sandbox.cni_result)
                 sandbox.ip = ips[0] if ips else ""
                 sandbox.additional_ips = ips[1:]
-            mounts = await self._prepare_rootfs(sandbox.id, image)
+            lease = await stack.enter_async_context(self._lease(sandbox.id))
+            mounts = await self._prepare_rootfs(sandbox.id, image, lease)
             cleanups.append(lambda: self._delete_record(sandbox.id))
             user = str(image.process_config.get("User") or "")
             oci_spec = await self._build_spec(
@@ -344,6 +364,8 @@ class CRIManager:
                     log.exception("cleaning up sandbox %s", sandbox.id)
             self.index.release(sandbox.name)
             raise
+        finally:
+            await stack.aclose()
         self.index.sandboxes[sandbox.id] = sandbox
         self._watch_sandbox(sandbox)
         return sandbox.id
@@ -437,14 +459,18 @@ class CRIManager:
         )
         self.index.reserve(container.name, container.id)
         cleanups: list[Callable[[], Awaitable[None]]] = []
+        stack = contextlib.AsyncExitStack()
         try:
             target_pid = 0
             sec = config.linux.security_context
             if sec.namespace_options.pid == cri.TARGET:
                 target = self.index.container(sec.namespace_options.target_id)
                 target_pid = target.pid if target.state == cri.CONTAINER_RUNNING else 0
-            mounts = await self._prepare_rootfs(container.id, image)
+            lease = await stack.enter_async_context(self._lease(container.id))
+            mounts = await self._prepare_rootfs(container.id, image, lease)
             cleanups.append(lambda: self._delete_record(container.id))
+            cleanups.append(lambda: self._remove_image_volumes(container))
+            volumes = await self._mount_image_volumes(container, lease)
             user = str(image.process_config.get("User") or "")
             oci_spec = await self._build_spec(
                 mounts,
@@ -458,6 +484,7 @@ class CRIManager:
                     sandbox.pid,
                     target_pid,
                     self.host,
+                    volumes,
                 ),
             )
             container.stdio_dir = self.stdio_dir(container.id)
@@ -499,9 +526,54 @@ class CRIManager:
                     log.exception("cleaning up container %s", container.id)
             self.index.release(container.name)
             raise
+        finally:
+            await stack.aclose()
         self.index.containers[container.id] = container
         self._publish(container, cri.CONTAINER_CREATED_EVENT)
         return container.id
+
+    def image_volume_dir(self, container_id: str) -> str:
+        return str(self.state_dir / "image-volumes" / container_id)
+
+    async def _mount_image_volumes(self, container: Container, lease: str) -> dict[int, str]:
+        """Mount each image volume (a read-only view of its image) on the host; index -> path.
+
+        The container binds the path (or its ``image_sub_path``) read-only.
+        """
+        snapshots = self.metadata.snapshots.get(self.config.snapshotter)
+        paths: dict[int, str] = {}
+        for i, m in enumerate(container.config.mounts):
+            if not (m.HasField("image") and m.image.image):
+                continue
+            if not m.readonly:
+                raise errdefs.InvalidArgument(
+                    f"image volume {m.image.image!r} at {m.container_path} must be read-only"
+                )
+            image = await self._image_for_run(m.image.image)
+            key = f"{container.id}-image-volume-{i}"
+            view = await call(
+                snapshots.view, NAMESPACE, key, image.chain_id, {GC_ROOT_LABEL: "cri"}, lease
+            )
+            container.image_volumes[str(i)] = image.id
+            target = os.path.join(self.image_volume_dir(container.id), str(i))
+            await asyncio.to_thread(_mount_on, view, target)
+            source = os.path.normpath(os.path.join(target, m.image_sub_path.lstrip("/")))
+            if not source.startswith(target) or not os.path.exists(source):
+                raise errdefs.NotFound(
+                    f"sub path {m.image_sub_path!r} does not exist in image {m.image.image!r}"
+                )
+            paths[i] = source
+        return paths
+
+    async def _remove_image_volumes(self, container: Container) -> None:
+        directory = self.image_volume_dir(container.id)
+        if os.path.isdir(directory):
+            await asyncio.to_thread(_unmount_tree, directory)
+        snapshots = self.metadata.snapshots.get(self.config.snapshotter)
+        for i in list(container.image_volumes):
+            with contextlib.suppress(errdefs.NotFound):
+                await call(snapshots.remove, NAMESPACE, f"{container.id}-image-volume-{i}")
+        container.image_volumes.clear()
 
     def _make_stdio(self, container: Container) -> StdioPaths:
         os.makedirs(container.stdio_dir, mode=0o700, exist_ok=True)
@@ -655,6 +727,7 @@ class CRIManager:
                 await asyncio.to_thread(forwarder.wait, LOG_DRAIN_SECONDS)
             if writer is not None:
                 writer.close()
+            await self._remove_image_volumes(container)
             await self._delete_record(container.id)
             await asyncio.to_thread(shutil.rmtree, self.stdio_dir(container.id), True)
             self.index.containers.pop(container.id, None)
@@ -820,6 +893,21 @@ class CRIManager:
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
+
+
+def _mount_on(mounts: list[Mount], target: str) -> None:
+    os.makedirs(target, mode=0o700, exist_ok=True)
+    mount_all(mounts, target)
+
+
+def _unmount_tree(directory: str) -> None:
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        try:
+            unmount_all(path)
+        except errdefs.ContainerdError:
+            unmount_all(path, flags=MNT_DETACH)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _oom_killed(cgroup: str) -> bool:

@@ -261,6 +261,13 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return cri.ListContainersResponse(containers=found)
 
     def _container_status(self, c: Container) -> cri.ContainerStatus:
+        mounts = []
+        for i, m in enumerate(c.config.mounts):
+            reported = cri.Mount()
+            reported.CopyFrom(m)
+            if str(i) in c.image_volumes:
+                reported.image.image_ref = c.image_volumes[str(i)]
+            mounts.append(reported)
         return cri.ContainerStatus(
             id=c.id,
             metadata=c.config.metadata,
@@ -275,7 +282,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             message=c.message,
             labels=c.config.labels,
             annotations=c.config.annotations,
-            mounts=c.config.mounts,
+            mounts=mounts,
             log_path=c.log_path,
             resources=cri.ContainerResources(linux=c.config.linux.resources)
             if c.config.linux.HasField("resources")

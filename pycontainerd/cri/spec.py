@@ -307,8 +307,11 @@ def container_spec(
     pause_pid: int,
     target_pid: int,
     host: Host,
+    image_volumes: Mapping[int, str] | None = None,
 ) -> Spec:
+    """``image_volumes``: the host path mounted for each image volume, by mount index."""
     config = container.config
+    image_volumes = image_volumes or {}
     sec = config.linux.security_context
     pod_sec = sandbox.config.linux.security_context
     args = list(config.args) or None
@@ -343,11 +346,11 @@ def container_spec(
     if "/dev/shm" not in destinations:
         mounts.append(_shm_mount(sandbox, sandbox_dir))
     propagation = ""
-    for m in config.mounts:
-        if m.HasField("image") and m.image.image:
-            raise errdefs.NotImplemented_(
-                f"image volumes (mount of image {m.image.image!r}) are not supported yet"
-            )
+    for index, m in enumerate(config.mounts):
+        if index in image_volumes:
+            options = ["rbind", "rprivate", "ro"]
+            mounts.append(mount(m.container_path, "bind", image_volumes[index], options))
+            continue
         if m.propagation == cri.PROPAGATION_BIDIRECTIONAL:
             propagation = "rshared"
         elif m.propagation == cri.PROPAGATION_HOST_TO_CONTAINER and not propagation:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cri import POD_SUBNET, CRIEnv, cri_env
+from tests.support.ctr_env import mounts_below
 from tests.support.images import build_image, busybox_entries, push_busybox, push_image
 from tests.support.registry import TestRegistry
 from tests.support.wait import wait_for
@@ -297,3 +298,31 @@ def test_filters_update_and_restart_with_a_new_attempt(env, image):
 
 def state_of(env: CRIEnv, container: str) -> str:
     return env.crictl.json("inspect", container)["status"]["state"]
+
+
+def test_image_volume(env, image):
+    crictl = env.crictl
+    pod_config = str(env.pod_config("imgvol"))
+    pod = crictl.ok("runp", pod_config).strip()
+    image_id = crictl.json("inspecti", image)["status"]["id"]
+    mounts = [
+        {"container_path": "/img", "image": {"image": image}, "readonly": True},
+        {"container_path": "/etc-of-img", "image": {"image": image}, "readonly": True}
+        | {"image_sub_path": "etc"},
+    ]
+    container = run_container(env, pod, pod_config, "v", image, ["sleep", "1000"], mounts=mounts)
+    crictl.ok("exec", "-s", container, "/img/bin/busybox", "true")
+    assert "passwd" in crictl.ok("exec", "-s", container, "ls", "/etc-of-img")
+    assert crictl.run("exec", "-s", container, "touch", "/img/x").returncode != 0
+    reported = crictl.json("inspect", container)["status"]["mounts"]
+    assert [m["image"]["imageRef"] for m in reported] == [image_id, image_id]
+    state_dir = env.daemon.state / "io.containerd.grpc.v1.cri" / "image-volumes" / container
+    assert str(state_dir / "0") in mounts_below(state_dir)
+    crictl.ok("rm", "-f", container)
+    assert not state_dir.exists()
+    bad = env.container_config(
+        "w", image, ["sleep", "1"], mounts=[{"container_path": "/img", "image": {"image": image}}]
+    )
+    refused = crictl.run("create", pod, str(bad), pod_config)
+    assert refused.returncode != 0 and b"read-only" in refused.stderr
+    crictl.ok("rmp", "-f", pod)
