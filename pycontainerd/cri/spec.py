@@ -30,6 +30,10 @@ SANDBOX_NAMESPACE = "io.kubernetes.cri.sandbox-namespace"
 SANDBOX_UID = "io.kubernetes.cri.sandbox-uid"
 CONTAINER_NAME = "io.kubernetes.cri.container-name"
 IMAGE_NAME = "io.kubernetes.cri.image-name"
+SANDBOX_CPU_PERIOD = "io.kubernetes.cri.sandbox-cpu-period"
+SANDBOX_CPU_QUOTA = "io.kubernetes.cri.sandbox-cpu-quota"
+SANDBOX_CPU_SHARES = "io.kubernetes.cri.sandbox-cpu-shares"
+SANDBOX_MEMORY = "io.kubernetes.cri.sandbox-memory"
 SANDBOX_OOM_SCORE_ADJ = -998
 SHM_DIR = "shm"
 CGROUP_MOUNT = mount(
@@ -265,12 +269,21 @@ def sandbox_spec(
         list(sec.supplemental_groups),
     )
     process_of(spec)["oomScoreAdj"] = _oom_score_adj(host, SANDBOX_OOM_SCORE_ADJ)
+    # The pod's resources reach the runtime as containerd's annotations (VM runtimes size
+    # the sandbox from them); the pod cgroup itself is kubelet's (cgroup_parent).
+    pod_resources = {}
     if config.linux.HasField("resources"):
-        _apply_resources(spec, config.linux.resources, host)
-        process_of(spec)["oomScoreAdj"] = _oom_score_adj(host, SANDBOX_OOM_SCORE_ADJ)
+        res = config.linux.resources
+        pod_resources = {
+            SANDBOX_CPU_PERIOD: str(res.cpu_period),
+            SANDBOX_CPU_QUOTA: str(res.cpu_quota),
+            SANDBOX_CPU_SHARES: str(res.cpu_shares),
+            SANDBOX_MEMORY: str(res.memory_limit_in_bytes),
+        }
     oci.with_annotations(
         {
             **config.annotations,
+            **pod_resources,
             CONTAINER_TYPE: "sandbox",
             SANDBOX_ID: sandbox.id,
             SANDBOX_NAME: config.metadata.name,

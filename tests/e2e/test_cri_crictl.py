@@ -7,6 +7,7 @@ so pod networks never touch the host's.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -253,8 +254,18 @@ def test_pod_files_and_dns(env, image):
         "dns",
         hostname="dnshost",
         dns_config={"servers": ["10.0.0.10"], "searches": ["svc.local"], "options": ["ndots:5"]},
+        linux={"resources": {"cpu_shares": 512, "memory_limit_in_bytes": 1 << 28}},
     )
     pod = env.crictl.ok("runp", str(config)).strip()
+    info = subprocess.run(
+        ["ctr", "-a", str(env.daemon.address), "-n", "k8s.io", "containers", "info", pod],
+        capture_output=True,
+        check=True,
+    ).stdout
+    annotations = json.loads(info)["Spec"]["annotations"]
+    assert annotations["io.kubernetes.cri.sandbox-cpu-shares"] == "512"
+    assert annotations["io.kubernetes.cri.sandbox-memory"] == str(1 << 28)
+    assert annotations["io.kubernetes.cri.container-type"] == "sandbox"
     container = run_container(env, pod, str(config), "c", image, ["sleep", "1000"])
     out = env.crictl.ok("exec", "-s", container, "sh", "-c", "hostname; cat /etc/resolv.conf")
     assert out.splitlines()[0] == "dnshost"
