@@ -1,5 +1,7 @@
 """Pull and unpack from a loopback registry: pyctr and ctr against pycontainerd, beside
 the real ctr against Debian's containerd, and ``tar -x`` of the same layers as the floor.
+ctr 2 pulls through the daemon's Transfer service, against pycontainerd and against
+containerd 2 (both ``ctr2`` and ``containerd2`` built from the module proxy).
 
 Every pull is cold: the image is removed and garbage collected before the next
 one, and dirty pages of the previous run are flushed first. Figures are MB/s of
@@ -37,6 +39,8 @@ SMALL_LAYERS = 4
 PULL_TIMEOUT = 300
 ROUNDS = 2
 REFERENCE = "ctr images pull -> containerd"
+REFERENCE2 = "ctr2 images pull -> containerd 2"
+OURS_TRANSFER = "ctr2 images pull -> pycontainerd (Transfer)"
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,13 @@ def _ctr(address: Path, *args: str) -> list[str]:
     return [ctr, "-a", str(address), *args]
 
 
+def _ctr2(address: Path, *args: str) -> list[str]:
+    ctr2 = shutil.which("ctr2")
+    if ctr2 is None:
+        raise RuntimeError("ctr2 is not installed: run scripts/go-tools.sh")
+    return [ctr2, "-a", str(address), *args]
+
+
 def _pyctr(address: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "ctr.main", "-a", str(address), *args]
 
@@ -148,8 +159,8 @@ def _tar_extract(image: Image, workdir: Path) -> float:
 
 
 def _pull_with(tool: str, address: Path) -> Callable[[BenchImage], float]:
-    """A cold pull-and-unpack of an image with ``tool`` (pyctr or ctr) against ``address``."""
-    command = _pyctr if tool == "pyctr" else _ctr
+    """A cold pull-and-unpack of an image with ``tool`` (pyctr, ctr or ctr2) at ``address``."""
+    command = {"pyctr": _pyctr, "ctr": _ctr, "ctr2": _ctr2}[tool]
 
     def measure(bench_image: BenchImage) -> float:
         pull = command(address, "images", "pull", "--plain-http", bench_image.ref)
@@ -159,14 +170,17 @@ def _pull_with(tool: str, address: Path) -> Callable[[BenchImage], float]:
 
 
 def _contenders(
-    ours: Path, containerd: Path | None, workdir: Path
+    ours: Path, containerd: Path | None, containerd2: Path | None, workdir: Path
 ) -> dict[str, Callable[[BenchImage], float]]:
     contenders = {
         "pyctr images pull -> pycontainerd": _pull_with("pyctr", ours),
         "ctr images pull -> pycontainerd": _pull_with("ctr", ours),
+        OURS_TRANSFER: _pull_with("ctr2", ours),
     }
     if containerd is not None:
         contenders[REFERENCE] = _pull_with("ctr", containerd)
+    if containerd2 is not None:
+        contenders[REFERENCE2] = _pull_with("ctr2", containerd2)
     contenders["tar -x of the layers (floor)"] = lambda b: _tar_extract(b.image, workdir)
     return contenders
 
@@ -175,12 +189,19 @@ def _rows(bench_image: BenchImage, seconds: dict[str, float]) -> list[Row]:
     def rate(elapsed: float) -> float:
         return bench_image.uncompressed / elapsed / MB
 
-    reference = seconds.get(REFERENCE)
-    ref_rate = rate(reference) if reference else None
-    return [
-        Row(f"{what} ({elapsed:.2f} s)", rate(elapsed), ref_rate, "MB/s", "containerd 1.6")
-        for what, elapsed in seconds.items()
-    ]
+    def reference_of(what: str) -> tuple[float | None, str]:
+        # ctr 2's rows compare with containerd 2, the others with containerd 1.6.
+        name, label = (
+            (REFERENCE2, "containerd 2") if "ctr2" in what else (REFERENCE, "containerd 1.6")
+        )
+        elapsed = seconds.get(name)
+        return (rate(elapsed) if elapsed else None), label
+
+    rows = []
+    for what, elapsed in seconds.items():
+        ref_rate, label = reference_of(what)
+        rows.append(Row(f"{what} ({elapsed:.2f} s)", rate(elapsed), ref_rate, "MB/s", label))
+    return rows
 
 
 @contextmanager
@@ -195,8 +216,12 @@ def _workdir() -> Iterator[Path]:
 def run() -> None:
     with _workdir() as workdir, TestRegistry() as registry:
         images = _build(registry, workdir)
-        with pycontainerd_daemon() as daemon, containerd_daemon() as containerd:
-            contenders = _contenders(daemon.address, containerd, workdir)
+        with (
+            pycontainerd_daemon() as daemon,
+            containerd_daemon() as containerd,
+            containerd_daemon(2) as containerd2,
+        ):
+            contenders = _contenders(daemon.address, containerd, containerd2, workdir)
             for bench_image in images:
                 # Best of ROUNDS, the contenders taking turns so that none is
                 # always the one running while the machine is busy elsewhere.

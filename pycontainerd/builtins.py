@@ -21,6 +21,7 @@ BUILTIN_PLUGIN_MODULES = (
     "pycontainerd.services.events",
     "pycontainerd.services.introspection",
     "pycontainerd.transfer.services",
+    "pycontainerd.sandbox.services",
     "pycontainerd.runtime.plugin",
     "pycontainerd.services.tasks",
     "pycontainerd.services.ttrpc_events",

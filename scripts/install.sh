@@ -42,6 +42,12 @@ if [[ "${1:-}" == "--test" ]]; then
   scripts/fetch-runsc.sh >/dev/null || echo "note: runsc not fetched (exit $?); the runsc tests will report why"
 fi
 
+# Docker 28 (daemon, CLI, buildx) from Debian forky, for the containerd-image-store
+# tests; bookworm's docker.io (20.10) stays the one installed.
+if [[ "${1:-}" == "--test" ]]; then
+  scripts/fetch-docker28.sh >/dev/null || echo "note: Docker 28 not fetched (exit $?); its tests will report why"
+fi
+
 # Go programs the tests use as peers (ctr 2.x, crictl, ...), at pinned versions.
 if [[ "${1:-}" == "--test" ]]; then
   scripts/go-tools.sh >/dev/null

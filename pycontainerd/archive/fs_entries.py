@@ -33,6 +33,7 @@ _NODE_TYPES = {
     EntryType.FIFO: stat.S_IFIFO,
 }
 _MAX_TIME_NS = (1 << 63) - 1
+_MOUNT_CACHE_LIMIT = 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -70,13 +71,23 @@ class EntryWriter:
     def __init__(self, root: ScopedRoot, *, buffer_size: int = 1 << 20) -> None:
         self._root = root
         self._root_mount = mount_of(root.root_fd)
+        # (fd, device, inode) of directories found on the target's mount: the
+        # parents of whiteouts repeat, and reading fdinfo costs more than fstat.
+        self._on_own_mount: set[tuple[int, int, int]] = set()
         self._buffer = memoryview(bytearray(buffer_size))
 
     # -- removal -----------------------------------------------------------------
 
     def require_own_mount(self, dir_fd: int) -> None:
         """MountCrossing unless the directory ``dir_fd`` is on the target's own mount."""
-        if mount_of(dir_fd) == self._root_mount:
+        st = os.fstat(dir_fd)
+        key = (dir_fd, st.st_dev, st.st_ino)
+        if key in self._on_own_mount:
+            return
+        if st.st_dev == self._root_mount[0] and mount_of(dir_fd) == self._root_mount:
+            if len(self._on_own_mount) >= _MOUNT_CACHE_LIMIT:
+                self._on_own_mount.clear()
+            self._on_own_mount.add(key)
             return
         try:
             where = repr(os.readlink(f"/proc/self/fd/{dir_fd}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import datetime
 from types import TracebackType
@@ -97,8 +98,9 @@ class IngestWriter:
         except OSError as exc:
             # Drop what part of ``data`` got out, so that offset and hash still
             # describe the file, and so that a full disk gets those blocks back.
-            os.ftruncate(self._fd, self._offset)
-            os.lseek(self._fd, self._offset, os.SEEK_SET)
+            with contextlib.suppress(OSError):  # the write's own error is the one to report
+                os.ftruncate(self._fd, self._offset)
+                os.lseek(self._fd, self._offset, os.SEEK_SET)
             if is_disk_full(exc):
                 raise full_error(exc, self._ingest.path, "writing content") from exc
             raise

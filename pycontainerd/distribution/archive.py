@@ -205,14 +205,22 @@ async def export_archive(
 
 
 async def _write_tree(
-    stores: Stores, tar: tarfile.TarFile, desc: Descriptor, written: set[str], report: Reporter
+    stores: Stores,
+    tar: tarfile.TarFile,
+    desc: Descriptor,
+    written: set[str],
+    report: Reporter,
+    optional: bool = False,
 ) -> None:
+    """Write ``desc`` and its children; under a platform's manifest, what is missing is
+    skipped (a platform that was not pulled, or only its metadata)."""
     if desc.digest in written:
         return
+    optional = optional or desc.platform is not None
     info = await stores.content.info_or_none(desc.digest)
     if info is None:
-        if desc.platform is not None:
-            return  # a platform that was not pulled
+        if optional:
+            return
         raise errdefs.NotFound(
             f"content {desc.digest} of the image is not in the content store: pull the image "
             "again (with --all-platforms for every platform) before exporting"
@@ -234,7 +242,7 @@ async def _write_tree(
             children = []
     report.blob(desc, Status.DONE, desc.size)
     for child in children:
-        await _write_tree(stores, tar, child, written, report)
+        await _write_tree(stores, tar, child, written, report, optional)
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

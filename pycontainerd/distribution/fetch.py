@@ -41,8 +41,11 @@ from pycontainerd.remotes.manifest import Descriptor
 T = TypeVar("T")
 # A ref held by another writer (a concurrent pull of the same blob) frees up soon.
 LOCKED_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
-#: Downloads that may send a chunk to the daemon at the same moment.
+#: Downloads that may send a chunk to the daemon at the same moment. One keeps
+#: the daemon's Write streams busy from the SDK; in the daemon (no stream to
+#: keep full) two writers hash and write side by side on two cores.
 CONCURRENT_SENDS = 1
+IN_PROCESS_SENDS = 2
 
 
 class PriorityGate:
@@ -107,6 +110,7 @@ class RegistryToContent:
         source: DistributionSource,
         report: Reporter,
         max_concurrent: int = 4,
+        concurrent_sends: int = CONCURRENT_SENDS,
     ) -> None:
         self._content = content
         self._fetcher = fetcher
@@ -114,7 +118,7 @@ class RegistryToContent:
         self._source = source
         self._report = report
         self._slots = asyncio.Semaphore(max_concurrent)
-        self._writes = PriorityGate(CONCURRENT_SENDS)
+        self._writes = PriorityGate(concurrent_sends)
         self._walk_order = itertools.count()
         self._stored: dict[str, asyncio.Future[None]] = {}
         self._closed = False

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from google.protobuf.message import Message
 
 from pycontainerd import errdefs
+from pycontainerd.api.events import content_pb2 as content_events
 from pycontainerd.api.events import image_pb2 as image_events
 from pycontainerd.api.events import snapshot_pb2 as snapshot_events
 from pycontainerd.content.models import ContentInfo as StoredContentInfo
@@ -66,7 +67,10 @@ class _Publisher:
 class LocalContentWriter:
     """A write straight into the content store: a frame's data, no wire bytes."""
 
-    def __init__(self, writer: AsyncContentWriter, total: int, expected: str) -> None:
+    def __init__(
+        self, writer: AsyncContentWriter, total: int, expected: str, publish: _Publisher
+    ) -> None:
+        self._publish = publish
         self._writer = writer
         self._total = total
         self._expected = expected
@@ -94,9 +98,12 @@ class LocalContentWriter:
         self, *, size: int = 0, expected: str = "", labels: Mapping[str, str] | None = None
     ) -> str:
         wanted = expected or self._expected
-        return await self._writer.commit(
+        digest = await self._writer.commit(
             size or self._total, Digest(wanted) if wanted else None, dict(labels or {})
         )
+        size = self._writer.status().offset
+        self._publish("/content/create", content_events.ContentCreate(digest=digest, size=size))
+        return digest
 
     async def close(self) -> None:
         self._writer.close()
@@ -105,9 +112,10 @@ class LocalContentWriter:
 class LocalContent:
     """One namespace of the daemon's content store."""
 
-    def __init__(self, store: AsyncContentStore, namespace: str) -> None:
+    def __init__(self, store: AsyncContentStore, namespace: str, publish: _Publisher) -> None:
         self._store = store
         self._namespace = namespace
+        self._publish = publish
 
     async def info(self, digest: str) -> ContentInfo:
         return _info(await self._store.info(self._namespace, Digest(digest)))
@@ -136,7 +144,7 @@ class LocalContent:
     async def writer(self, ref: str, *, expected: str = "", total: int = 0) -> LocalContentWriter:
         digest = Digest(expected) if expected else None
         opened = await self._store.writer(self._namespace, ref, total, digest, _current_lease.get())
-        return LocalContentWriter(opened, total, expected)
+        return LocalContentWriter(opened, total, expected, self._publish)
 
     async def write(
         self,
@@ -174,7 +182,9 @@ def _image(record: image_records.Image) -> Image:
 class LocalImages:
     """One namespace of the daemon's image records."""
 
-    def __init__(self, store: image_records.ImageStore, namespace: str, publish: _Publisher):
+    def __init__(
+        self, store: image_records.ImageStore, namespace: str, publish: _Publisher
+    ) -> None:
         self._store = store
         self._namespace = namespace
         self._publish = publish
@@ -215,10 +225,12 @@ class LocalSnapshotter:
     def __init__(
         self,
         snapshotter: NamespacedSnapshotter,
+        name: str,
         namespace: str,
         publish: _Publisher,
         gc: GCScheduler | None,
     ) -> None:
+        self.name = name
         self._snapshotter = snapshotter
         self._namespace = namespace
         self._publish = publish
@@ -242,7 +254,10 @@ class LocalSnapshotter:
             dict(labels or {}),
             _current_lease.get(),
         )
-        self._publish("/snapshot/prepare", snapshot_events.SnapshotPrepare(key=key, parent=parent))
+        self._publish(
+            "/snapshot/prepare",
+            snapshot_events.SnapshotPrepare(key=key, parent=parent, snapshotter=self.name),
+        )
         return list(mounts)
 
     async def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
@@ -254,11 +269,16 @@ class LocalSnapshotter:
             dict(labels or {}),
             _current_lease.get(),
         )
-        self._publish("/snapshot/commit", snapshot_events.SnapshotCommit(key=key, name=name))
+        self._publish(
+            "/snapshot/commit",
+            snapshot_events.SnapshotCommit(key=key, name=name, snapshotter=self.name),
+        )
 
     async def remove(self, key: str) -> None:
         await call(self._snapshotter.remove, self._namespace, key, _current_lease.get())
-        self._publish("/snapshot/remove", snapshot_events.SnapshotRemove(key=key))
+        self._publish(
+            "/snapshot/remove", snapshot_events.SnapshotRemove(key=key, snapshotter=self.name)
+        )
         if self._gc is not None:
             self._gc.schedule()  # the collection removes the snapshot from disk
 
@@ -293,7 +313,7 @@ class LocalStores:
         self._namespace = namespace
         self._publish = _Publisher(namespace, exchange)
         self._gc = gc
-        self._content = LocalContent(AsyncContentStore(metadata.content), namespace)
+        self._content = LocalContent(AsyncContentStore(metadata.content), namespace, self._publish)
         self._images = LocalImages(metadata.images, namespace, self._publish)
         self._diff = LocalApplier(differs, namespace)
 
@@ -315,7 +335,7 @@ class LocalStores:
 
     def snapshots(self, snapshotter: str = DEFAULT_SNAPSHOTTER) -> LocalSnapshotter:
         backend = self._metadata.snapshots.get(snapshotter)
-        return LocalSnapshotter(backend, self._namespace, self._publish, self._gc)
+        return LocalSnapshotter(backend, snapshotter, self._namespace, self._publish, self._gc)
 
     @contextlib.asynccontextmanager
     async def lease(self, lease_id: str = "") -> AsyncIterator[str]:

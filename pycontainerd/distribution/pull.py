@@ -14,7 +14,7 @@ from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pycontainerd.distribution.fetch import RegistryToContent
+from pycontainerd.distribution.fetch import CONCURRENT_SENDS, RegistryToContent
 from pycontainerd.distribution.labels import DistributionSource
 from pycontainerd.distribution.progress import ProgressCallback, Reporter, Status
 from pycontainerd.distribution.stores import Image
@@ -50,12 +50,17 @@ def credentials_func(credentials: Credentials, domain: str) -> CredentialsFunc |
     return lambda host: pair if host == domain else None
 
 
-def platform_policy(platform: str | None, all_platforms: bool) -> ChildPolicy:
-    """containerd's pull choice: every platform, the named one, or the best for this host."""
+def platform_policy(
+    platform: str | None, all_platforms: bool, all_metadata: bool = False
+) -> ChildPolicy:
+    """containerd's pull choice: every platform, the named one, or the best for this host.
+
+    ``all_metadata``: the other platforms' manifests and configs are stored as well.
+    """
     if all_platforms:
         return ChildPolicy(ALL, limit=0)
     matcher: PlatformMatcher = any_of(parse_platform(platform)) if platform else default_matcher()
-    return ChildPolicy(matcher, limit=1)
+    return ChildPolicy(matcher, limit=1, all_metadata=all_metadata)
 
 
 async def pull(
@@ -67,6 +72,7 @@ async def pull(
     plain_http: PlainHTTP = False,
     credentials: Credentials = None,
     hosts: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     unpack: bool = False,
     snapshotter: str = DEFAULT_SNAPSHOTTER,
     progress: ProgressCallback | None = None,
@@ -74,6 +80,8 @@ async def pull(
     image_name: str | None = None,
     labels: Mapping[str, str] | None = None,
     unpack_every_platform: bool = True,
+    all_metadata: bool = False,
+    concurrent_writes: int = CONCURRENT_SENDS,
 ) -> Image:
     """Fetch ``ref`` into the content store and create (or update) its image record.
 
@@ -84,15 +92,18 @@ async def pull(
     ``all_platforms`` too, every other platform is unpacked afterwards unless
     ``unpack_every_platform`` is False (containerd 2's transfer unpacks only
     the platforms it is given). The record is named ``image_name`` (default:
-    the resolved reference) and carries ``labels``. ``hosts`` maps a registry
-    domain to the host that serves it (a mirror).
+    the resolved reference) and carries ``labels``. With ``all_metadata``, every
+    platform's manifest and config is stored, the layers only for the one pulled.
+    ``concurrent_writes``: blobs written to the store at the same moment (see fetch). ``hosts`` maps a registry domain
+    to the host that serves it (see :class:`~pycontainerd.remotes.resolver.Resolver`).
     """
-    policy = platform_policy(platform, all_platforms)
+    policy = platform_policy(platform, all_platforms, all_metadata)
     reference = parse_reference(ref)
     report = Reporter(progress)
     resolver = Resolver(
         plain_http=plain_http,
         hosts=hosts,
+        headers=headers,
         credentials=credentials_func(credentials, reference.domain),
     )
     with resolver, ThreadPoolExecutor(max_concurrent_downloads, "pull") as pool:
@@ -107,6 +118,7 @@ async def pull(
             source=DistributionSource.for_reference(reference),
             report=report,
             max_concurrent=max_concurrent_downloads,
+            concurrent_sends=concurrent_writes,
         )
         async with stores.lease_if_none():
             jobs: list[Coroutine[Any, Any, object]] = [_fetch(target, policy, root)]

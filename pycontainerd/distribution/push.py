@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -155,6 +155,8 @@ async def push(
     *,
     plain_http: PlainHTTP = False,
     credentials: Credentials = None,
+    hosts: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     progress: ProgressCallback | None = None,
     max_concurrent_uploads: int = DEFAULT_CONCURRENCY,
 ) -> Descriptor:
@@ -163,7 +165,10 @@ async def push(
     image = await stores.images.get(image_name or str(reference))
     plan = await plan_push(stores.content, image.target, reference.domain)
     resolver = Resolver(
-        plain_http=plain_http, credentials=credentials_func(credentials, reference.domain)
+        plain_http=plain_http,
+        hosts=hosts,
+        headers=headers,
+        credentials=credentials_func(credentials, reference.domain),
     )
     report = Reporter(progress)
     with resolver, ThreadPoolExecutor(max_concurrent_uploads, "push") as pool:

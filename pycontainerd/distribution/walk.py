@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pycontainerd import errdefs
@@ -38,14 +38,35 @@ class ChildPolicy:
     """Which manifests of an index to follow: those ``matcher`` accepts, best first.
 
     ``limit`` keeps only the best N (containerd's pull uses 1); 0 keeps all matches.
+    With ``all_metadata`` (containerd 2's transfer pull), every manifest of an
+    index and its config are stored too, but only the selected manifests' layers.
     """
 
     matcher: PlatformMatcher = ALL
     limit: int = 0
+    all_metadata: bool = False
+    #: Manifests followed for their metadata only (filled as indexes are walked).
+    metadata_only: set[str] = field(default_factory=set, compare=False, hash=False)
 
     def select(self, parent: Descriptor, found: Sequence[Descriptor]) -> list[Descriptor]:
+        if parent.digest in self.metadata_only:
+            return [c for c in found if mediatypes.is_config(c.media_type)]
         if not mediatypes.is_index(parent.media_type):
             return [c for c in found if c.platform is None or self.matcher.match(c.platform)]
+        selected = self._select_from_index(parent, found)
+        if not self.all_metadata:
+            return selected
+        chosen = {c.digest for c in selected}
+        self.metadata_only.update(
+            c.digest
+            for c in found
+            if c.digest not in chosen and mediatypes.is_manifest(c.media_type)
+        )
+        return [c for c in found if c.digest in chosen or mediatypes.is_manifest(c.media_type)]
+
+    def _select_from_index(
+        self, parent: Descriptor, found: Sequence[Descriptor]
+    ) -> list[Descriptor]:
         matching = [c for c in found if c.platform is None or self.matcher.match(c.platform)]
         if not matching and found:
             available = ", ".join(format_platform(c.platform) for c in found if c.platform)

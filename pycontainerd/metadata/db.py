@@ -153,7 +153,7 @@ class Database:
         self.reserve = SpaceReserve(path.with_name(path.name + RESERVE_SUFFIX), reserve_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metadata")
         self._thread_lock = threading.RLock()
-        self._in_tx = False
+        self._tx_thread: int | None = None  # the thread inside a transaction, if any
         # Opening writes the WAL index and maybe a schema row: on a full disk
         # that needs the reserve too, or the daemon could not even start.
         self.conn = retry_after_release(self.reserve, lambda: None, self._open)
@@ -189,7 +189,8 @@ class Database:
 
     @property
     def in_transaction(self) -> bool:
-        return self._in_tx
+        """True when the calling thread is inside a transaction (`tx` calls join it)."""
+        return self._tx_thread == threading.get_ident()
 
     def truncate_wal(self) -> None:
         """Copy the WAL into the database and cut it to nothing, giving its blocks back."""
@@ -227,12 +228,12 @@ class Database:
         Nested use joins the outer transaction.
         """
         with self._thread_lock:
-            if self._in_tx:
+            if self._tx_thread is not None:  # only this thread can be in it: the lock is ours
                 yield self.conn
                 return
             if not self.reserve.held:
                 self.reserve.retake()
-            self._in_tx = True
+            self._tx_thread = threading.get_ident()
             try:
                 with reporting_full_disk(self.path, f"metadata database {self.path}"):
                     self.conn.execute("BEGIN IMMEDIATE")
@@ -245,7 +246,7 @@ class Database:
                         if self.conn.in_transaction:
                             self.conn.execute("ROLLBACK")
             finally:
-                self._in_tx = False
+                self._tx_thread = None
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._thread_lock:

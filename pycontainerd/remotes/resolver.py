@@ -45,7 +45,8 @@ class Resolver:
     ``plain_http`` is True, False, or a predicate on the registry domain (see
     :func:`match_localhost`). ``hosts`` maps a domain to the network host that
     serves it (a mirror, or a test registry). ``credentials`` is called with the
-    registry domain and returns ``(username, secret)`` or None.
+    registry domain and returns ``(username, secret)`` or None. ``headers`` go with
+    every request (containerd's resolver headers).
     """
 
     def __init__(
@@ -57,8 +58,10 @@ class Resolver:
         user_agent: str = DEFAULT_USER_AGENT,
         timeout: float = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._plain_http = plain_http
+        self._headers = dict(headers or {})
         self._hosts = dict(hosts or {})
         self._user_agent = user_agent
         self._timeout = timeout
@@ -93,6 +96,7 @@ class Resolver:
             scopes=(repository_scope(ref.path, push), *extra_scopes),
             user_agent=self._user_agent,
             timeout=self._timeout,
+            headers=self._headers,
         )
 
     def fetcher(self, ref: str | Reference) -> Fetcher:

@@ -46,8 +46,10 @@ class Transport:
         scopes: Iterable[str],
         user_agent: str,
         timeout: float,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.registry = registry
+        self._headers = dict(headers or {})  # sent with every request (a resolver's headers)
         self._authorizer = authorizer
         self._session = session
         self._scopes = tuple(scopes)
@@ -107,7 +109,7 @@ class Transport:
         params: Mapping[str, str] | None,
         stream: bool,
     ) -> requests.Response:
-        all_headers = {"User-Agent": self._user_agent, **(headers or {})}
+        all_headers = {"User-Agent": self._user_agent, **self._headers, **(headers or {})}
         authorization = self._authorizer.authorization(
             self.registry.host, self.registry.domain, self._scopes
         )

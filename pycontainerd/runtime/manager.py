@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 
 from pycontainerd import errdefs, timestamps
 from pycontainerd.api.events import task_pb2 as events
@@ -24,6 +25,7 @@ from pycontainerd.api.types import mount_pb2
 from pycontainerd.background import BackgroundTasks
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.identifiers import validate_identifier
+from pycontainerd.runtime import info as runtime_info
 from pycontainerd.runtime.bundle import ADDRESS_FILE, SHIM_BINARY_FILE, Bundle, BundleStore
 from pycontainerd.runtime.exits import (
     DELETE_TOPIC,
@@ -81,6 +83,10 @@ class TaskManager:
         self._exits.start()
 
     # Start-up
+
+    async def plugin_info(self, options: any_pb2.Any) -> Message:
+        """Introspection.PluginInfo's extra: the RuntimeInfo of a runtime (containerd 2)."""
+        return await runtime_info.plugin_info(options, self.runtimes)
 
     def prewarm_own_shim(self) -> None:
         """Have our shim's zygote ready before the first task, if the table runs our shim."""

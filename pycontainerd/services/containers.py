@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf import any_pb2, empty_pb2
 
-from pycontainerd import plugin
+from pycontainerd import errdefs, plugin
 from pycontainerd.api.events import container_pb2 as events
 from pycontainerd.api.services.containers.v1 import containers_pb2 as api
 from pycontainerd.api.services.containers.v1 import containers_pb2_grpc
@@ -66,6 +66,15 @@ def container_from_api(message: api.Container) -> Container:
     )
 
 
+def _refuse_sandbox(container: api.Container) -> None:
+    """containerd 2's Container.sandbox: not recorded here, so refused rather than dropped."""
+    if container.sandbox:
+        raise errdefs.NotImplemented_(
+            f"container {container.id!r}: placing containers in a sandbox "
+            f"({container.sandbox!r}) is not supported by pycontainerd"
+        )
+
+
 class ContainersService(containers_pb2_grpc.ContainersServicer):
     def __init__(self, metadata: MetadataStore, exchange: Exchange, gc: GCScheduler) -> None:
         self.store = metadata.containers
@@ -97,6 +106,7 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
     @rpc
     async def Create(self, request: api.CreateContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
+        _refuse_sandbox(request.container)
         created = await call(self.store.create, namespace, container_from_api(request.container))
         self.exchange.publish(
             namespace,
@@ -115,6 +125,7 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
     @rpc
     async def Update(self, request: api.UpdateContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
+        _refuse_sandbox(request.container)
         updated = await call(
             self.store.update,
             namespace,

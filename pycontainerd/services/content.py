@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from google.protobuf import empty_pb2
@@ -143,13 +143,27 @@ class ContentService(content_pb2_grpc.ContentServicer):
                     writer = await self.store.writer(
                         namespace, request.ref, request.total, expected, lease_of(context)
                     )
-                    session = _WriteSession(self.store, namespace, writer, request.total, expected)
+                    session = _WriteSession(
+                        self.store,
+                        namespace,
+                        writer,
+                        request.total,
+                        expected,
+                        self._created(namespace),
+                    )
                 yield await session.handle(request)
         finally:
             # Synchronously: when the client went away this task is being
             # cancelled, and an await here would never run the close.
             if session is not None:
                 session.writer.close()
+
+    def _created(self, namespace: str) -> Callable[[str, int], None]:
+        def publish(digest: str, size: int) -> None:
+            event = events.ContentCreate(digest=digest, size=size)
+            self.exchange.publish(namespace, "/content/create", event)
+
+        return publish
 
     def register(self, server: grpc.aio.Server) -> None:
         content_pb2_grpc.add_ContentServicer_to_server(self, server)
@@ -165,7 +179,9 @@ class _WriteSession:
         writer: AsyncContentWriter,
         total: int,
         expected: Digest | None,
+        created: Callable[[str, int], None],
     ) -> None:
+        self.created = created  # publishes containerd 2's /content/create
         self.store = store
         self.namespace = namespace
         self.writer = writer
@@ -212,6 +228,7 @@ class _WriteSession:
             response.digest = await self.writer.commit(
                 self.total, self.expected, dict(request.labels)
             )
+            self.created(response.digest, response.offset)
         else:
             response.digest = str(self.writer.digest())
         return response

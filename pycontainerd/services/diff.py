@@ -49,6 +49,10 @@ class DiffService(diff_pb2_grpc.DiffServicer):
     @rpc
     async def Diff(self, request: api.DiffRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
+        if request.HasField("source_date_epoch"):
+            raise errdefs.NotImplemented_(
+                "diff: source_date_epoch (clamping file times) is not supported by pycontainerd"
+            )
         lower = mounts_from_api(request.left)
         upper = mounts_from_api(request.right)
         options = CompareOptions(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf import empty_pb2
 
-from pycontainerd import filters, plugin
+from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.events import image_pb2 as events
 from pycontainerd.api.services.images.v1 import images_pb2 as api
 from pycontainerd.api.services.images.v1 import images_pb2_grpc
@@ -99,6 +99,13 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
     @rpc
     async def Delete(self, request: api.DeleteImageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
+        if request.HasField("target") and request.target.digest:
+            current = await call(self.store.get, namespace, request.name)
+            if current.target.digest != request.target.digest:
+                raise errdefs.NotFound(
+                    f"image {request.name!r} has target {current.target.digest}, "
+                    f"not {request.target.digest}"
+                )
         await call(self.store.delete, namespace, request.name)
         self.exchange.publish(namespace, "/images/delete", events.ImageDelete(name=request.name))
         if request.sync:

@@ -1,12 +1,14 @@
-"""The introspection service: the plugin list (`ctr plugins ls`) and the server UUID."""
+"""The introspection service: the plugin list (`ctr plugins ls`), one plugin, the server's identity."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import any_pb2, empty_pb2
+from google.protobuf.message import Message
 
 from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.rpc import status_pb2
@@ -44,6 +46,14 @@ def _plugin_adaptor(p: api.Plugin) -> filters.Adaptor:
     )
 
 
+def _pid_namespace() -> int:
+    """The inode of our PID namespace (what containerd 2 reports as pidns), 0 if unknown."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def load_server_uuid(path: Path) -> str:
     """The daemon's UUID, made once and kept under its root."""
     try:
@@ -68,7 +78,35 @@ class IntrospectionService(introspection_pb2_grpc.IntrospectionServicer):
 
     @rpc
     async def Server(self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext):  # noqa: N802
-        return api.ServerResponse(uuid=self.server_uuid)
+        return api.ServerResponse(uuid=self.server_uuid, pid=os.getpid(), pidns=_pid_namespace())
+
+    @rpc
+    async def PluginInfo(  # noqa: N802
+        self, request: api.PluginInfoRequest, context: grpc.aio.ServicerContext
+    ):
+        found = [
+            p
+            for p in self.plugins.loaded
+            if (p.registration.type, p.registration.id) == (request.type, request.id)
+        ]
+        if not found:
+            raise errdefs.NotFound(
+                f"plugin {errdefs.echo(request.type)}.{errdefs.echo(request.id)} not found"
+            )
+        response = api.PluginInfoResponse(plugin=_plugin_to_api(found[0]))
+        if request.HasField("options"):
+            handler = getattr(found[0].instance, "plugin_info", None)
+            if handler is None:
+                raise errdefs.NotImplemented_(
+                    f"plugin {request.type}.{request.id} gives no extra information "
+                    f"for {errdefs.echo(request.options.type_url)} options"
+                )
+            extra: Message = await handler(request.options)
+            # A bare type name, as containerd's typeurl writes it.
+            response.extra.CopyFrom(
+                any_pb2.Any(type_url=extra.DESCRIPTOR.full_name, value=extra.SerializeToString())
+            )
+        return response
 
     def register(self, server: grpc.aio.Server) -> None:
         introspection_pb2_grpc.add_IntrospectionServicer_to_server(self, server)

@@ -12,7 +12,7 @@ from typing import cast
 import grpc
 from google.protobuf import empty_pb2
 
-from pycontainerd import filters, plugin
+from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.events import snapshot_pb2 as events
 from pycontainerd.api.services.snapshots.v1 import snapshots_pb2 as api
 from pycontainerd.api.services.snapshots.v1 import snapshots_pb2_grpc
@@ -82,7 +82,9 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
         self.exchange.publish(
             namespace,
             "/snapshot/prepare",
-            events.SnapshotPrepare(key=request.key, parent=request.parent),
+            events.SnapshotPrepare(
+                key=request.key, parent=request.parent, snapshotter=request.snapshotter
+            ),
         )
         return api.PrepareSnapshotResponse(mounts=mounts_to_api(mounts))
 
@@ -110,6 +112,13 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
         self, request: api.CommitSnapshotRequest, context: grpc.aio.ServicerContext
     ):
         namespace = namespace_of(context)
+        if request.parent:
+            active = await call(self._get(request.snapshotter).stat, namespace, request.key)
+            if active.parent != request.parent:
+                raise errdefs.NotImplemented_(
+                    f"committing {request.key!r} onto parent {request.parent!r} (it has "
+                    f"{active.parent!r}) would rebase it: not supported by pycontainerd"
+                )
         await call(
             self._get(request.snapshotter).commit,
             namespace,
@@ -121,7 +130,9 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
         self.exchange.publish(
             namespace,
             "/snapshot/commit",
-            events.SnapshotCommit(key=request.key, name=request.name),
+            events.SnapshotCommit(
+                key=request.key, name=request.name, snapshotter=request.snapshotter
+            ),
         )
         return empty_pb2.Empty()
 
@@ -131,7 +142,11 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
     ):
         namespace = namespace_of(context)
         await call(self._get(request.snapshotter).remove, namespace, request.key, lease_of(context))
-        self.exchange.publish(namespace, "/snapshot/remove", events.SnapshotRemove(key=request.key))
+        self.exchange.publish(
+            namespace,
+            "/snapshot/remove",
+            events.SnapshotRemove(key=request.key, snapshotter=request.snapshotter),
+        )
         self.gc.schedule()  # the collection removes the snapshot from disk
         return empty_pb2.Empty()
 

@@ -75,6 +75,11 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     @rpc
     async def Create(self, request: api.CreateTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
+        if request.task_api_address:
+            raise errdefs.NotImplemented_(
+                "creating a task through a sandbox's task API (task_api_address) is not "
+                "supported by pycontainerd"
+            )
         container = await self._container(namespace, request.container_id)
         if request.HasField("checkpoint"):
             raise errdefs.NotImplemented_(

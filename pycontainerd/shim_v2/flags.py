@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pycontainerd import errdefs
 
-_BOOL_FLAGS = {"debug", "v"}
+_BOOL_FLAGS = {"debug", "v", "info"}
 _STRING_FLAGS = {
     "namespace",
     "id",
@@ -42,6 +42,7 @@ class ShimFlags:
         ("listen_fd", ""),
         ("debug", False),
         ("v", False),
+        ("info", False),
     )
 
     namespace: str
@@ -53,6 +54,7 @@ class ShimFlags:
     listen_fd: str
     debug: bool
     v: bool
+    info: bool  # containerd 2's -info: print RuntimeInfo for the options on stdin
 
     def __init__(self, args: list[str] | None = None, **values: str | bool) -> None:
         for name, default in self.FIELDS:

@@ -66,6 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if flags.v:
             print(f"{NAME}:\n  Version:  {__version__}\n")
             return 0
+        if flags.info:
+            from pycontainerd.shim_v2.info import runtime_info
+
+            data = b"" if sys.stdin.closed else sys.stdin.buffer.read()
+            sys.stdout.buffer.write(runtime_info(data).SerializeToString())
+            sys.stdout.buffer.flush()
+            return 0
         if not flags.namespace:
             raise errdefs.InvalidArgument("shim namespace cannot be empty (-namespace)")
         action = _ACTIONS.get(flags.action)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -53,8 +52,7 @@ class StreamingService(streaming_pb2_grpc.StreamingServicer):
         finally:
             self.manager.unregister(stream)
             reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
+            await asyncio.gather(reader, return_exceptions=True)
 
     def register(self, server: grpc.aio.Server) -> None:
         streaming_pb2_grpc.add_StreamingServicer_to_server(self, server)

@@ -41,6 +41,7 @@ from pycontainerd.api.types.transfer import (
 )
 from pycontainerd.diff.differs import Differ
 from pycontainerd.distribution import archive, pull, push
+from pycontainerd.distribution.fetch import IN_PROCESS_SENDS
 from pycontainerd.distribution.local import LocalStores
 from pycontainerd.distribution.progress import ProgressEvent, Status
 from pycontainerd.distribution.stores import Image
@@ -49,7 +50,10 @@ from pycontainerd.events.exchange import Exchange
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.remotes.auth import CredentialsFunc
+from pycontainerd.remotes.hostsdir import load_endpoint
 from pycontainerd.remotes.platforms import Platform, format_platform
+from pycontainerd.remotes.reference import parse_reference
+from pycontainerd.remotes.resolver import PlainHTTP
 from pycontainerd.transfer.streams import (
     Stream,
     StreamClosed,
@@ -259,9 +263,10 @@ class Transferrer:
 
     # -- registries ----------------------------------------------------------------------
 
-    def _registry_options(
+    async def _registry_options(
         self, namespace: str, registry: registry_pb2.OCIRegistry
-    ) -> tuple[bool, CredentialsFunc | None]:
+    ) -> dict[str, Any]:
+        """The resolver options of ``registry``: plain HTTP, hosts, headers, credentials."""
         resolver = registry.resolver
         if resolver.default_scheme not in ("", "http", "https"):
             raise errdefs.InvalidArgument(
@@ -273,7 +278,25 @@ class Transferrer:
             auth = self._streams.get(namespace, resolver.auth_stream)
             loop = asyncio.get_running_loop()
             credentials = _CredentialsExchange(auth, registry.reference, loop)
-        return resolver.default_scheme == "http", credentials
+        default_plain = resolver.default_scheme == "http"
+        plain_http: PlainHTTP = default_plain
+        hosts: dict[str, str] = {}
+        if resolver.host_dir:
+            domain = parse_reference(registry.reference).domain
+            endpoint = await asyncio.to_thread(load_endpoint, resolver.host_dir, domain)
+            if endpoint is not None:
+                hosts[domain] = endpoint.host
+                configured = endpoint.plain_http
+
+                def plain_http(d: str) -> bool:
+                    return configured if d == domain else default_plain
+
+        return {
+            "plain_http": plain_http,
+            "hosts": hosts,
+            "headers": dict(resolver.headers),
+            "credentials": credentials,
+        }
 
     async def _pull(
         self,
@@ -284,7 +307,7 @@ class Transferrer:
         progress: Progress,
     ) -> None:
         source = f"OCI Registry ({registry.reference})"
-        plain_http, credentials = self._registry_options(namespace, registry)
+        options = await self._registry_options(namespace, registry)
         platforms = [_platform(p) for p in store.platforms]
         unpacks = list(store.unpacks)
         progress.event(f"Resolving from {source}")
@@ -295,14 +318,15 @@ class Transferrer:
             registry.reference,
             platform=platforms[0] if platforms else None,
             all_platforms=not platforms,
-            plain_http=plain_http,
-            credentials=credentials,
             unpack=bool(unpacks),
             snapshotter=(unpacks[0].snapshotter if unpacks else "") or DEFAULT_SNAPSHOTTER,
             progress=progress,
             image_name=store.name or None,
             labels=dict(store.labels),
             unpack_every_platform=False,
+            all_metadata=store.all_metadata,
+            concurrent_writes=IN_PROCESS_SENDS,
+            **options,
         )
         progress.event("saved", image.name, desc=image.target)
         progress.event(f"Completed pull from {source}")
@@ -315,16 +339,15 @@ class Transferrer:
         registry: registry_pb2.OCIRegistry,
         progress: Progress,
     ) -> None:
-        plain_http, credentials = self._registry_options(namespace, registry)
+        options = await self._registry_options(namespace, registry)
         progress.event(f"Pushing to OCI Registry ({registry.reference})")
         progress.root = registry.reference
         await push.push(
             stores,
             registry.reference,
             store.name or None,
-            plain_http=plain_http,
-            credentials=credentials,
             progress=progress,
+            **options,
         )
         progress.event(f"Completed push to OCI Registry ({registry.reference})")
 
@@ -345,6 +368,15 @@ class Transferrer:
         store: imagestore_pb2.ImageStore,
         progress: Progress,
     ) -> None:
+        if store.name:
+            raise errdefs.NotImplemented_(
+                f"import: naming the archive's index ({errdefs.echo(store.name)!r}, ctr's "
+                "--index-name) is not supported; the images are named from the archive"
+            )
+        if any(ref.add_digest for ref in store.extra_references):
+            raise errdefs.NotImplemented_(
+                "import: digest references (ctr's --digests) are not supported"
+            )
         stream = self._streams.get(namespace, source.stream)
         progress.event("Importing")
         with self._spool() as spool:

@@ -26,11 +26,19 @@ from pycontainerd.api.types.transfer import (
     registry_pb2,
 )
 from pycontainerd.api.types.transfer import streaming_pb2 as data_pb2
+from pycontainerd.remotes.platforms import format_platform
 from tests.support.ctr2 import Ctr2
 from tests.support.daemon import Ctr, DaemonProcess
 from tests.support.fake_registry import FakeRegistry
 from tests.support.grpc_client import RawClient
-from tests.support.images import PushedImage, busybox_image, push_busybox, push_multilayer
+from tests.support.images import (
+    ImageIndex,
+    PushedImage,
+    busybox_image,
+    push_busybox,
+    push_multilayer,
+    push_multiplatform,
+)
 from tests.support.pyctr import content_labels
 from tests.support.registry import TestRegistry
 
@@ -282,3 +290,110 @@ def test_the_daemon_reports_a_2x_version(ctr2: Ctr2, ctr: Ctr):
     server = ctr2.ok("version").split("Server:", 1)[1]
     assert "Version:  2." in server, server
     assert "Server:" in ctr.ok("version")
+
+
+def test_pull_honours_the_hosts_directory(ctr2: Ctr2, ctr: Ctr, registry: TestRegistry, tmp_path):  # type: ignore[no-untyped-def]
+    pushed = push_busybox(registry, repo="test/hosts-dir")
+    hosts = tmp_path / "certs.d" / "registry.example.test"
+    hosts.mkdir(parents=True)
+    (hosts / "hosts.toml").write_text(
+        f'[host."http://{registry.host}"]\n  capabilities = ["pull", "resolve"]\n'
+    )
+    ref = "registry.example.test/test/hosts-dir:latest"
+
+    ctr2.ok("images", "pull", "--hosts-dir", str(tmp_path / "certs.d"), ref)
+
+    assert _image_lines(ctr) == [ref]
+    assert pushed.descriptor.digest in ctr.ok("images", "ls")
+
+
+def test_pull_keeps_every_platforms_metadata_but_only_this_hosts_layers(
+    ctr2: Ctr2, ctr: Ctr, registry: TestRegistry, tmp_path
+):  # type: ignore[no-untyped-def]
+    pushed = push_multiplatform(registry, repo="test/ctr2-multiplatform")
+    index: ImageIndex = pushed.image  # type: ignore[assignment]
+    host, foreign = index.images[0], index.images[1]
+
+    ctr2.ok("images", "pull", "--plain-http", pushed.ref)  # ctr 2 asks for all metadata
+
+    stored = set(content_labels(ctr, "default"))
+    assert {foreign.manifest.descriptor.digest, foreign.config.descriptor.digest} <= stored
+    host_layers = {layer.descriptor.digest for layer in host.layers}
+    foreign_only = {layer.descriptor.digest for layer in foreign.layers} - host_layers
+    assert foreign_only and not foreign_only & stored
+    assert host_layers <= stored
+    platforms = ctr2.ok("images", "ls").splitlines()[1]
+    assert format_platform(foreign.platform) in platforms, platforms
+    # The archive carries what is stored: the foreign platform's metadata, no layers.
+    tarball = tmp_path / "multi.tar"
+    ctr2.ok("images", "export", str(tarball), pushed.ref)
+    with tarfile.open(tarball) as tar:
+        names = set(tar.getnames())
+    assert "blobs/sha256/" + foreign.manifest.descriptor.digest.split(":")[1] in names
+    assert "blobs/sha256/" + host.layers[0].descriptor.digest.split(":")[1] in names
+
+
+def test_ctr2_drives_the_1x_services_too(ctr2: Ctr2, registry: TestRegistry, tmp_path):  # type: ignore[no-untyped-def]
+    """Beyond images, ctr 2 runs, inspects and cleans up through the services 1.x had."""
+    pushed = push_busybox(registry, repo="test/ctr2-run")
+    ctr2.ok("images", "pull", "--plain-http", pushed.ref)
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    ctr2.ok("images", "mount", pushed.ref, str(mountpoint))
+    try:
+        assert (mountpoint / "bin" / "busybox").exists()
+    finally:
+        ctr2.ok("images", "unmount", str(mountpoint))
+
+    ctr2.ok("run", "-d", pushed.ref, "ctr2-d", "sleep", "60")
+    try:
+        assert "RUNNING" in ctr2.ok("tasks", "ls")
+        assert "ctr2-d" in ctr2.ok("containers", "ls")
+        assert '"ID": "ctr2-d"' in ctr2.ok("containers", "info", "ctr2-d")
+        assert (
+            ctr2.ok("tasks", "exec", "--exec-id", "e1", "ctr2-d", "echo", "exec-ok") == "exec-ok\n"
+        )
+    finally:
+        ctr2.run("tasks", "kill", "-s", "SIGKILL", "ctr2-d")
+        ctr2.run("tasks", "delete", "--force", "ctr2-d")
+        ctr2.run("containers", "rm", "ctr2-d")
+    assert "ctr2-d" not in ctr2.ok("containers", "ls")
+    for listing in (("snapshots", "ls"), ("content", "ls"), ("leases", "ls"), ("namespaces", "ls")):
+        ctr2.ok(*listing)
+    assert "io.containerd.grpc.v1" in ctr2.ok("plugins", "ls")
+
+
+def test_resolver_headers_go_with_every_registry_request(raw: RawClient, ctr: Ctr):
+    image = busybox_image()
+    with FakeRegistry() as fake:
+        for blob in image.blobs():
+            fake.state.blobs[blob.descriptor.digest] = blob.read()
+        fake.state.add_manifest(image.manifest.descriptor.media_type, image.manifest.read(), "v1")
+        ref = f"{fake.host}/test/headers:v1"
+        resolver = registry_pb2.RegistryResolver(
+            default_scheme="http", headers={"X-Transfer-Test": "yes"}
+        )
+        source = _pack(registry_pb2.OCIRegistry(reference=ref, resolver=resolver))
+        store = _pack(imagestore_pb2.ImageStore(name=ref))
+
+        code, details = _transfer_code(raw, source, store)
+
+        assert code == grpc.StatusCode.OK, details
+        assert fake.state.requests
+        assert all(r.headers.get("X-Transfer-Test") == "yes" for r in fake.state.requests)
+    assert _image_lines(ctr) == [ref]
+
+
+def test_import_options_we_do_not_support_are_refused(ctr2: Ctr2, ctr: Ctr, tmp_path):  # type: ignore[no-untyped-def]
+    from tests.support.images import write_oci_archive
+
+    archive = tmp_path / "one.tar"
+    write_oci_archive(archive, busybox_image(), "example.test/imported:v1")
+
+    named = ctr2.fails("images", "import", "--index-name", "example.test/index:v1", str(archive))
+    digests = ctr2.fails("images", "import", "--digests", str(archive))
+
+    assert "index-name" in named and "not implemented" in named
+    assert "--digests" in digests
+    _nothing_left(ctr)
+    assert ctr2.ok("images", "import", str(archive)).count("saved") == 1

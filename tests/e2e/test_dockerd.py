@@ -9,25 +9,26 @@ services. Every test also checks that dockerd logged no unexpected errors.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
 
 from pycontainerd.services import healthcheck as health
-from tests.support.daemon import Ctr, DaemonProcess
+from tests.support.daemon import Ctr
 from tests.support.dockerd import (
+    CONTAINERD_DOWN_ERRORS,
+    EVENTS_RESUMED,
     NAMESPACE,
     RUNTIME_ROOT,
     DockerClient,
-    DockerDaemon,
+    Stack,
+    running_stack,
 )
 from tests.support.procs import alive, ancestors, command_line, parent_of
 
@@ -36,58 +37,6 @@ pytestmark = pytest.mark.e2e
 
 TASK_STATE_DIR = "io.containerd.runtime.v2.task"
 WAIT_TIMEOUT = 20.0
-#: dockerd error lines that are expected: dockerd logs them with containerd as well.
-IGNORED_ERRORS = (
-    # Live restore of a container without networking has no netns to restore.
-    "failed to create osl sandbox while trying to restore sandbox",
-    # dockerd deletes a container whose start failed twice; with containerd too.
-    "cleanup: failed to delete container from containerd: no such container",
-)
-#: What dockerd logs while its containerd is down (the kill -9 test only).
-CONTAINERD_DOWN_ERRORS = ("Failed to get event",)
-#: dockerd's log line when it (re)subscribes to containerd's events for its containers.
-EVENTS_RESUMED = f'msg="processing event stream" module=libcontainerd namespace={NAMESPACE}'
-
-
-@dataclass
-class Stack:
-    """pycontainerd with a dockerd on top, and the image the tests run."""
-
-    daemon: DaemonProcess
-    dockerd: DockerDaemon
-    image: str
-
-    @property
-    def docker(self) -> DockerClient:
-        return self.dockerd.client
-
-    def unexpected_errors(self, since: int = 0, allowed: Iterable[str] = ()) -> list[str]:
-        """dockerd's error lines after log offset ``since``, minus the allowed ones.
-
-        Every error counts, not only those naming containerd: trouble with the
-        FIFOs, for one, shows up as "stream copy error" lines.
-        """
-        allowed = (*IGNORED_ERRORS, *allowed)
-        return [
-            line
-            for line in self.dockerd.error_lines(since=since)
-            if not any(pattern in line for pattern in allowed)
-        ]
-
-
-@contextlib.contextmanager
-def running_stack(image: str, registry_host: str, *dockerd_args: str) -> Iterator[Stack]:
-    daemon = DaemonProcess()
-    dockerd: DockerDaemon | None = None
-    try:
-        daemon.start()
-        dockerd = DockerDaemon(daemon.address, insecure_registries=[registry_host])
-        dockerd.start(*dockerd_args)
-        yield Stack(daemon, dockerd, image)
-    finally:
-        if dockerd is not None:
-            dockerd.cleanup()
-        daemon.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ failed test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,11 +19,15 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.cli import CommandLine
-from tests.support.daemon import Ctr, unmount_below
+from tests.support.daemon import Ctr, DaemonProcess, unmount_below
+from tests.support.fetched import fetch
+from tests.support.netns import NetNamespace
 from tests.support.pty import PtySession
 
 START_TIMEOUT = 60.0
@@ -31,6 +36,25 @@ CTR_TIMEOUT = 20.0
 #: dockerd's runc state root, below its exec root (runc --root for its containers).
 RUNTIME_ROOT = "runtime-runc"
 NAMESPACE = "moby"
+#: What dockerd logs while its containerd is down (after a kill -9).
+CONTAINERD_DOWN_ERRORS = ("Failed to get event",)
+#: dockerd's log line when it (re)subscribes to containerd's events for its containers.
+EVENTS_RESUMED = f'msg="processing event stream" module=libcontainerd namespace={NAMESPACE}'
+#: dockerd's flags that keep it off the host's network.
+HOST_NETWORK_UNTOUCHED = (
+    "--bridge=none",
+    "--iptables=false",
+    "--ip6tables=false",
+    "--ip-masq=false",
+    "--ip-forward=false",
+)
+#: dockerd error lines that are expected: dockerd logs them with containerd as well.
+IGNORED_ERRORS = (
+    # Live restore of a container without networking has no netns to restore.
+    "failed to create osl sandbox while trying to restore sandbox",
+    # dockerd deletes a container whose start failed twice; with containerd too.
+    "cleanup: failed to delete container from containerd: no such container",
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +77,60 @@ def docker_client_binary() -> str | None:
     return shutil.which("docker")
 
 
+@dataclass(frozen=True)
+class DockerPrograms:
+    """A dockerd, the docker CLI that drives it, and the CLI's plugins (none: the installed ones)."""
+
+    dockerd: str
+    docker: str
+    cli_plugins: tuple[Path, ...] = ()
+
+
+def installed_docker() -> DockerPrograms:
+    """The docker.io package's dockerd and CLI (Debian 12: Docker 20.10)."""
+    daemon = dockerd_binary()
+    if daemon is None:
+        raise RuntimeError("dockerd is not installed: apt-get install docker.io")
+    client = docker_client_binary()
+    if client is None:
+        raise RuntimeError("the docker client is not installed: apt-get install docker.io")
+    return DockerPrograms(daemon, client)
+
+
+def docker28() -> DockerPrograms:
+    """Docker 28 from Debian forky (scripts/fetch-docker28.sh): dockerd, its CLI and buildx.
+
+    Skips the calling test when the package registry has no such packages for
+    this machine; fails it on any other fetch error.
+    """
+    dockerd, docker, buildx = fetch("fetch-docker28.sh")
+    return DockerPrograms(str(dockerd), str(docker), (buildx,))
+
+
 class DockerDaemon:
-    """Start, stop and restart one dockerd speaking to a given containerd socket."""
+    """Start, stop and restart one dockerd speaking to a given containerd socket.
+
+    ``config`` adds to the daemon's configuration file (``features`` for one);
+    ``storage_driver`` is a graph driver, or with the containerd image store the
+    containerd snapshotter dockerd uses. Without ``netns`` dockerd leaves the
+    host's network alone (no bridge, iptables, masquerading or forwarding); in a
+    namespace of the test's own it sets up its default bridge and firewall there.
+    """
 
     def __init__(
         self,
         containerd_address: Path,
         insecure_registries: Iterable[str] = (),
         base: Path | None = None,
+        programs: DockerPrograms | None = None,
+        config: Mapping[str, Any] | None = None,
+        storage_driver: str = "vfs",
+        netns: NetNamespace | None = None,
     ) -> None:
-        binary = dockerd_binary()
-        if binary is None:
-            raise RuntimeError("dockerd is not installed: apt-get install docker.io")
-        self.binary = binary
+        programs = programs or installed_docker()
+        self.binary = programs.dockerd
+        self.storage_driver = storage_driver
+        self.netns = netns
         self.containerd_address = containerd_address
         # Unix socket paths are limited to 108 bytes: keep the base short.
         self.base = base or Path(tempfile.mkdtemp(prefix="dkd-"))
@@ -76,10 +141,14 @@ class DockerDaemon:
         self.log_path = self.base / "dockerd.log"
         self.config_path = self.base / "daemon.json"
         self.config_path.write_text(
-            json.dumps({"insecure-registries": list(insecure_registries)}, indent=2)
+            json.dumps(
+                {"insecure-registries": list(insecure_registries), **(config or {})}, indent=2
+            )
         )
         self.proc: subprocess.Popen[bytes] | None = None
-        self.client = DockerClient(self.socket, self.base / "client-config")
+        self.client = DockerClient(
+            self.socket, self.base / "client-config", programs.docker, programs.cli_plugins
+        )
 
     @property
     def host(self) -> str:
@@ -94,16 +163,15 @@ class DockerDaemon:
             f"--pidfile={self.pidfile}",
             f"--config-file={self.config_path}",
             f"--host={self.host}",
-            "--storage-driver=vfs",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip6tables=false",
-            "--ip-masq=false",
-            "--ip-forward=false",
+            f"--storage-driver={self.storage_driver}",
             "--userland-proxy=false",
             "--log-level=debug",
-            *extra_args,
         ]
+        if self.netns is None:
+            command += HOST_NETWORK_UNTOUCHED
+        else:
+            command = self.netns.argv(command)
+        command += extra_args
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child
         self.proc = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -231,13 +299,27 @@ class DockerClient(CommandLine):
 
     name = "docker"
 
-    def __init__(self, socket: Path, config_dir: Path) -> None:
-        binary = docker_client_binary()
+    def __init__(
+        self,
+        socket: Path,
+        config_dir: Path,
+        binary: str | None = None,
+        plugins: Iterable[Path] = (),
+    ) -> None:
+        binary = binary or docker_client_binary()
         if binary is None:
             raise RuntimeError("the docker client is not installed: apt-get install docker.io")
         self.binary = binary
         self.socket = socket
         self.config_dir = config_dir
+        # The CLI finds plugins (docker-buildx, ...) in its configuration directory.
+        plugins = list(plugins)
+        if plugins:
+            (config_dir / "cli-plugins").mkdir(parents=True, exist_ok=True)
+            for plugin in plugins:
+                link = config_dir / "cli-plugins" / plugin.name
+                if not link.exists():
+                    link.symlink_to(plugin)
 
     def _command(self, args: Sequence[str]) -> list[str]:
         return [self.binary, "--config", str(self.config_dir), "-H", f"unix://{self.socket}", *args]
@@ -268,3 +350,49 @@ class DockerClient(CommandLine):
     def terminal(self, *args: str) -> PtySession:
         """The CLI on a fresh pseudo-terminal (its controlling terminal), as a user runs it."""
         return PtySession(self._command(args), env=self._env())
+
+
+@dataclass
+class Stack:
+    """pycontainerd with a dockerd on top, and the image the tests run."""
+
+    daemon: DaemonProcess
+    dockerd: DockerDaemon
+    image: str
+
+    @property
+    def docker(self) -> DockerClient:
+        return self.dockerd.client
+
+    def unexpected_errors(self, since: int = 0, allowed: Iterable[str] = ()) -> list[str]:
+        """dockerd's error lines after log offset ``since``, minus the allowed ones.
+
+        Every error counts, not only those naming containerd: trouble with the
+        FIFOs, for one, shows up as "stream copy error" lines.
+        """
+        allowed = (*IGNORED_ERRORS, *allowed)
+        return [
+            line
+            for line in self.dockerd.error_lines(since=since)
+            if not any(pattern in line for pattern in allowed)
+        ]
+
+
+@contextlib.contextmanager
+def running_stack(
+    image: str, registry_host: str, *dockerd_args: str, **dockerd_options: Any
+) -> Iterator[Stack]:
+    """A fresh pycontainerd and a dockerd on it (``dockerd_options`` go to DockerDaemon)."""
+    daemon = DaemonProcess()
+    dockerd: DockerDaemon | None = None
+    try:
+        daemon.start()
+        dockerd = DockerDaemon(
+            daemon.address, insecure_registries=[registry_host], **dockerd_options
+        )
+        dockerd.start(*dockerd_args)
+        yield Stack(daemon, dockerd, image)
+    finally:
+        if dockerd is not None:
+            dockerd.cleanup()
+        daemon.cleanup()

@@ -12,18 +12,13 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
+from tests.support.fetched import fetch
 
-FETCH_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fetch-runsc.sh"
 #: Set to a runsc binary to use it instead of the fetched one.
 RUNSC_ENV = "PYCONTAINERD_TEST_RUNSC"
-#: fetch-runsc.sh's exit code when the package registry has no runsc for this machine.
-REGISTRY_SAID_NO = 3
-FETCH_TIMEOUT = 300
 #: What runsc needs on this host: the sandbox has no network of its own to set up
 #: (that needs a veth in a netns), and the hybrid cgroup layout is not one it manages.
 RUNSC_HOST_FLAGS = ("--network=none", "--ignore-cgroups")
@@ -38,17 +33,7 @@ def find_runsc() -> Path:
     configured = os.environ.get(RUNSC_ENV) or shutil.which("runsc")
     if configured:
         return Path(configured)
-    try:
-        result = subprocess.run(
-            ["bash", str(FETCH_SCRIPT)], capture_output=True, text=True, timeout=FETCH_TIMEOUT
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{FETCH_SCRIPT.name} did not finish in {FETCH_TIMEOUT}s (network?)")
-    if result.returncode == REGISTRY_SAID_NO:
-        pytest.skip(f"runsc cannot be fetched on this machine: {result.stderr.strip()}")
-    if result.returncode != 0:
-        pytest.fail(f"{FETCH_SCRIPT.name} failed ({result.returncode}):\n{result.stderr}")
-    return Path(result.stdout.strip().splitlines()[-1])
+    return fetch("fetch-runsc.sh")[-1]
 
 
 def write_wrapper(path: Path, command: Sequence[str], comment: str = "") -> Path:

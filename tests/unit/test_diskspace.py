@@ -7,6 +7,7 @@ every test here) and filled to the last block.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import sqlite3
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pycontainerd import diskspace, errdefs
+from pycontainerd.content.store import LocalContentStore
 from pycontainerd.metadata.db import Database
 from pycontainerd.metadata.leases import LeaseStore
 from pycontainerd.metadata.namespaces import NamespaceStore
@@ -126,3 +128,18 @@ def test_the_snapshot_database_removes_on_a_full_disk(small_fs: Path) -> None:
             assert tx.walk() == []
     finally:
         store.close()
+
+
+def test_a_content_write_that_fills_the_disk_keeps_the_ingest_consistent(small_fs: Path) -> None:
+    store = LocalContentStore(small_fs / "content")
+    chunk = os.urandom(3 * MiB)
+    writer = store.writer("ref")
+    writer.write(chunk)
+    with pytest.raises(diskspace.DiskFull, match=f"mounted at {small_fs} is full"):
+        writer.write(chunk + chunk)  # 6 MiB more do not fit in 8
+    # The part that got out is given back: offset, file and hash agree.
+    assert writer.offset == len(chunk)
+    assert (store._ingest("ref").data_path).stat().st_size == len(chunk)
+    writer.write(b"tail")
+    expected = "sha256:" + hashlib.sha256(chunk + b"tail").hexdigest()
+    assert writer.commit(expected=expected) == expected

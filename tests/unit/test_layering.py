@@ -74,7 +74,7 @@ def test_cri_runs_in_process_over_stores_and_the_task_interface(forbidden: str) 
     assert _offenders("cri", (forbidden,)) == []
 
 
-@pytest.mark.parametrize("folder", ["services", "cri", "distribution", "transfer"])
+@pytest.mark.parametrize("folder", ["services", "cri", "distribution", "transfer", "sandbox"])
 def test_the_daemon_side_never_imports_the_sdk(folder: str) -> None:
     """The daemon reaches its stores in-process; shared machinery lives below the SDK."""
     if not (PACKAGE / folder).is_dir():

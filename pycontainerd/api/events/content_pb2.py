@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%pycontainerd/api/events/content.proto\x12\x11\x63ontainerd.events\"\x1f\n\rContentDelete\x12\x0e\n\x06\x64igest\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%pycontainerd/api/events/content.proto\x12\x11\x63ontainerd.events\"@\n\rContentCreate\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x11\n\tmediaType\x18\x03 \x01(\t\"\x1f\n\rContentDelete\x12\x0e\n\x06\x64igest\x18\x01 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pycontainerd.api.events.content_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONTENTDELETE']._serialized_start=60
-  _globals['_CONTENTDELETE']._serialized_end=91
+  _globals['_CONTENTCREATE']._serialized_start=60
+  _globals['_CONTENTCREATE']._serialized_end=124
+  _globals['_CONTENTDELETE']._serialized_start=126
+  _globals['_CONTENTDELETE']._serialized_end=157
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&pycontainerd/api/events/snapshot.proto\x12\x11\x63ontainerd.events\".\n\x0fSnapshotPrepare\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\"+\n\x0eSnapshotCommit\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x1d\n\x0eSnapshotRemove\x12\x0b\n\x03key\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&pycontainerd/api/events/snapshot.proto\x12\x11\x63ontainerd.events\"C\n\x0fSnapshotPrepare\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\x12\x13\n\x0bsnapshotter\x18\x05 \x01(\t\"@\n\x0eSnapshotCommit\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bsnapshotter\x18\x05 \x01(\t\"2\n\x0eSnapshotRemove\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0bsnapshotter\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pycontainerd.api.events.sna
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SNAPSHOTPREPARE']._serialized_start=61
-  _globals['_SNAPSHOTPREPARE']._serialized_end=107
-  _globals['_SNAPSHOTCOMMIT']._serialized_start=109
-  _globals['_SNAPSHOTCOMMIT']._serialized_end=152
-  _globals['_SNAPSHOTREMOVE']._serialized_start=154
-  _globals['_SNAPSHOTREMOVE']._serialized_end=183
+  _globals['_SNAPSHOTPREPARE']._serialized_end=128
+  _globals['_SNAPSHOTCOMMIT']._serialized_start=130
+  _globals['_SNAPSHOTCOMMIT']._serialized_end=194
+  _globals['_SNAPSHOTREMOVE']._serialized_start=196
+  _globals['_SNAPSHOTREMOVE']._serialized_end=246
 # @@protoc_insertion_point(module_scope)

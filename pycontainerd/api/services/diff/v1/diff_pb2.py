@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from pycontainerd.api.types import descriptor_pb2 as pycontainerd_dot_api_dot_types_dot_descriptor__pb2
 from pycontainerd.api.types import mount_pb2 as pycontainerd_dot_api_dot_types_dot_mount__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,pycontainerd/api/services/diff/v1/diff.proto\x12\x1b\x63ontainerd.services.diff.v1\x1a\x19google/protobuf/any.proto\x1a\'pycontainerd/api/types/descriptor.proto\x1a\"pycontainerd/api/types/mount.proto\"\xf5\x01\n\x0c\x41pplyRequest\x12*\n\x04\x64iff\x18\x01 \x01(\x0b\x32\x1c.containerd.types.Descriptor\x12\'\n\x06mounts\x18\x02 \x03(\x0b\x32\x17.containerd.types.Mount\x12I\n\x08payloads\x18\x03 \x03(\x0b\x32\x37.containerd.services.diff.v1.ApplyRequest.PayloadsEntry\x1a\x45\n\rPayloadsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any:\x02\x38\x01\">\n\rApplyResponse\x12-\n\x07\x61pplied\x18\x01 \x01(\x0b\x32\x1c.containerd.types.Descriptor\"\xf2\x01\n\x0b\x44iffRequest\x12%\n\x04left\x18\x01 \x03(\x0b\x32\x17.containerd.types.Mount\x12&\n\x05right\x18\x02 \x03(\x0b\x32\x17.containerd.types.Mount\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\x0b\n\x03ref\x18\x04 \x01(\t\x12\x44\n\x06labels\x18\x05 \x03(\x0b\x32\x34.containerd.services.diff.v1.DiffRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x0c\x44iffResponse\x12*\n\x04\x64iff\x18\x03 \x01(\x0b\x32\x1c.containerd.types.Descriptor2\xc3\x01\n\x04\x44iff\x12^\n\x05\x41pply\x12).containerd.services.diff.v1.ApplyRequest\x1a*.containerd.services.diff.v1.ApplyResponse\x12[\n\x04\x44iff\x12(.containerd.services.diff.v1.DiffRequest\x1a).containerd.services.diff.v1.DiffResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,pycontainerd/api/services/diff/v1/diff.proto\x12\x1b\x63ontainerd.services.diff.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\'pycontainerd/api/types/descriptor.proto\x1a\"pycontainerd/api/types/mount.proto\"\x86\x02\n\x0c\x41pplyRequest\x12*\n\x04\x64iff\x18\x01 \x01(\x0b\x32\x1c.containerd.types.Descriptor\x12\'\n\x06mounts\x18\x02 \x03(\x0b\x32\x17.containerd.types.Mount\x12I\n\x08payloads\x18\x03 \x03(\x0b\x32\x37.containerd.services.diff.v1.ApplyRequest.PayloadsEntry\x12\x0f\n\x07sync_fs\x18\x04 \x01(\x08\x1a\x45\n\rPayloadsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any:\x02\x38\x01\">\n\rApplyResponse\x12-\n\x07\x61pplied\x18\x01 \x01(\x0b\x32\x1c.containerd.types.Descriptor\"\xa9\x02\n\x0b\x44iffRequest\x12%\n\x04left\x18\x01 \x03(\x0b\x32\x17.containerd.types.Mount\x12&\n\x05right\x18\x02 \x03(\x0b\x32\x17.containerd.types.Mount\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\x0b\n\x03ref\x18\x04 \x01(\t\x12\x44\n\x06labels\x18\x05 \x03(\x0b\x32\x34.containerd.services.diff.v1.DiffRequest.LabelsEntry\x12\x35\n\x11source_date_epoch\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x0c\x44iffResponse\x12*\n\x04\x64iff\x18\x03 \x01(\x0b\x32\x1c.containerd.types.Descriptor2\xc3\x01\n\x04\x44iff\x12^\n\x05\x41pply\x12).containerd.services.diff.v1.ApplyRequest\x1a*.containerd.services.diff.v1.ApplyResponse\x12[\n\x04\x44iff\x12(.containerd.services.diff.v1.DiffRequest\x1a).containerd.services.diff.v1.DiffResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,18 +39,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPLYREQUEST_PAYLOADSENTRY']._serialized_options = b'8\001'
   _globals['_DIFFREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_DIFFREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_APPLYREQUEST']._serialized_start=182
-  _globals['_APPLYREQUEST']._serialized_end=427
-  _globals['_APPLYREQUEST_PAYLOADSENTRY']._serialized_start=358
-  _globals['_APPLYREQUEST_PAYLOADSENTRY']._serialized_end=427
-  _globals['_APPLYRESPONSE']._serialized_start=429
-  _globals['_APPLYRESPONSE']._serialized_end=491
-  _globals['_DIFFREQUEST']._serialized_start=494
-  _globals['_DIFFREQUEST']._serialized_end=736
-  _globals['_DIFFREQUEST_LABELSENTRY']._serialized_start=691
-  _globals['_DIFFREQUEST_LABELSENTRY']._serialized_end=736
-  _globals['_DIFFRESPONSE']._serialized_start=738
-  _globals['_DIFFRESPONSE']._serialized_end=796
-  _globals['_DIFF']._serialized_start=799
-  _globals['_DIFF']._serialized_end=994
+  _globals['_APPLYREQUEST']._serialized_start=215
+  _globals['_APPLYREQUEST']._serialized_end=477
+  _globals['_APPLYREQUEST_PAYLOADSENTRY']._serialized_start=408
+  _globals['_APPLYREQUEST_PAYLOADSENTRY']._serialized_end=477
+  _globals['_APPLYRESPONSE']._serialized_start=479
+  _globals['_APPLYRESPONSE']._serialized_end=541
+  _globals['_DIFFREQUEST']._serialized_start=544
+  _globals['_DIFFREQUEST']._serialized_end=841
+  _globals['_DIFFREQUEST_LABELSENTRY']._serialized_start=796
+  _globals['_DIFFREQUEST_LABELSENTRY']._serialized_end=841
+  _globals['_DIFFRESPONSE']._serialized_start=843
+  _globals['_DIFFRESPONSE']._serialized_end=901
+  _globals['_DIFF']._serialized_start=904
+  _globals['_DIFF']._serialized_end=1099
 # @@protoc_insertion_point(module_scope)
