@@ -261,7 +261,7 @@ class CritestRun:
             '[plugins."io.containerd.cri.v1.images".registry]\n'
             f'  config_path = "{self.hosts_dir}"\n'
             '[plugins."io.containerd.cri.v1.runtime"]\n'
-            "  restrict_oom_score_adj = true\n"
+            "  restrict_oom_score_adj = true\n  netns_mounts_under_state_dir = true\n"
             '[plugins."io.containerd.cri.v1.runtime".cni]\n'
             f'  bin_dirs = ["{CNI_BIN_DIR}"]\n  conf_dir = "{self.cni_dir}"\n'
         )
