@@ -173,6 +173,10 @@ def test_pod_and_container_lifecycle_with_logs_exec_and_stats(env, image):
     assert int(stats["memory"]["workingSetBytes"]["value"]) > 0
     pod_stats = crictl.json("statsp", "--id", pod)["stats"][0]
     assert pod_stats["attributes"]["id"] == pod
+    linux = pod_stats["linux"]
+    assert linux["network"]["defaultInterface"]["name"] == "eth0"
+    assert "rxBytes" in linux["network"]["defaultInterface"]
+    assert int(linux["process"]["processCount"]["value"]) >= 2  # pause and the app
     crictl.ok("stop", "--timeout", "2", container)
     status = crictl.json("inspect", container)["status"]
     assert status["state"] == "CONTAINER_EXITED" and status["exitCode"] != 0
