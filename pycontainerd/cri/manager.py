@@ -306,6 +306,7 @@ class CRIManager:
             directory = self.sandbox_dir(sandbox.id)
             await asyncio.to_thread(spec.sandbox_files, sandbox, directory)
             cleanups.append(lambda: asyncio.to_thread(spec.remove_sandbox_files, directory))
+            network = None
             if not sandbox.host_network:
                 network = self.cni.network()
                 if network is None:
@@ -315,45 +316,15 @@ class CRIManager:
                 sandbox.netns = self.netns_path(sandbox.id)
                 await netns.create(sandbox.netns)
                 cleanups.append(lambda: asyncio.to_thread(netns.remove, sandbox.netns))
-                ports = [
-                    cnilib.PortMapping(
-                        p.host_port,
-                        p.container_port,
-                        cri.Protocol.Name(p.protocol).lower(),
-                        p.host_ip,
-                    )
-                    for p in config.port_mappings
-                    if p.host_port
-                ]
-                sandbox.cni_result = await self.cni.add(
-                    network, sandbox.id, sandbox.netns, self._cni_args(sandbox), ports
-                )
-                cleanups.append(lambda: self._teardown_network(sandbox))
-                ips = cnilib.pod_ips(sandbox.cni_result)
-                sandbox.ip = ips[0] if ips else ""
-                sandbox.additional_ips = ips[1:]
-            lease = await stack.enter_async_context(self._lease(sandbox.id))
-            mounts = await self._prepare_rootfs(sandbox.id, image, lease)
-            cleanups.append(lambda: self._delete_record(sandbox.id))
-            user = str(image.process_config.get("User") or "")
-            oci_spec = await self._build_spec(
-                mounts,
-                _needs_rootfs(user, "", config.linux.security_context.HasField("run_as_user")),
-                lambda root: spec.sandbox_spec(sandbox, directory, image.config, root, self.host),
-            )
-            await self._create_record(
-                sandbox.id,
-                "sandbox",
-                image,
-                image.names[0] if image.names else image.id,
-                oci_spec,
-                runtime,
-                dict(config.labels),
-                (SANDBOX_EXTENSION, sandbox.to_json()),
-            )
-            task = await self._create_task(sandbox.id, oci_spec, runtime, mounts, StdioPaths())
-            cleanups.append(lambda: self._delete_task(sandbox.id))
-            sandbox.pid = await task.start()
+            # The pod network and the pause container only share the pinned namespace:
+            # set them up side by side (CNI plugins take a while).
+            jobs = [self._start_pause(sandbox, image, runtime, stack, cleanups)]
+            if network is not None:
+                jobs.append(self._setup_network(sandbox, network, cleanups))
+            results = await asyncio.gather(*jobs, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
             sandbox.ready = True
             await self._save_sandbox(sandbox)
         except BaseException:
@@ -369,6 +340,60 @@ class CRIManager:
         self.index.sandboxes[sandbox.id] = sandbox
         self._watch_sandbox(sandbox)
         return sandbox.id
+
+    async def _setup_network(
+        self,
+        sandbox: Sandbox,
+        network: cnilib.Network,
+        cleanups: list[Callable[[], Awaitable[None]]],
+    ) -> None:
+        ports = [
+            cnilib.PortMapping(
+                p.host_port, p.container_port, cri.Protocol.Name(p.protocol).lower(), p.host_ip
+            )
+            for p in sandbox.config.port_mappings
+            if p.host_port
+        ]
+        sandbox.cni_result = await self.cni.add(
+            network, sandbox.id, sandbox.netns, self._cni_args(sandbox), ports
+        )
+        cleanups.append(lambda: self._teardown_network(sandbox))
+        ips = cnilib.pod_ips(sandbox.cni_result)
+        sandbox.ip = ips[0] if ips else ""
+        sandbox.additional_ips = ips[1:]
+
+    async def _start_pause(
+        self,
+        sandbox: Sandbox,
+        image: ResolvedImage,
+        runtime: Any,
+        stack: contextlib.AsyncExitStack,
+        cleanups: list[Callable[[], Awaitable[None]]],
+    ) -> None:
+        config = sandbox.config
+        directory = self.sandbox_dir(sandbox.id)
+        lease = await stack.enter_async_context(self._lease(sandbox.id))
+        mounts = await self._prepare_rootfs(sandbox.id, image, lease)
+        cleanups.append(lambda: self._delete_record(sandbox.id))
+        user = str(image.process_config.get("User") or "")
+        oci_spec = await self._build_spec(
+            mounts,
+            _needs_rootfs(user, "", config.linux.security_context.HasField("run_as_user")),
+            lambda root: spec.sandbox_spec(sandbox, directory, image.config, root, self.host),
+        )
+        await self._create_record(
+            sandbox.id,
+            "sandbox",
+            image,
+            image.names[0] if image.names else image.id,
+            oci_spec,
+            runtime,
+            dict(config.labels),
+            (SANDBOX_EXTENSION, sandbox.to_json()),
+        )
+        task = await self._create_task(sandbox.id, oci_spec, runtime, mounts, StdioPaths())
+        cleanups.append(lambda: self._delete_task(sandbox.id))
+        sandbox.pid = await task.start()
 
     def _cni_args(self, sandbox: Sandbox) -> str:
         meta = sandbox.config.metadata
