@@ -80,6 +80,9 @@ class ImageManager:
     def __init__(self, metadata: MetadataStore, gc: GCScheduler) -> None:
         self.metadata = metadata
         self.gc = gc
+        # What a record's target resolves to never changes for a given digest: kept, so
+        # that a lookup does not read every image's manifest and config again.
+        self._described: dict[tuple[str, str], tuple[str, str, int, dict[str, Any]]] = {}
 
     async def read_blob(self, digest: str) -> bytes:
         _, _, chunks = await call(self.metadata.content.read, NAMESPACE, digest, 0, 0)
@@ -87,6 +90,13 @@ class ImageManager:
 
     async def _describe(self, record: Image) -> tuple[str, str, int, dict[str, Any]]:
         """(config digest, manifest digest, size, config) of an image record."""
+        key = (record.target.digest, record.target.media_type)
+        found = self._described.get(key)
+        if found is None:
+            found = self._described[key] = await self._read_description(record)
+        return found
+
+    async def _read_description(self, record: Image) -> tuple[str, str, int, dict[str, Any]]:
         target = record.target
         manifest_digest, media_type = target.digest, target.media_type
         data = await self.read_blob(manifest_digest)
@@ -122,7 +132,11 @@ class ImageManager:
     async def list(self) -> list[ResolvedImage]:
         groups: dict[str, list[str]] = {}
         described: dict[str, tuple[str, int, dict[str, Any]]] = {}
-        for record in await self._records():
+        records = await self._records()
+        live = {(r.target.digest, r.target.media_type) for r in records}
+        for key in [k for k in self._described if k not in live]:
+            del self._described[key]
+        for record in records:
             try:
                 config_digest, manifest_digest, size, config = await self._describe(record)
             except errdefs.ContainerdError:

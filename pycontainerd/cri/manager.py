@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from pycontainerd.metadata.containers import AnyValue, RuntimeInfo
 from pycontainerd.metadata.containers import Container as Record
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.store import MetadataStore
-from pycontainerd.mount import Mount, temp_mount
+from pycontainerd.mount import MNT_DETACH, Mount, mount_all, temp_mount, unmount_all
 from pycontainerd.runtime.manager import CreateOptions, TaskManager
 from pycontainerd.runtime.task import Status, Task
 from pycontainerd.services.snapshots import mounts_to_api
@@ -65,6 +65,7 @@ LOG_DRAIN_SECONDS = 2.0
 #: ExecSync keeps at most this much of each stream, so that a reply with both fits in
 #: the 16 MiB a gRPC message may carry; the rest is read and dropped.
 EXEC_SYNC_OUTPUT_CAP = 4 * 1024 * 1024
+GC_ROOT_LABEL = "containerd.io/gc.root"
 
 
 #: Pulls an image into namespace k8s.io (with the request's credentials, if any).
@@ -199,10 +200,27 @@ class CRIManager:
             )
         return image
 
-    async def _prepare_rootfs(self, object_id: str, image: ResolvedImage) -> list[Mount]:
+    @contextlib.asynccontextmanager
+    async def _lease(self, object_id: str) -> AsyncIterator[str]:
+        """A lease holding new snapshots until the container record references them.
+
+        Without it the garbage collector could take a snapshot between its prepare
+        and the record's creation (containerd's client leases NewContainer too).
+        """
+        lease_id = f"cri-{object_id}"
+        await call(self.metadata.leases.create, NAMESPACE, lease_id, {})
+        try:
+            yield lease_id
+        finally:
+            with contextlib.suppress(errdefs.NotFound):
+                await call(self.metadata.leases.delete, NAMESPACE, lease_id)
+
+    async def _prepare_rootfs(
+        self, object_id: str, image: ResolvedImage, lease: str
+    ) -> list[Mount]:
         snapshots = self.metadata.snapshots.get(self.config.snapshotter)
         mounts: list[Mount] = await call(
-            snapshots.prepare, NAMESPACE, object_id, image.chain_id, {}
+            snapshots.prepare, NAMESPACE, object_id, image.chain_id, {}, lease
         )
         return mounts
 
@@ -282,11 +300,13 @@ class CRIManager:
         )
         self.index.reserve(sandbox.name, sandbox.id)
         cleanups: list[Callable[[], Awaitable[None]]] = []
+        stack = contextlib.AsyncExitStack()
         try:
             image = await self._image_for_run(self.config.sandbox_image)
             directory = self.sandbox_dir(sandbox.id)
             await asyncio.to_thread(spec.sandbox_files, sandbox, directory)
             cleanups.append(lambda: asyncio.to_thread(spec.remove_sandbox_files, directory))
+            network = None
             if not sandbox.host_network:
                 network = self.cni.network()
                 if network is None:
@@ -296,44 +316,15 @@ class CRIManager:
                 sandbox.netns = self.netns_path(sandbox.id)
                 await netns.create(sandbox.netns)
                 cleanups.append(lambda: asyncio.to_thread(netns.remove, sandbox.netns))
-                ports = [
-                    cnilib.PortMapping(
-                        p.host_port,
-                        p.container_port,
-                        cri.Protocol.Name(p.protocol).lower(),
-                        p.host_ip,
-                    )
-                    for p in config.port_mappings
-                    if p.host_port
-                ]
-                sandbox.cni_result = await self.cni.add(
-                    network, sandbox.id, sandbox.netns, self._cni_args(sandbox), ports
-                )
-                cleanups.append(lambda: self._teardown_network(sandbox))
-                ips = cnilib.pod_ips(sandbox.cni_result)
-                sandbox.ip = ips[0] if ips else ""
-                sandbox.additional_ips = ips[1:]
-            mounts = await self._prepare_rootfs(sandbox.id, image)
-            cleanups.append(lambda: self._delete_record(sandbox.id))
-            user = str(image.process_config.get("User") or "")
-            oci_spec = await self._build_spec(
-                mounts,
-                _needs_rootfs(user, "", config.linux.security_context.HasField("run_as_user")),
-                lambda root: spec.sandbox_spec(sandbox, directory, image.config, root, self.host),
-            )
-            await self._create_record(
-                sandbox.id,
-                "sandbox",
-                image,
-                image.names[0] if image.names else image.id,
-                oci_spec,
-                runtime,
-                dict(config.labels),
-                (SANDBOX_EXTENSION, sandbox.to_json()),
-            )
-            task = await self._create_task(sandbox.id, oci_spec, runtime, mounts, StdioPaths())
-            cleanups.append(lambda: self._delete_task(sandbox.id))
-            sandbox.pid = await task.start()
+            # The pod network and the pause container only share the pinned namespace:
+            # set them up side by side (CNI plugins take a while).
+            jobs = [self._start_pause(sandbox, image, runtime, stack, cleanups)]
+            if network is not None:
+                jobs.append(self._setup_network(sandbox, network, cleanups))
+            results = await asyncio.gather(*jobs, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
             sandbox.ready = True
             await self._save_sandbox(sandbox)
         except BaseException:
@@ -344,9 +335,65 @@ class CRIManager:
                     log.exception("cleaning up sandbox %s", sandbox.id)
             self.index.release(sandbox.name)
             raise
+        finally:
+            await stack.aclose()
         self.index.sandboxes[sandbox.id] = sandbox
         self._watch_sandbox(sandbox)
         return sandbox.id
+
+    async def _setup_network(
+        self,
+        sandbox: Sandbox,
+        network: cnilib.Network,
+        cleanups: list[Callable[[], Awaitable[None]]],
+    ) -> None:
+        ports = [
+            cnilib.PortMapping(
+                p.host_port, p.container_port, cri.Protocol.Name(p.protocol).lower(), p.host_ip
+            )
+            for p in sandbox.config.port_mappings
+            if p.host_port
+        ]
+        sandbox.cni_result = await self.cni.add(
+            network, sandbox.id, sandbox.netns, self._cni_args(sandbox), ports
+        )
+        cleanups.append(lambda: self._teardown_network(sandbox))
+        ips = cnilib.pod_ips(sandbox.cni_result)
+        sandbox.ip = ips[0] if ips else ""
+        sandbox.additional_ips = ips[1:]
+
+    async def _start_pause(
+        self,
+        sandbox: Sandbox,
+        image: ResolvedImage,
+        runtime: Any,
+        stack: contextlib.AsyncExitStack,
+        cleanups: list[Callable[[], Awaitable[None]]],
+    ) -> None:
+        config = sandbox.config
+        directory = self.sandbox_dir(sandbox.id)
+        lease = await stack.enter_async_context(self._lease(sandbox.id))
+        mounts = await self._prepare_rootfs(sandbox.id, image, lease)
+        cleanups.append(lambda: self._delete_record(sandbox.id))
+        user = str(image.process_config.get("User") or "")
+        oci_spec = await self._build_spec(
+            mounts,
+            _needs_rootfs(user, "", config.linux.security_context.HasField("run_as_user")),
+            lambda root: spec.sandbox_spec(sandbox, directory, image.config, root, self.host),
+        )
+        await self._create_record(
+            sandbox.id,
+            "sandbox",
+            image,
+            image.names[0] if image.names else image.id,
+            oci_spec,
+            runtime,
+            dict(config.labels),
+            (SANDBOX_EXTENSION, sandbox.to_json()),
+        )
+        task = await self._create_task(sandbox.id, oci_spec, runtime, mounts, StdioPaths())
+        cleanups.append(lambda: self._delete_task(sandbox.id))
+        sandbox.pid = await task.start()
 
     def _cni_args(self, sandbox: Sandbox) -> str:
         meta = sandbox.config.metadata
@@ -437,14 +484,18 @@ class CRIManager:
         )
         self.index.reserve(container.name, container.id)
         cleanups: list[Callable[[], Awaitable[None]]] = []
+        stack = contextlib.AsyncExitStack()
         try:
             target_pid = 0
             sec = config.linux.security_context
             if sec.namespace_options.pid == cri.TARGET:
                 target = self.index.container(sec.namespace_options.target_id)
                 target_pid = target.pid if target.state == cri.CONTAINER_RUNNING else 0
-            mounts = await self._prepare_rootfs(container.id, image)
+            lease = await stack.enter_async_context(self._lease(container.id))
+            mounts = await self._prepare_rootfs(container.id, image, lease)
             cleanups.append(lambda: self._delete_record(container.id))
+            cleanups.append(lambda: self._remove_image_volumes(container))
+            volumes = await self._mount_image_volumes(container, lease)
             user = str(image.process_config.get("User") or "")
             oci_spec = await self._build_spec(
                 mounts,
@@ -458,6 +509,7 @@ class CRIManager:
                     sandbox.pid,
                     target_pid,
                     self.host,
+                    volumes,
                 ),
             )
             container.stdio_dir = self.stdio_dir(container.id)
@@ -499,9 +551,54 @@ class CRIManager:
                     log.exception("cleaning up container %s", container.id)
             self.index.release(container.name)
             raise
+        finally:
+            await stack.aclose()
         self.index.containers[container.id] = container
         self._publish(container, cri.CONTAINER_CREATED_EVENT)
         return container.id
+
+    def image_volume_dir(self, container_id: str) -> str:
+        return str(self.state_dir / "image-volumes" / container_id)
+
+    async def _mount_image_volumes(self, container: Container, lease: str) -> dict[int, str]:
+        """Mount each image volume (a read-only view of its image) on the host; index -> path.
+
+        The container binds the path (or its ``image_sub_path``) read-only.
+        """
+        snapshots = self.metadata.snapshots.get(self.config.snapshotter)
+        paths: dict[int, str] = {}
+        for i, m in enumerate(container.config.mounts):
+            if not (m.HasField("image") and m.image.image):
+                continue
+            if not m.readonly:
+                raise errdefs.InvalidArgument(
+                    f"image volume {m.image.image!r} at {m.container_path} must be read-only"
+                )
+            image = await self._image_for_run(m.image.image)
+            key = f"{container.id}-image-volume-{i}"
+            view = await call(
+                snapshots.view, NAMESPACE, key, image.chain_id, {GC_ROOT_LABEL: "cri"}, lease
+            )
+            container.image_volumes[str(i)] = image.id
+            target = os.path.join(self.image_volume_dir(container.id), str(i))
+            await asyncio.to_thread(_mount_on, view, target)
+            source = os.path.normpath(os.path.join(target, m.image_sub_path.lstrip("/")))
+            if not source.startswith(target) or not os.path.exists(source):
+                raise errdefs.NotFound(
+                    f"sub path {m.image_sub_path!r} does not exist in image {m.image.image!r}"
+                )
+            paths[i] = source
+        return paths
+
+    async def _remove_image_volumes(self, container: Container) -> None:
+        directory = self.image_volume_dir(container.id)
+        if os.path.isdir(directory):
+            await asyncio.to_thread(_unmount_tree, directory)
+        snapshots = self.metadata.snapshots.get(self.config.snapshotter)
+        for i in list(container.image_volumes):
+            with contextlib.suppress(errdefs.NotFound):
+                await call(snapshots.remove, NAMESPACE, f"{container.id}-image-volume-{i}")
+        container.image_volumes.clear()
 
     def _make_stdio(self, container: Container) -> StdioPaths:
         os.makedirs(container.stdio_dir, mode=0o700, exist_ok=True)
@@ -655,6 +752,7 @@ class CRIManager:
                 await asyncio.to_thread(forwarder.wait, LOG_DRAIN_SECONDS)
             if writer is not None:
                 writer.close()
+            await self._remove_image_volumes(container)
             await self._delete_record(container.id)
             await asyncio.to_thread(shutil.rmtree, self.stdio_dir(container.id), True)
             self.index.containers.pop(container.id, None)
@@ -820,6 +918,21 @@ class CRIManager:
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
+
+
+def _mount_on(mounts: list[Mount], target: str) -> None:
+    os.makedirs(target, mode=0o700, exist_ok=True)
+    mount_all(mounts, target)
+
+
+def _unmount_tree(directory: str) -> None:
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        try:
+            unmount_all(path)
+        except errdefs.ContainerdError:
+            unmount_all(path, flags=MNT_DETACH)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _oom_killed(cgroup: str) -> bool:

@@ -261,6 +261,13 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return cri.ListContainersResponse(containers=found)
 
     def _container_status(self, c: Container) -> cri.ContainerStatus:
+        mounts = []
+        for i, m in enumerate(c.config.mounts):
+            reported = cri.Mount()
+            reported.CopyFrom(m)
+            if str(i) in c.image_volumes:
+                reported.image.image_ref = c.image_volumes[str(i)]
+            mounts.append(reported)
         return cri.ContainerStatus(
             id=c.id,
             metadata=c.config.metadata,
@@ -275,7 +282,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             message=c.message,
             labels=c.config.labels,
             annotations=c.config.annotations,
-            mounts=c.config.mounts,
+            mounts=mounts,
             log_path=c.log_path,
             resources=cri.ContainerResources(linux=c.config.linux.resources)
             if c.config.linux.HasField("resources")
@@ -446,6 +453,27 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         pause = await self._metrics(sandbox.id)
         if pause is not None:
             cpu += pause.cpu.usage.total
+        counts = await asyncio.gather(
+            *(self._pid_count(i) for i in [sandbox.id, *(c.attributes.id for c in containers)])
+        )
+        processes = sum(counts)
+        network = cri.NetworkUsage(timestamp=now)
+        counters = (
+            await asyncio.to_thread(metrics.network_counters, sandbox.pid)
+            if sandbox.pid and not sandbox.host_network
+            else {}
+        )
+        if counters:
+            network.default_interface.CopyFrom(
+                cri.NetworkInterfaceUsage(
+                    name="eth0",
+                    rx_bytes=cri.UInt64Value(value=counters["receive_bytes"]),
+                    rx_errors=cri.UInt64Value(value=counters["receive_errors"]),
+                    tx_bytes=cri.UInt64Value(value=counters["transmit_bytes"]),
+                    tx_errors=cri.UInt64Value(value=counters["transmit_errors"]),
+                )
+            )
+            network.interfaces.append(network.default_interface)
         linux = cri.LinuxPodSandboxStats(
             cpu=cri.CpuUsage(
                 timestamp=now,
@@ -453,8 +481,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
                 usage_nano_cores=cri.UInt64Value(value=self.m.cpu_rate(sandbox.id, now, cpu)),
             ),
             memory=cri.MemoryUsage(timestamp=now, working_set_bytes=cri.UInt64Value(value=mem)),
-            network=cri.NetworkUsage(timestamp=now),
-            process=cri.ProcessUsage(timestamp=now),
+            network=network,
+            process=cri.ProcessUsage(timestamp=now, process_count=cri.UInt64Value(value=processes)),
             containers=containers,
         )
         return cri.PodSandboxStats(
@@ -466,6 +494,15 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             ),
             linux=linux,
         )
+
+    async def _pid_count(self, container_id: str) -> int:
+        task = self.m._task(container_id)
+        if task is None:
+            return 0
+        try:
+            return len(await task.pids())
+        except errdefs.ContainerdError:
+            return 0
 
     @rpc
     async def PodSandboxStats(self, request: cri.PodSandboxStatsRequest, context):  # noqa: N802

@@ -30,6 +30,10 @@ SANDBOX_NAMESPACE = "io.kubernetes.cri.sandbox-namespace"
 SANDBOX_UID = "io.kubernetes.cri.sandbox-uid"
 CONTAINER_NAME = "io.kubernetes.cri.container-name"
 IMAGE_NAME = "io.kubernetes.cri.image-name"
+SANDBOX_CPU_PERIOD = "io.kubernetes.cri.sandbox-cpu-period"
+SANDBOX_CPU_QUOTA = "io.kubernetes.cri.sandbox-cpu-quota"
+SANDBOX_CPU_SHARES = "io.kubernetes.cri.sandbox-cpu-shares"
+SANDBOX_MEMORY = "io.kubernetes.cri.sandbox-memory"
 SANDBOX_OOM_SCORE_ADJ = -998
 SHM_DIR = "shm"
 CGROUP_MOUNT = mount(
@@ -265,12 +269,21 @@ def sandbox_spec(
         list(sec.supplemental_groups),
     )
     process_of(spec)["oomScoreAdj"] = _oom_score_adj(host, SANDBOX_OOM_SCORE_ADJ)
+    # The pod's resources reach the runtime as containerd's annotations (VM runtimes size
+    # the sandbox from them); the pod cgroup itself is kubelet's (cgroup_parent).
+    pod_resources = {}
     if config.linux.HasField("resources"):
-        _apply_resources(spec, config.linux.resources, host)
-        process_of(spec)["oomScoreAdj"] = _oom_score_adj(host, SANDBOX_OOM_SCORE_ADJ)
+        res = config.linux.resources
+        pod_resources = {
+            SANDBOX_CPU_PERIOD: str(res.cpu_period),
+            SANDBOX_CPU_QUOTA: str(res.cpu_quota),
+            SANDBOX_CPU_SHARES: str(res.cpu_shares),
+            SANDBOX_MEMORY: str(res.memory_limit_in_bytes),
+        }
     oci.with_annotations(
         {
             **config.annotations,
+            **pod_resources,
             CONTAINER_TYPE: "sandbox",
             SANDBOX_ID: sandbox.id,
             SANDBOX_NAME: config.metadata.name,
@@ -307,8 +320,11 @@ def container_spec(
     pause_pid: int,
     target_pid: int,
     host: Host,
+    image_volumes: Mapping[int, str] | None = None,
 ) -> Spec:
+    """``image_volumes``: the host path mounted for each image volume, by mount index."""
     config = container.config
+    image_volumes = image_volumes or {}
     sec = config.linux.security_context
     pod_sec = sandbox.config.linux.security_context
     args = list(config.args) or None
@@ -343,11 +359,11 @@ def container_spec(
     if "/dev/shm" not in destinations:
         mounts.append(_shm_mount(sandbox, sandbox_dir))
     propagation = ""
-    for m in config.mounts:
-        if m.HasField("image") and m.image.image:
-            raise errdefs.NotImplemented_(
-                f"image volumes (mount of image {m.image.image!r}) are not supported yet"
-            )
+    for index, m in enumerate(config.mounts):
+        if index in image_volumes:
+            options = ["rbind", "rprivate", "ro"]
+            mounts.append(mount(m.container_path, "bind", image_volumes[index], options))
+            continue
         if m.propagation == cri.PROPAGATION_BIDIRECTIONAL:
             propagation = "rshared"
         elif m.propagation == cri.PROPAGATION_HOST_TO_CONTAINER and not propagation:

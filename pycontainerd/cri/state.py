@@ -86,6 +86,7 @@ class Container:
     stdio_dir: str = ""
     cgroup: str = ""  # linux.cgroupsPath
     user: list[int] = field(default_factory=list)  # uid, gid, supplementary groups...
+    image_volumes: dict[str, str] = field(default_factory=dict)  # mount index -> image id
 
     def to_json(self) -> bytes:
         data = asdict(self)

@@ -7,6 +7,7 @@ so pod networks never touch the host's.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cri import POD_SUBNET, CRIEnv, cri_env
+from tests.support.ctr_env import mounts_below
 from tests.support.images import build_image, busybox_entries, push_busybox, push_image
 from tests.support.registry import TestRegistry
 from tests.support.wait import wait_for
@@ -171,6 +173,10 @@ def test_pod_and_container_lifecycle_with_logs_exec_and_stats(env, image):
     assert int(stats["memory"]["workingSetBytes"]["value"]) > 0
     pod_stats = crictl.json("statsp", "--id", pod)["stats"][0]
     assert pod_stats["attributes"]["id"] == pod
+    linux = pod_stats["linux"]
+    assert linux["network"]["defaultInterface"]["name"] == "eth0"
+    assert "rxBytes" in linux["network"]["defaultInterface"]
+    assert int(linux["process"]["processCount"]["value"]) >= 2  # pause and the app
     crictl.ok("stop", "--timeout", "2", container)
     status = crictl.json("inspect", container)["status"]
     assert status["state"] == "CONTAINER_EXITED" and status["exitCode"] != 0
@@ -252,8 +258,18 @@ def test_pod_files_and_dns(env, image):
         "dns",
         hostname="dnshost",
         dns_config={"servers": ["10.0.0.10"], "searches": ["svc.local"], "options": ["ndots:5"]},
+        linux={"resources": {"cpu_shares": 512, "memory_limit_in_bytes": 1 << 28}},
     )
     pod = env.crictl.ok("runp", str(config)).strip()
+    info = subprocess.run(
+        ["ctr", "-a", str(env.daemon.address), "-n", "k8s.io", "containers", "info", pod],
+        capture_output=True,
+        check=True,
+    ).stdout
+    annotations = json.loads(info)["Spec"]["annotations"]
+    assert annotations["io.kubernetes.cri.sandbox-cpu-shares"] == "512"
+    assert annotations["io.kubernetes.cri.sandbox-memory"] == str(1 << 28)
+    assert annotations["io.kubernetes.cri.container-type"] == "sandbox"
     container = run_container(env, pod, str(config), "c", image, ["sleep", "1000"])
     out = env.crictl.ok("exec", "-s", container, "sh", "-c", "hostname; cat /etc/resolv.conf")
     assert out.splitlines()[0] == "dnshost"
@@ -297,3 +313,31 @@ def test_filters_update_and_restart_with_a_new_attempt(env, image):
 
 def state_of(env: CRIEnv, container: str) -> str:
     return env.crictl.json("inspect", container)["status"]["state"]
+
+
+def test_image_volume(env, image):
+    crictl = env.crictl
+    pod_config = str(env.pod_config("imgvol"))
+    pod = crictl.ok("runp", pod_config).strip()
+    image_id = crictl.json("inspecti", image)["status"]["id"]
+    mounts = [
+        {"container_path": "/img", "image": {"image": image}, "readonly": True},
+        {"container_path": "/etc-of-img", "image": {"image": image}, "readonly": True}
+        | {"image_sub_path": "etc"},
+    ]
+    container = run_container(env, pod, pod_config, "v", image, ["sleep", "1000"], mounts=mounts)
+    crictl.ok("exec", "-s", container, "/img/bin/busybox", "true")
+    assert "passwd" in crictl.ok("exec", "-s", container, "ls", "/etc-of-img")
+    assert crictl.run("exec", "-s", container, "touch", "/img/x").returncode != 0
+    reported = crictl.json("inspect", container)["status"]["mounts"]
+    assert [m["image"]["imageRef"] for m in reported] == [image_id, image_id]
+    state_dir = env.daemon.state / "io.containerd.grpc.v1.cri" / "image-volumes" / container
+    assert str(state_dir / "0") in mounts_below(state_dir)
+    crictl.ok("rm", "-f", container)
+    assert not state_dir.exists()
+    bad = env.container_config(
+        "w", image, ["sleep", "1"], mounts=[{"container_path": "/img", "image": {"image": image}}]
+    )
+    refused = crictl.run("create", pod, str(bad), pod_config)
+    assert refused.returncode != 0 and b"read-only" in refused.stderr
+    crictl.ok("rmp", "-f", pod)

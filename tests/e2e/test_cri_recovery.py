@@ -117,3 +117,5 @@ def test_kill9_with_pods_running_then_restart_recovers_everything(env, busybox_p
     assert crictl.ok("pods", "-q").split() == []
     assert crictl.ok("ps", "-aq").split() == []
     assert not os.path.exists(netns)
+    # The pod's address went back to the pool (host-local keeps one file per address).
+    assert not [p for p in (env.base / "cni-ipam").rglob("10.*")]

@@ -14,7 +14,8 @@ from tests.support.registry import TestRegistry
 
 pytestmark = pytest.mark.e2e
 
-MIN_PASSED = 94
+#: containerd 2.4.2 passes 98 on this machine with the same images and skips; we pass 99.
+MIN_PASSED = 98
 
 #: Specs that fail for want of the real images: the look-alikes are busybox-static.
 KNOWN_FAILURES = {

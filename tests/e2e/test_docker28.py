@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -113,14 +114,19 @@ def test_dockerd_28_uses_pycontainerd_as_its_image_store(stack: Stack) -> None:
 
 
 def test_pull_over_plain_http_lands_in_pycontainerds_stores(
-    stack: Stack, docker: DockerClient, ctr: Ctr
+    stack: Stack, docker: DockerClient, ctr: Ctr, busybox_pushed
 ) -> None:
     result = docker.run("pull", stack.image)  # pulled by the fixture: already there
     assert result.returncode == 0, result.stderr.decode()
     assert b"Image is up to date" in result.stdout
     assert stack.image in image_names(ctr)
-    listed = docker.ok("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
-    assert stack.image in listed
+    # The image's ID is its manifest's digest; manifest, config and layer are our blobs.
+    listed = docker.ok("images", "--no-trunc", "--format", "{{.ID}}", stack.image).strip()
+    assert listed == busybox_pushed.manifest_digest
+    content = ctr.ok("content", "ls", "-q").split()
+    wanted = [busybox_pushed.manifest_digest, busybox_pushed.config_digest]
+    for digest in (*wanted, *busybox_pushed.layer_digests):
+        assert digest in content, digest
     # Unpacked into pycontainerd's overlayfs snapshotter, the layer committed.
     snapshots = ctr.ok("snapshots", "--snapshotter", SNAPSHOTTER, "ls")
     assert "Committed" in snapshots, snapshots
@@ -148,12 +154,18 @@ def test_tag_and_rmi(stack: Stack, docker: DockerClient, ctr: Ctr, unique) -> No
     assert docker.ok("images", "-q", tag) == ""
 
 
-def test_save_and_load(stack: Stack, docker: DockerClient, ctr: Ctr, unique) -> None:
+def test_save_and_load(
+    stack: Stack, docker: DockerClient, ctr: Ctr, unique, busybox_pushed
+) -> None:
     tag = f"{unique('saved')}:v1"
     docker.ok("tag", stack.image, tag)
     archive = stack.dockerd.base / f"{unique('save')}.tar"
     docker.ok("save", "-o", str(archive), tag)
-    assert archive.stat().st_size > 0
+    with tarfile.open(archive) as saved:  # an OCI layout, with docker's manifest.json
+        names = saved.getnames()
+    assert {"index.json", "oci-layout", "manifest.json"} <= set(names), names
+    layer = busybox_pushed.layer_digests[0].removeprefix("sha256:")
+    assert f"blobs/sha256/{layer}" in names
     docker.ok("rmi", tag)
     assert f"docker.io/library/{tag}" not in image_names(ctr)
     assert f"Loaded image: {tag}" in docker.ok("load", "-i", str(archive))
@@ -164,11 +176,14 @@ def test_save_and_load(stack: Stack, docker: DockerClient, ctr: Ctr, unique) -> 
 
 
 def test_rmi_of_the_last_tag_deletes_the_image(
-    stack: Stack, docker: DockerClient, ctr: Ctr, registry
+    stack: Stack, docker: DockerClient, ctr: Ctr, busybox_pushed
 ) -> None:
     docker.ok("rmi", stack.image)
     assert stack.image not in image_names(ctr)
     assert stack.image not in docker.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+    # Nothing holds the blobs any more: pycontainerd's garbage collector takes them.
+    layer = busybox_pushed.layer_digests[0]
+    wait_for(lambda: layer not in ctr.ok("content", "ls", "-q"), "the layer's collection", 20)
     # A second pull fetches it again from the registry.
     assert "Downloaded newer image" in docker.ok("pull", stack.image)
     assert stack.image in image_names(ctr)
@@ -208,6 +223,38 @@ def test_run_detached_exec_and_logs(stack: Stack, docker: DockerClient, ctr: Ctr
     finally:
         docker.run("rm", "-f", name, timeout=60)
     assert container_id not in ctr.ok("containers", "ls", "-q")
+
+
+def test_volumes_binds_and_run_options(
+    stack: Stack, docker: DockerClient, unique, tmp_path: Path
+) -> None:
+    volume = unique("vol")
+    docker.ok("volume", "create", volume)
+    try:
+        run(docker, "--rm", "-v", f"{volume}:/data", stack.image, "sh", "-c", "echo kept > /data/f")
+        assert (
+            run(docker, "--rm", "-v", f"{volume}:/data", stack.image, "cat", "/data/f") == "kept\n"
+        )
+        # A new volume on a directory of the image starts as a copy of it (from our snapshot).
+        copied = run(
+            docker, "--rm", "-v", f"{unique('etc')}:/etc", stack.image, "cat", "/etc/passwd"
+        )
+        assert copied.startswith("root:"), copied
+    finally:
+        docker.run("volume", "prune", "-af", timeout=60)  # this one and the /etc copy
+    (tmp_path / "x").write_text("from-the-host\n")
+    script = "cat /h/x; touch /h/y 2>/dev/null || echo read-only"
+    assert run(docker, "--rm", "-v", f"{tmp_path}:/h:ro", stack.image, "sh", "-c", script) == (
+        "from-the-host\nread-only\n"
+    )
+    script = "echo $A; pwd; id -u; touch /z 2>/dev/null || echo read-only"
+    options = ("--read-only", "-e", "A=b", "-w", "/tmp", "--user", "1000:1000")
+    assert (
+        run(docker, "--rm", *options, stack.image, "sh", "-c", script)
+        == "b\n/tmp\n1000\nread-only\n"
+    )
+    limit = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
+    assert run(docker, "--rm", "--memory", "64m", stack.image, "sh", "-c", limit) == "67108864\n"
 
 
 def test_lifecycle_stop_start_restart_pause_kill(
@@ -380,18 +427,29 @@ def test_export_and_import(stack: Stack, docker: DockerClient, ctr: Ctr, unique)
 # --- networks, in a namespace of the test's own ---------------------------------------------------
 
 
-def host_links() -> str:
-    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+#: Any port will do: it is one of dockerd's own namespace.
+PUBLISHED_PORT = 18080
+
+
+def host_links() -> set[str]:
+    """The names of the host's network interfaces."""
+    listed = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
+    return {line.split(":")[1].strip().split("@")[0] for line in listed.stdout.splitlines()}
 
 
 @pytest.fixture(scope="module")
-def bridged(registry, busybox_pushed) -> Iterator[Stack]:
+def host_interfaces() -> set[str]:
+    """The host's interfaces before the namespaced dockerd started."""
+    return host_links()
+
+
+@pytest.fixture(scope="module")
+def bridged(registry, busybox_pushed, host_interfaces: set[str]) -> Iterator[Stack]:
     """A second pycontainerd and dockerd 28, dockerd in a network namespace with its bridge.
 
     pycontainerd stays in the host's namespace: the containers' namespaces are
     dockerd's, handed over in the OCI spec.
     """
-    links = host_links()
     with NetNamespace() as netns:
         netns.relay(int(registry.host.rsplit(":", 1)[1]))
         with running_stack(
@@ -403,7 +461,7 @@ def bridged(registry, busybox_pushed) -> Iterator[Stack]:
             netns=netns,
         ) as running:
             yield running
-    assert host_links() == links, "the host's network namespace changed"
+    assert host_links() <= host_interfaces, "dockerd made an interface in the host's namespace"
 
 
 @pytest.fixture
@@ -412,11 +470,12 @@ def bridged_docker(bridged: Stack) -> Iterator[DockerClient]:
 
 
 def test_a_container_on_the_default_bridge_has_an_address(
-    bridged: Stack, bridged_docker: DockerClient
+    bridged: Stack, bridged_docker: DockerClient, host_interfaces: set[str]
 ) -> None:
     shown = bridged_docker.ok("run", "--rm", bridged.image, "busybox", "ip", "-4", "addr")
     assert "eth0" in shown and "inet 172.17." in shown, shown
-    assert "docker0" not in host_links()
+    # docker0 and the container's veth are in dockerd's namespace, not the host's.
+    assert host_links() <= host_interfaces
 
 
 def test_two_containers_on_a_user_network_reach_each_other_by_name(
@@ -438,6 +497,29 @@ def test_two_containers_on_a_user_network_reach_each_other_by_name(
     finally:
         docker.run("rm", "-f", server, timeout=60)
         docker.run("network", "rm", network, timeout=60)
+
+
+def test_a_published_port_answers_in_dockerds_namespace(
+    bridged: Stack, bridged_docker: DockerClient, unique
+) -> None:
+    """``-p``: dockerd's NAT rules (in its namespace) lead its loopback port to the container."""
+    docker = bridged_docker
+    server = unique("published")
+    docker.ok(
+        "run", "-d", "--name", server, "--hostname", "published", "-p", f"{PUBLISHED_PORT}:8080",
+        bridged.image, "busybox", "httpd", "-f", "-p", "8080", "-h", "/etc",
+    )  # fmt: skip
+    netns = bridged.dockerd.netns
+    assert netns is not None
+    try:
+        url = f"http://127.0.0.1:{PUBLISHED_PORT}/hostname"
+
+        def answered() -> bool:
+            return netns.run("busybox", "wget", "-qO-", url).stdout == b"published\n"
+
+        wait_for(answered, "the published port to answer", 20)
+    finally:
+        docker.run("rm", "-f", server, timeout=60)
 
 
 def test_build_steps_run_on_the_default_bridge(

@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,7 +228,9 @@ class CritestRun:
         )
         return parse_summary(result.stdout + result.stderr)
 
-    def against_pycontainerd(self) -> CritestResult:
+    @contextmanager
+    def pycontainerd(self) -> Iterator[DaemonProcess]:
+        """pycontainerd serving CRI in the run's namespaces."""
         (self.base / "pcd").mkdir()
         daemon = DaemonProcess(
             base=self.base / "pcd",
@@ -235,13 +238,14 @@ class CritestRun:
             command_prefix=self.argv([]),
             log_level="info",
         )
-        daemon.start()
         try:
-            return self.critest(daemon.address)
+            yield daemon.start()
         finally:
             daemon.cleanup()
 
-    def against_containerd2(self) -> CritestResult:
+    @contextmanager
+    def containerd2(self) -> Iterator[tuple[Path, int]]:
+        """containerd 2.x's CRI in the run's namespaces: (socket, daemon pid)."""
         base = self.base / "ctd2"
         base.mkdir()
         shims = base / "bin"
@@ -257,7 +261,7 @@ class CritestRun:
             '[plugins."io.containerd.cri.v1.images".registry]\n'
             f'  config_path = "{self.hosts_dir}"\n'
             '[plugins."io.containerd.cri.v1.runtime"]\n'
-            "  restrict_oom_score_adj = true\n"
+            "  restrict_oom_score_adj = true\n  netns_mounts_under_state_dir = true\n"
             '[plugins."io.containerd.cri.v1.runtime".cni]\n'
             f'  bin_dirs = ["{CNI_BIN_DIR}"]\n  conf_dir = "{self.cni_dir}"\n'
         )
@@ -277,7 +281,7 @@ class CritestRun:
                 if proc.poll() is not None:
                     raise RuntimeError((base / "containerd.log").read_text()[-3000:])
                 time.sleep(0.1)
-            return self.critest(address)
+            yield address, proc.pid
         finally:
             proc.terminate()
             try:
@@ -286,6 +290,14 @@ class CritestRun:
                 proc.kill()
                 proc.wait(10)
             end_helpers_of(base)
+
+    def against_pycontainerd(self) -> CritestResult:
+        with self.pycontainerd() as daemon:
+            return self.critest(daemon.address)
+
+    def against_containerd2(self) -> CritestResult:
+        with self.containerd2() as (address, _):
+            return self.critest(address)
 
 
 def main() -> int:

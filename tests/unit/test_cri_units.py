@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
+import tomllib
 
 import pytest
 
@@ -141,3 +144,27 @@ def test_process_counts_of_this_process():
     counts = metrics.process_counts([os.getpid()])
     assert counts.processes == 1 and counts.threads >= threading.active_count()
     assert counts.fds > 0
+
+
+def test_config_default_shows_the_cri_section():
+    out = subprocess.run(
+        [sys.executable, "-m", "pycontainerd.cmd.daemon", "config", "default"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    section = out.split('[plugins."io.containerd.grpc.v1.cri"]', 1)[1].split("[plugins.", 1)[0]
+    for key in (
+        "sandbox_image",
+        "restrict_oom_score_adj = true",
+        "enable_unprivileged_ports",
+        "max_container_log_line_size",
+        "stats_collect_period",
+        "cni = {bin_dir",
+        'default_runtime_name = "runc"',
+        "registry = {mirrors",
+    ):
+        assert key in section, key
+    # What it shows parses back to the same settings.
+    rendered = tomllib.loads(out)["plugins"]["io.containerd.grpc.v1.cri"]
+    assert config.parse(rendered) == config.parse({})
