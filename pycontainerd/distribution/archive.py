@@ -9,12 +9,13 @@ writes every blob of the named images that the content store holds.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tarfile
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING
 
 from pycontainerd import errdefs
@@ -83,6 +84,10 @@ async def _chunks(stream: IO[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
+#: (name, labels) of the image records to make for one descriptor of an archive.
+ImageNamer = Callable[[Descriptor], Sequence[tuple[str, Mapping[str, str]]]]
+
+
 async def import_archive(
     stores: Stores,
     path: str | os.PathLike[str],
@@ -92,11 +97,16 @@ async def import_archive(
     snapshotter: str = DEFAULT_SNAPSHOTTER,
     progress: ProgressCallback | None = None,
     labels: Mapping[str, str] | None = None,
+    names: ImageNamer | None = None,
+    index_names: ImageNamer | None = None,
 ) -> list[Image]:
     """Import the images of an OCI layout tarball; returns the image records created.
 
     The records carry ``labels``.
-    ``base_name`` names images that only carry a tag (``ref.name`` = ``v1``).
+    ``base_name`` names images that only carry a tag (``ref.name`` = ``v1``);
+    ``names``, when given, names each index entry instead (none, one or more
+    records, each with its labels). With ``index_names``, the archive's
+    index.json is stored as a blob too and named by it.
     """
     report = Reporter(progress)
     try:
@@ -120,16 +130,43 @@ async def import_archive(
             stored: set[str] = set()
             for entry in entries:
                 await _store_tree(stores, archive, entry, stored, report)
-            for entry in entries:
-                name = image_name(entry, base_name)
-                if not name:
-                    continue
-                image = await stores.images.create_or_update(Image(name, entry, dict(labels or {})))
-                report(name, entry.digest, Status.DONE)
-                if unpack:
-                    await unpack_image(stores, image, snapshotter=snapshotter)
-                images.append(image)
+            named: list[tuple[Descriptor, Sequence[tuple[str, Mapping[str, str]]]]] = [
+                (entry, names(entry) if names else [(image_name(entry, base_name), labels or {})])
+                for entry in entries
+            ]
+            if index_names is not None:
+                index_desc = await _store_index(stores, archive.read("index.json"), entries)
+                named.append((index_desc, index_names(index_desc)))
+            for target, records in named:
+                unpacked = False
+                for name, record_labels in records:
+                    if not name:
+                        continue
+                    image = await stores.images.create_or_update(
+                        Image(name, target, dict(record_labels))
+                    )
+                    report(name, target.digest, Status.DONE)
+                    if unpack and not unpacked and target in entries:
+                        await unpack_image(stores, image, snapshotter=snapshotter)
+                        unpacked = True
+                    images.append(image)
     return images
+
+
+async def _store_index(stores: Stores, data: bytes, entries: Sequence[Descriptor]) -> Descriptor:
+    """The archive's index.json as a blob of the store, holding its entries."""
+    document = json.loads(data)
+    media_type = document.get("mediaType") or mediatypes.OCI_INDEX
+    desc = Descriptor(media_type, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+    labels = child_gc_labels(entries)
+    try:
+        await stores.content.write(
+            f"import-{desc.digest}", _chunks(io.BytesIO(data)), expected=desc.digest,
+            total=desc.size, labels=labels,
+        )  # fmt: skip
+    except errdefs.AlreadyExists:
+        await stores.content.update_labels(desc.digest, labels)
+    return desc
 
 
 async def _store_tree(

@@ -10,6 +10,7 @@ ImageStore            OCIRegistry           push — distribution.push
 ImageImportStream     ImageStore            import of an OCI archive — distribution.archive
 ImageStore            ImageExportStream     export to an OCI archive — distribution.archive
 ImageStore            ImageStore            tag
+ImageImportStream     ImageExportStream     echo: the bytes sent back (containerd's test path)
 ====================  ====================  =============================================
 
 Everything else answers NotImplemented (gRPC Unimplemented), a type URL
@@ -54,6 +55,7 @@ from pycontainerd.remotes.hostsdir import load_endpoint
 from pycontainerd.remotes.platforms import Platform, format_platform
 from pycontainerd.remotes.reference import parse_reference
 from pycontainerd.remotes.resolver import PlainHTTP
+from pycontainerd.transfer.import_names import entry_names, index_names
 from pycontainerd.transfer.streams import (
     Stream,
     StreamClosed,
@@ -258,6 +260,10 @@ class Transferrer:
             dst, imagestore_pb2.ImageStore
         ):
             await self._import(namespace, stores, src, dst, progress)
+        elif isinstance(src, importexport_pb2.ImageImportStream) and isinstance(
+            dst, importexport_pb2.ImageExportStream
+        ):
+            await self._echo(namespace, src, dst)
         else:
             raise _not_implemented(source, destination)
 
@@ -368,26 +374,19 @@ class Transferrer:
         store: imagestore_pb2.ImageStore,
         progress: Progress,
     ) -> None:
-        if store.name:
-            raise errdefs.NotImplemented_(
-                f"import: naming the archive's index ({errdefs.echo(store.name)!r}, ctr's "
-                "--index-name) is not supported; the images are named from the archive"
-            )
-        if any(ref.add_digest for ref in store.extra_references):
-            raise errdefs.NotImplemented_(
-                "import: digest references (ctr's --digests) are not supported"
-            )
         stream = self._streams.get(namespace, source.stream)
         progress.event("Importing")
         with self._spool() as spool:
             await receive_bytes(stream, spool)
             spool.flush()
-            prefixes = [ref.name for ref in store.extra_references if ref.is_prefix]
             unpacks = list(store.unpacks)
+            references = list(store.extra_references)
+            labels = dict(store.labels)
             images = await archive.import_archive(
                 stores,
                 spool.name,
-                base_name=prefixes[0] if prefixes else "",
+                names=lambda entry: entry_names(entry, references, store.name, labels),
+                index_names=lambda index: index_names(index, references, store.name, labels),
                 unpack=bool(unpacks),
                 snapshotter=(unpacks[0].snapshotter if unpacks else "") or DEFAULT_SNAPSHOTTER,
                 labels=dict(store.labels),
@@ -395,6 +394,24 @@ class Transferrer:
         for image in images:
             progress.event("saved", image.name, desc=image.target)
         progress.event("Completed import")
+
+    async def _echo(
+        self,
+        namespace: str,
+        source: importexport_pb2.ImageImportStream,
+        destination: importexport_pb2.ImageExportStream,
+    ) -> None:
+        """What the import stream brings goes back on the export stream, untouched."""
+        incoming = self._streams.get(namespace, source.stream)
+        outgoing = self._streams.get(namespace, destination.stream)
+        try:
+            with self._spool() as spool:
+                await receive_bytes(incoming, spool)
+                spool.flush()
+                spool.seek(0)
+                await send_bytes(outgoing, spool)
+        finally:
+            outgoing.close()
 
     async def _export(
         self,

@@ -384,16 +384,28 @@ def test_resolver_headers_go_with_every_registry_request(raw: RawClient, ctr: Ct
     assert _image_lines(ctr) == [ref]
 
 
-def test_import_options_we_do_not_support_are_refused(ctr2: Ctr2, ctr: Ctr, tmp_path):  # type: ignore[no-untyped-def]
+def test_import_names_the_index_and_adds_digest_references(  # type: ignore[no-untyped-def]
+    ctr2: Ctr2, ctr: Ctr, tmp_path
+):
     from tests.support.images import write_oci_archive
 
     archive = tmp_path / "one.tar"
-    write_oci_archive(archive, busybox_image(), "example.test/imported:v1")
+    image = busybox_image()
+    write_oci_archive(archive, image, "example.test/imported:v1")
 
-    named = ctr2.fails("images", "import", "--index-name", "example.test/index:v1", str(archive))
-    digests = ctr2.fails("images", "import", "--digests", str(archive))
+    ctr2.ok("images", "import", "--index-name", "example.test/index:v1", str(archive))
+    listing = ctr.ok("images", "ls")
+    assert "example.test/index:v1" in listing and "image.index.v1+json" in listing, listing
+    ctr.ok("images", "rm", "--sync", "example.test/index:v1", "example.test/imported:v1")
 
-    assert "index-name" in named and "not implemented" in named
-    assert "--digests" in digests
-    _nothing_left(ctr)
-    assert ctr2.ok("images", "import", str(archive)).count("saved") == 1
+    # As containerd: ctr 2 asks to skip the digest reference of a named image
+    # unless --skip-digest-for-named is given (its flag is passed inverted).
+    digest = image.manifest.descriptor.digest
+    ctr2.ok("images", "import", "--digests", str(archive))
+    names = ctr.ok("images", "ls", "-q").split()
+    assert "example.test/imported:v1" in names
+    assert not [n for n in names if n.endswith("@" + digest)], names
+    ctr2.ok("images", "import", "--digests", "--skip-digest-for-named", str(archive))
+    names = ctr.ok("images", "ls", "-q").split()
+    assert "example.test/imported:v1" in names
+    assert [n for n in names if n.endswith("@" + digest)] != [], names
