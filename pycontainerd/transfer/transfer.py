@@ -373,10 +373,6 @@ class Transferrer:
                 f"import: naming the archive's index ({errdefs.echo(store.name)!r}, ctr's "
                 "--index-name) is not supported; the images are named from the archive"
             )
-        if any(ref.add_digest for ref in store.extra_references):
-            raise errdefs.NotImplemented_(
-                "import: digest references (ctr's --digests) are not supported"
-            )
         stream = self._streams.get(namespace, source.stream)
         progress.event("Importing")
         with self._spool() as spool:
