@@ -92,10 +92,14 @@ async def import_archive(
     snapshotter: str = DEFAULT_SNAPSHOTTER,
     progress: ProgressCallback | None = None,
     labels: Mapping[str, str] | None = None,
+    digest_name: str = "",
+    skip_named_digest: bool = False,
 ) -> list[Image]:
     """Import the images of an OCI layout tarball; returns the image records created.
 
-    The records carry ``labels``.
+    The records carry ``labels``. With ``digest_name``, each image is also
+    recorded as ``<digest_name>@<digest>`` (containerd's digest references;
+    ``skip_named_digest``: only for images the archive names no other way).
     ``base_name`` names images that only carry a tag (``ref.name`` = ``v1``).
     """
     report = Reporter(progress)
@@ -122,13 +126,17 @@ async def import_archive(
                 await _store_tree(stores, archive, entry, stored, report)
             for entry in entries:
                 name = image_name(entry, base_name)
-                if not name:
-                    continue
-                image = await stores.images.create_or_update(Image(name, entry, dict(labels or {})))
-                report(name, entry.digest, Status.DONE)
-                if unpack:
-                    await unpack_image(stores, image, snapshotter=snapshotter)
-                images.append(image)
+                names = [name] if name else []
+                if digest_name and (not name or not skip_named_digest):
+                    names.append(f"{digest_name}@{entry.digest}")
+                for each in names:
+                    image = await stores.images.create_or_update(
+                        Image(each, entry, dict(labels or {}))
+                    )
+                    report(each, entry.digest, Status.DONE)
+                    images.append(image)
+                if unpack and names:
+                    await unpack_image(stores, images[-1], snapshotter=snapshotter)
     return images
 
 

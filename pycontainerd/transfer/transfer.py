@@ -66,6 +66,8 @@ from pycontainerd.transfer.streams import (
 
 #: How long the daemon waits for a client to answer a credentials request.
 CREDENTIALS_TIMEOUT = 60.0
+#: How long a Transfer's answer waits for its progress events to go out.
+PROGRESS_DRAIN_TIMEOUT = 5.0
 
 _TRANSFER_TYPES: dict[str, type[Message]] = {
     cls.DESCRIPTOR.full_name: cls
@@ -148,9 +150,12 @@ class Progress:
         parents = [self.root] if self.root else []
         self.event(event, update.key, parents=parents, progress=progress, total=update.total)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """End the stream, and let its last events reach the client before the
+        Transfer call answers (ctr stops listening once it has the answer)."""
         if self._stream is not None:
             self._stream.close()
+            await self._stream.drained(PROGRESS_DRAIN_TIMEOUT)
 
 
 class _CredentialsExchange:
@@ -231,7 +236,7 @@ class Transferrer:
             stores = self.stores(namespace)
             await self._dispatch(namespace, stores, src, dst, progress, source, destination)
         finally:
-            progress.close()
+            await progress.close()
 
     async def _dispatch(
         self,
@@ -379,6 +384,7 @@ class Transferrer:
             await receive_bytes(stream, spool)
             spool.flush()
             prefixes = [ref.name for ref in store.extra_references if ref.is_prefix]
+            digests = [ref for ref in store.extra_references if ref.add_digest]
             unpacks = list(store.unpacks)
             images = await archive.import_archive(
                 stores,
@@ -387,6 +393,8 @@ class Transferrer:
                 unpack=bool(unpacks),
                 snapshotter=(unpacks[0].snapshotter if unpacks else "") or DEFAULT_SNAPSHOTTER,
                 labels=dict(store.labels),
+                digest_name=digests[0].name if digests else "",
+                skip_named_digest=bool(digests) and digests[0].skip_named_digest,
             )
         for image in images:
             progress.event("saved", image.name, desc=image.target)

@@ -394,4 +394,22 @@ def test_import_of_a_named_index_is_refused(ctr2: Ctr2, ctr: Ctr, tmp_path):  # 
 
     assert "index-name" in named and "not implemented" in named
     _nothing_left(ctr)
-    assert ctr2.ok("images", "import", str(archive)).count("saved") == 1
+    ctr2.ok("images", "import", str(archive))
+    assert _image_lines(ctr) == ["example.test/imported:v1"]
+
+
+def test_import_with_digest_references(ctr2: Ctr2, ctr: Ctr, tmp_path):  # type: ignore[no-untyped-def]
+    """ctr 2's --digests adds <base>@<digest> names; for named images only with
+    --skip-digest-for-named (ctr inverts it into the request's skip_named_digest)."""
+    from tests.support.images import write_oci_archive
+
+    archive = tmp_path / "one.tar"
+    root = write_oci_archive(archive, busybox_image(), "example.test/digested:v1")
+    base = ["images", "import", "--base-name", "example.test/base", "--digests"]
+
+    ctr2.ok(*base, str(archive))
+    assert _image_lines(ctr) == ["example.test/digested:v1"]
+    ctr2.ok("images", "rm", "example.test/digested:v1")
+    ctr2.ok(*base, "--skip-digest-for-named", str(archive))
+    names = set(_image_lines(ctr))
+    assert names == {"example.test/digested:v1", f"example.test/base@{root.digest}"}, names
