@@ -234,10 +234,13 @@ class RegistryToContent:
         if writer.offset > desc.size:
             return f"the ingest holds {writer.offset} bytes, more than the {desc.size} expected"
         if writer.offset < desc.size:
-            async for frame in self._download(desc, writer.offset):
-                async with self._writes.hold(priority):
-                    await writer.send(frame)
-                self._report.blob(desc, Status.DOWNLOADING, writer.offset)
+            # aclosing: a cancelled write closes the download now (and the registry
+            # response with it), not whenever the generator is collected.
+            async with contextlib.aclosing(self._download(desc, writer.offset)) as frames:  # type: ignore[type-var]
+                async for frame in frames:
+                    async with self._writes.hold(priority):
+                        await writer.send(frame)
+                    self._report.blob(desc, Status.DOWNLOADING, writer.offset)
         try:
             await writer.commit(labels=self._source.merged({}))
         except errdefs.AlreadyExists:
@@ -259,6 +262,12 @@ class RegistryToContent:
                     self._blocking(_read_frame, reader, buffer, next_offset)
                 )
                 yield frame
+        except BaseException:
+            if not pending.done():
+                # Cancelled (or stopped) while a read waits on the registry: close the
+                # response under it, so a stalled registry cannot hold up the end.
+                reader.close()
+            raise
         finally:
             # Let a read already running in the pool finish before closing under it.
             await asyncio.gather(asyncio.shield(pending), return_exceptions=True)

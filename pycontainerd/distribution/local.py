@@ -12,6 +12,7 @@ services publish for the same change.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import secrets
@@ -109,6 +110,11 @@ class LocalContentWriter:
         self._writer.close()
 
 
+def _close_opened(opening: asyncio.Future[AsyncContentWriter]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
+
+
 class LocalContent:
     """One namespace of the daemon's content store."""
 
@@ -143,7 +149,16 @@ class LocalContent:
 
     async def writer(self, ref: str, *, expected: str = "", total: int = 0) -> LocalContentWriter:
         digest = Digest(expected) if expected else None
-        opened = await self._store.writer(self._namespace, ref, total, digest, _current_lease.get())
+        opening = asyncio.ensure_future(
+            self._store.writer(self._namespace, ref, total, digest, _current_lease.get())
+        )
+        try:
+            opened = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The open goes on in a worker: close what it opens, or the orphaned writer
+            # would hold the ref (and an abort of it) until it is collected.
+            opening.add_done_callback(_close_opened)
+            raise
         return LocalContentWriter(opened, total, expected, self._publish)
 
     async def write(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import socket
 
 import requests
 import urllib3
@@ -74,6 +76,15 @@ class Fetcher:
         return response, 0
 
 
+def _shut_down(response: requests.Response) -> None:
+    """Wake a read blocked on ``response``'s socket (closing alone does not wake it)."""
+    connection = getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class BlobReader(io.RawIOBase):
     """A readable stream of one descriptor's bytes that resumes after broken connections."""
 
@@ -133,6 +144,10 @@ class BlobReader(io.RawIOBase):
         self._open()
 
     def close(self) -> None:
+        """Stop: a read blocked in another thread fails at once instead of resuming."""
+        self._attempts_left = 0
+        if self._response is not None:
+            _shut_down(self._response)
         self._close_response()
         super().close()
 

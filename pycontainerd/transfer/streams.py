@@ -63,6 +63,7 @@ class Stream:
         self._outbound: asyncio.Queue[any_pb2.Any | None] = asyncio.Queue()
         self._closed = False
         self._received_end = False
+        self._drained = asyncio.Event()  # everything sent has been handed to the call
 
     # -- for the user of the stream ---------------------------------------------------------
 
@@ -98,12 +99,21 @@ class Stream:
 
     async def outgoing(self) -> AsyncIterator[any_pb2.Any]:
         """What to send to the client, until :meth:`close`."""
-        while (item := await self._outbound.get()) is not None:
-            yield item
+        try:
+            while (item := await self._outbound.get()) is not None:
+                yield item
+        finally:
+            self._drained.set()
+
+    async def drained(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until the call has sent what was queued."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), timeout)
 
     def ended(self) -> None:
         """The Streaming call is over: nothing more comes in or goes out."""
         self._closed = True
+        self._drained.set()
         self._inbound.put_nowait(None)
 
 

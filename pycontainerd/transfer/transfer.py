@@ -68,6 +68,8 @@ from pycontainerd.transfer.streams import (
 
 #: How long the daemon waits for a client to answer a credentials request.
 CREDENTIALS_TIMEOUT = 60.0
+#: How long a Transfer's answer waits for its progress events to go out.
+PROGRESS_DRAIN_TIMEOUT = 5.0
 
 _TRANSFER_TYPES: dict[str, type[Message]] = {
     cls.DESCRIPTOR.full_name: cls
@@ -150,9 +152,12 @@ class Progress:
         parents = [self.root] if self.root else []
         self.event(event, update.key, parents=parents, progress=progress, total=update.total)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """End the stream, and let its last events reach the client before the
+        Transfer call answers (ctr stops listening once it has the answer)."""
         if self._stream is not None:
             self._stream.close()
+            await self._stream.drained(PROGRESS_DRAIN_TIMEOUT)
 
 
 class _CredentialsExchange:
@@ -233,7 +238,7 @@ class Transferrer:
             stores = self.stores(namespace)
             await self._dispatch(namespace, stores, src, dst, progress, source, destination)
         finally:
-            progress.close()
+            await progress.close()
 
     async def _dispatch(
         self,
@@ -389,7 +394,6 @@ class Transferrer:
                 index_names=lambda index: index_names(index, references, store.name, labels),
                 unpack=bool(unpacks),
                 snapshotter=(unpacks[0].snapshotter if unpacks else "") or DEFAULT_SNAPSHOTTER,
-                labels=dict(store.labels),
             )
         for image in images:
             progress.event("saved", image.name, desc=image.target)
