@@ -81,6 +81,17 @@ def number_setting(
     return float(value)
 
 
+def duration_seconds(value: Any) -> float:
+    """A Go-style duration ("100ms", "1s", "5m") or a number of seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    for suffix, scale in (("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(text[: -len(suffix)]) * scale
+    raise ValueError(f"{value!r} is not a duration (use e.g. 100ms, 1s, 5m)")
+
+
 def parse(text: str) -> Config:
     """Parse a config file's text; unknown top-level keys are ignored as containerd does."""
     try:
