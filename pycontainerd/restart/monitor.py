@@ -35,6 +35,8 @@ RUNNING = "running"
 STOPPED = "stopped"
 #: How long a kill may take to end a task before the monitor gives up on it this round.
 KILL_WAIT = 10.0
+#: Logged (debug) after each round: what a watcher counts rounds by.
+ROUND_DONE = "restart monitor: round done"
 _STATUS_NAMES = {status: status.name.lower() for status in Status}
 
 
@@ -96,6 +98,7 @@ class RestartMonitor:
     async def reconcile(self) -> None:
         namespaces = await call(self.metadata.namespaces.list)
         await asyncio.gather(*(self._reconcile_namespace(ns.name) for ns in namespaces))
+        log.debug(ROUND_DONE)
 
     async def _reconcile_namespace(self, namespace: str) -> None:
         try:
