@@ -86,7 +86,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _config_yaml(root: Path, addr: str, htpasswd: Path | None) -> str:
+def config_yaml(
+    root: Path, addr: str, htpasswd: Path | None = None, tls: tuple[Path, Path] | None = None
+) -> str:
+    """docker-registry's config: storage under ``root``/data; ``tls`` is (cert, key)."""
     lines = [
         "version: 0.1",
         "log:",
@@ -104,6 +107,7 @@ def _config_yaml(root: Path, addr: str, htpasswd: Path | None) -> str:
         "http:",
         f"  addr: {addr}",
         f"  secret: {secrets.token_hex(16)}",
+        *(["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"] if tls else []),
         "health:",
         "  storagedriver:",
         "    enabled: false",
@@ -174,7 +178,7 @@ class TestRegistry:
         """Start the process; False when it lost a port race and should be retried."""
         assert self._dir is not None
         config = self._dir / "config.yml"
-        config.write_text(_config_yaml(self._dir, self.host, htpasswd))
+        config.write_text(config_yaml(self._dir, self.host, htpasswd))
         log_path = self._dir / "registry.log"
         with log_path.open("wb") as log:
             self._process = subprocess.Popen(
