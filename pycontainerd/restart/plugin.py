@@ -11,6 +11,8 @@ still read when the new one is absent, as containerd 2 migrates it.
 
 from __future__ import annotations
 
+import logging
+
 from pycontainerd import errdefs, plugin
 from pycontainerd.config import duration_seconds
 from pycontainerd.restart.monitor import RestartMonitor
@@ -20,6 +22,8 @@ MONITOR = "io.containerd.monitor.container.v1"
 URI = f"{MONITOR}.restart"
 OLD_URI = f"{plugin.INTERNAL}.restart"
 DEFAULT_INTERVAL = "10s"
+
+log = logging.getLogger(__name__)
 
 
 @plugin.register(
@@ -40,6 +44,7 @@ def init_restart_monitor(ic: plugin.InitContext) -> RestartMonitor:
         raise errdefs.InvalidArgument(f'plugins."{URI}".interval: {exc}') from exc
     if interval <= 0:  # containerd's default for a zero interval
         interval = duration_seconds(DEFAULT_INTERVAL)
+    log.info("restart monitor: checking every %gs", interval)
     monitor = RestartMonitor(ic.get(plugin.METADATA), ic.get(plugin.RUNTIME_V2, "task"), interval)
     monitor.start()
     return monitor

@@ -15,7 +15,7 @@ import pytest
 
 from pycontainerd.restart.monitor import ROUND_DONE
 from tests.support.ctr_env import CtrRunEnv, ctr_run_env
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import Ctr, DaemonProcess
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -44,8 +44,11 @@ def env(monitored: DaemonProcess, busybox_pushed) -> Iterator[CtrRunEnv]:  # typ
 
 
 def _run_detached(env: CtrRunEnv, ref: str, name: str, labels: dict[str, str], *args: str) -> None:
-    flags = [f"--label={key}={value}" for key, value in labels.items()]
-    env.ctr.ok(*env.run_args("-d", *flags, ref, name, *args))
+    """``ctr run -d``, then the labels, as containerd's tests set them: a monitor round
+    between ctr's task create and start would see a task not running, as containerd's
+    monitor would, and restart it (or, for status stopped, delete it under ctr)."""
+    env.ctr.ok(*env.run_args("-d", ref, name, *args))
+    env.ctr.ok("containers", "label", name, *(f"{k}={v}" for k, v in labels.items()))
 
 
 def _labels(env: CtrRunEnv, name: str) -> dict[str, str]:
@@ -125,3 +128,53 @@ def test_status_stopped_ends_the_task(env: CtrRunEnv, busybox_pushed) -> None:  
     _run_detached(env, busybox_pushed.ref, "idle", {STATUS: "stopped"}, "sleep", "1000")
     wait_for(lambda: "idle" not in env.tasks(), "the monitor to kill and delete the task", 30)
     assert "idle" in env.containers()
+
+
+def test_after_a_daemon_restart_always_forgets_an_explicit_stop(
+    env: CtrRunEnv, busybox_pushed
+) -> None:  # type: ignore[no-untyped-def]
+    """containerd's rule: ``unless-stopped`` remembers the explicit stop, ``always`` not."""
+    for name, rule in (("always", "always"), ("kept", "unless-stopped")):
+        labels = {STATUS: "running", POLICY: rule, STOPPED: "true"}
+        _run_detached(env, busybox_pushed.ref, name, labels, "sleep", "1000")
+        env.ctr.ok("tasks", "kill", "-s", "SIGKILL", name)
+    for name in ("always", "kept"):
+        wait_for(lambda n=name: (_status(env, n) or (0, ""))[1] == "STOPPED", "a stop", 30)  # type: ignore[misc]
+    _two_more_rounds(env.daemon)
+    assert (_status(env, "always") or (0, ""))[1] == "STOPPED"
+
+    env.daemon.restart()
+    wait_for(lambda: (_status(env, "always") or (0, ""))[1] == "RUNNING", "the restart", 30)
+    assert _labels(env, "always")[STOPPED] == "false"
+    _two_more_rounds(env.daemon)
+    assert (_status(env, "kept") or (0, ""))[1] == "STOPPED"
+    assert _labels(env, "kept")[STOPPED] == "true"
+
+
+def _plugin_status(daemon: DaemonProcess) -> str:
+    listing = Ctr(daemon.address).ok("plugins", "ls").splitlines()
+    rows = [line.split() for line in listing]
+    return next(r[-1] for r in rows if r[:2] == ["io.containerd.monitor.container.v1", "restart"])
+
+
+@pytest.mark.parametrize(
+    ("section", "interval", "logged"),
+    [
+        ("io.containerd.monitor.container.v1.restart", '"1m30s"', None),
+        ("io.containerd.monitor.container.v1.restart", '"250ms"', "every 0.25s"),
+        ("io.containerd.internal.v1.restart", '"2s"', "every 2s"),  # containerd 1.x's name
+        ("io.containerd.monitor.container.v1.restart", '"0s"', "every 10s"),  # the default
+    ],
+)
+def test_the_interval_setting(section: str, interval: str, logged: str | None) -> None:
+    daemon = DaemonProcess(extra_config=f'[plugins."{section}"]\n  interval = {interval}\n')
+    try:
+        daemon.start()
+        if logged is None:  # not a duration we read: the plugin fails, the daemon serves
+            assert _plugin_status(daemon) == "error"
+            assert "is not a duration" in daemon.log()
+        else:
+            assert _plugin_status(daemon) == "ok"
+            assert f"restart monitor: checking {logged}" in daemon.log()
+    finally:
+        daemon.cleanup()
