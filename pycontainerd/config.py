@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pycontainerd import errdefs
+from pycontainerd.durations import go_duration_seconds
 
 DEFAULT_ROOT = Path("/var/lib/pycontainerd")
 DEFAULT_STATE = Path("/run/pycontainerd")
@@ -82,14 +83,12 @@ def number_setting(
 
 
 def duration_seconds(value: Any) -> float:
-    """A Go-style duration ("100ms", "1s", "5m") or a number of seconds."""
-    if isinstance(value, int | float):
+    """A setting's Go duration ("250ms", "1m30s") or number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    text = str(value).strip()
-    for suffix, scale in (("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
-            return float(text[: -len(suffix)]) * scale
-    raise ValueError(f"{value!r} is not a duration (use e.g. 100ms, 1s, 5m)")
+    if not isinstance(value, str):
+        raise errdefs.InvalidArgument(f"{value!r} is not a duration: use e.g. 250ms, 90s, 1h30m")
+    return go_duration_seconds(value.strip())
 
 
 def parse(text: str) -> Config:

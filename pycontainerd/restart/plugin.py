@@ -40,7 +40,7 @@ def init_restart_monitor(ic: plugin.InitContext) -> RestartMonitor:
         settings = {**settings, **sections[OLD_URI]}
     try:
         interval = duration_seconds(settings.get("interval", DEFAULT_INTERVAL))
-    except ValueError as exc:
+    except errdefs.InvalidArgument as exc:
         raise errdefs.InvalidArgument(f'plugins."{URI}".interval: {exc}') from exc
     if interval <= 0:  # containerd's default for a zero interval
         interval = duration_seconds(DEFAULT_INTERVAL)

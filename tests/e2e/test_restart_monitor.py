@@ -160,7 +160,8 @@ def _plugin_status(daemon: DaemonProcess) -> str:
 @pytest.mark.parametrize(
     ("section", "interval", "logged"),
     [
-        ("io.containerd.monitor.container.v1.restart", '"1m30s"', None),
+        ("io.containerd.monitor.container.v1.restart", '"ten seconds"', None),
+        ("io.containerd.monitor.container.v1.restart", '"1m30s"', "every 90s"),
         ("io.containerd.monitor.container.v1.restart", '"250ms"', "every 0.25s"),
         ("io.containerd.internal.v1.restart", '"2s"', "every 2s"),  # containerd 1.x's name
         ("io.containerd.monitor.container.v1.restart", '"0s"', "every 10s"),  # the default
