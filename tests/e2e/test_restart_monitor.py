@@ -179,3 +179,13 @@ def test_the_interval_setting(section: str, interval: str, logged: str | None) -
             assert f"restart monitor: checking {logged}" in daemon.log()
     finally:
         daemon.cleanup()
+
+
+def test_a_paused_task_is_left_paused(env: CtrRunEnv, busybox_pushed) -> None:  # type: ignore[no-untyped-def]
+    _run_detached(env, busybox_pushed.ref, "nap", {STATUS: "running"}, "sleep", "1000")
+    pid, _ = env.tasks()["nap"]
+    env.ctr.ok("tasks", "pause", "nap")
+    _two_more_rounds(env.daemon)
+    assert env.tasks()["nap"] == (pid, "PAUSED")
+    assert COUNT not in _labels(env, "nap")
+    env.ctr.ok("tasks", "resume", "nap")
