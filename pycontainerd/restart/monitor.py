@@ -65,7 +65,10 @@ class RestartMonitor:
                 await self._loop
 
     async def _run(self) -> None:
-        await self.reset_explicitly_stopped()
+        try:
+            await self.reset_explicitly_stopped()
+        except Exception:  # the monitor runs on without it
+            log.exception("restart monitor: resetting explicit stops failed")
         while True:
             try:
                 await self.reconcile()
@@ -183,7 +186,11 @@ class RestartMonitor:
             if state.status != Status.STOPPED:
                 await task.kill(signal.SIGKILL, all=True)
                 await asyncio.wait_for(task.wait(), KILL_WAIT)
-        except errdefs.ContainerdError as exc:
+        except TimeoutError as exc:
+            raise errdefs.DeadlineExceeded(
+                f"task {container_id!r} did not end within {KILL_WAIT:g}s of SIGKILL"
+            ) from exc
+        except errdefs.ContainerdError as exc:  # already gone or stopped: delete it
             log.debug("restart monitor: ending task %s: %s", container_id, exc)
         with contextlib.suppress(errdefs.NotFound):
             await self.tasks.delete(namespace, container_id)
