@@ -8,6 +8,9 @@ monitor has logged two further rounds, never after a sleep.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +192,10 @@ def test_a_paused_task_is_left_paused(env: CtrRunEnv, busybox_pushed) -> None:  
     assert env.tasks()["nap"] == (pid, "PAUSED")
     assert COUNT not in _labels(env, "nap")
     env.ctr.ok("tasks", "resume", "nap")
+
+
+def test_config_default_shows_the_interval() -> None:
+    command = [sys.executable, "-m", "pycontainerd.cmd.daemon", "config", "default"]
+    out = subprocess.run(command, capture_output=True, check=True).stdout
+    section = tomllib.loads(out.decode())["plugins"]["io.containerd.monitor.container.v1.restart"]
+    assert section == {"interval": "10s"}
