@@ -26,6 +26,7 @@ BUILTIN_PLUGIN_MODULES = (
     "pycontainerd.services.tasks",
     "pycontainerd.services.ttrpc_events",
     "pycontainerd.cri.plugin",
+    "pycontainerd.restart.plugin",
 )
 
 

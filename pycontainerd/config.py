@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pycontainerd import errdefs
+from pycontainerd.durations import go_duration_seconds
 
 DEFAULT_ROOT = Path("/var/lib/pycontainerd")
 DEFAULT_STATE = Path("/run/pycontainerd")
@@ -79,6 +80,15 @@ def number_setting(
             f'plugins."{plugin_uri}".{key} must be a number {bounds}, got {value!r}'
         )
     return float(value)
+
+
+def duration_seconds(value: Any) -> float:
+    """A setting's Go duration ("250ms", "1m30s") or number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        raise errdefs.InvalidArgument(f"{value!r} is not a duration: use e.g. 250ms, 90s, 1h30m")
+    return go_duration_seconds(value.strip())
 
 
 def parse(text: str) -> Config:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 from pycontainerd import errdefs, plugin
-from pycontainerd.config import number_setting
+from pycontainerd.config import duration_seconds, number_setting
 from pycontainerd.content.store import LocalContentStore
 from pycontainerd.metadata.db import Database
 from pycontainerd.metadata.gc import Collector, Sweep
@@ -91,17 +90,6 @@ def _damaged(path: Path, problem: object) -> errdefs.FailedPrecondition:
     )
 
 
-def _duration(value: Any) -> float:
-    """A Go-style duration ("100ms", "1s", "5m") or a number of seconds."""
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    for suffix, scale in (("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
-            return float(text[: -len(suffix)]) * scale
-    raise ValueError(f"{value!r} is not a duration (use e.g. 100ms, 1s, 5m)")
-
-
 @plugin.register(
     plugin.GC,
     "scheduler",
@@ -118,9 +106,9 @@ async def init_gc(ic: plugin.InitContext) -> GCScheduler:
     scheduler = GCScheduler(
         metadata.db,
         metadata.collector,
-        schedule_delay=_duration(ic.config["schedule_delay"]),
-        startup_delay=_duration(ic.config["startup_delay"]),
-        interval=_duration(ic.config["interval"]),
+        schedule_delay=duration_seconds(ic.config["schedule_delay"]),
+        startup_delay=duration_seconds(ic.config["startup_delay"]),
+        interval=duration_seconds(ic.config["interval"]),
         # A share of the time, as containerd bounds it; 0 collects at once every time.
         pause_threshold=number_setting(
             "io.containerd.gc.v1.scheduler", ic.config, "pause_threshold", minimum=0, maximum=0.5

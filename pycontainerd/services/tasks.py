@@ -13,12 +13,12 @@ import logging
 from typing import cast
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import any_pb2, empty_pb2
 
 from pycontainerd import errdefs, filters, plugin, timestamps
 from pycontainerd.api.services.tasks.v1 import tasks_pb2 as api
 from pycontainerd.api.services.tasks.v1 import tasks_pb2_grpc
-from pycontainerd.api.types import metrics_pb2
+from pycontainerd.api.types import metrics_pb2, mount_pb2
 from pycontainerd.api.types.task import task_pb2
 from pycontainerd.identifiers import validate_identifier
 from pycontainerd.metadata.containers import Container
@@ -57,6 +57,32 @@ def _delete_response(process_id: str, exit: Exit) -> api.DeleteResponse:
     )
 
 
+def create_options(
+    container: Container,
+    *,
+    rootfs: list[mount_pb2.Mount],
+    io: StdioPaths,
+    options: any_pb2.Any | None = None,
+    runtime_path: str = "",
+) -> CreateOptions:
+    """A new task of ``container``: its spec and runtime, its runtime options unless
+    ``options`` replaces them (also for the restart monitor's tasks)."""
+    if container.spec is None:
+        raise errdefs.FailedPrecondition(f"container {container.id!r} has no spec")
+    if options is None and container.runtime.options is not None:
+        options = any_to_api(container.runtime.options)
+    return CreateOptions(
+        spec=container.spec.value,
+        runtime=runtime_path or container.runtime.name,
+        rootfs=rootfs,
+        stdin=io.stdin,
+        stdout=io.stdout,
+        stderr=io.stderr,
+        terminal=io.terminal,
+        options=options,
+    )
+
+
 class TasksService(tasks_pb2_grpc.TasksServicer):
     def __init__(self, metadata: MetadataStore, tasks: TaskManager) -> None:
         self.containers = metadata.containers
@@ -85,22 +111,12 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
             raise errdefs.NotImplemented_(
                 "restoring a task from a checkpoint is not supported by pycontainerd"
             )
-        if container.spec is None:
-            raise errdefs.FailedPrecondition(f"container {container.id!r} has no spec")
-        options = None
-        if request.HasField("options"):
-            options = request.options
-        elif container.runtime.options is not None:
-            options = any_to_api(container.runtime.options)
-        opts = CreateOptions(
-            spec=container.spec.value,
-            runtime=request.runtime_path or container.runtime.name,
+        opts = create_options(
+            container,
             rootfs=list(request.rootfs),
-            stdin=request.stdin,
-            stdout=request.stdout,
-            stderr=request.stderr,
-            terminal=request.terminal,
-            options=options,
+            io=StdioPaths(request.stdin, request.stdout, request.stderr, request.terminal),
+            options=request.options if request.HasField("options") else None,
+            runtime_path=request.runtime_path,
         )
         _, pid = await self.tasks.create(namespace, container.id, opts)
         return api.CreateTaskResponse(container_id=container.id, pid=pid)

@@ -72,9 +72,12 @@ def test_the_contract_is_a_leaf() -> None:
 def test_cri_runs_in_process_over_stores_and_the_task_interface(forbidden: str) -> None:
     """The CRI plugin calls the daemon's stores and runtime, never the SDK or a shim."""
     assert _offenders("cri", (forbidden,)) == []
+    assert _offenders("restart", (forbidden,)) == []  # the restart monitor likewise
 
 
-@pytest.mark.parametrize("folder", ["services", "cri", "distribution", "transfer", "sandbox"])
+@pytest.mark.parametrize(
+    "folder", ["services", "cri", "distribution", "transfer", "sandbox", "restart"]
+)
 def test_the_daemon_side_never_imports_the_sdk(folder: str) -> None:
     """The daemon reaches its stores in-process; shared machinery lives below the SDK."""
     if not (PACKAGE / folder).is_dir():

@@ -1,0 +1,1 @@
+"""The restart monitor: containers labelled to keep running are restarted by the daemon."""
