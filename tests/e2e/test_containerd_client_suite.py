@@ -63,11 +63,11 @@ NEEDS_THE_SUITES_OWN_DAEMON = (
 #: and has no handler, so the signal is ignored and the task never exits.
 HANGS_ON_THIS_MACHINE = ("TestBindLowPortNonOpt",)
 
-#: The fewest top-level tests that must pass: 74 passed in the last runs here
-#: (containerd 2.4.2: 79 on the same machine, same images), less two that
-#: depend on timing under load (TestContentClient's resume timestamps,
-#: TestContainerExecLargeOutputWithTTY's last bytes).
-EXPECTED_PASSES = 72
+#: The fewest top-level tests that must pass: 78 passed in the last runs here
+#: (containerd 2.4.2: 79 on the same machine, same images, same skips), less
+#: two that depend on timing under load (TestContentClient's resume
+#: timestamps, TestContainerExecLargeOutputWithTTY's last bytes).
+EXPECTED_PASSES = 76
 
 
 def _suite_binary() -> str:
@@ -119,6 +119,7 @@ def test_containerd_client_integration_suite(served_names: PublicRegistryNames, 
     results = _results(output)
     passed = sorted(n for n, r in results.items() if r == "PASS")
     failed = sorted(n for n, r in results.items() if r == "FAIL")
+    print(f"containerd client suite: {len(passed)} passed, {len(failed)} failed: {failed}")
     assert "panic: test timed out" not in output, output[-4000:]
     assert len(passed) >= EXPECTED_PASSES, (
         f"{len(passed)} passed (expected at least {EXPECTED_PASSES}); failed: {failed}\n"
