@@ -8,11 +8,13 @@ streaming server listens on that namespace's loopback.
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
 from tests.support.cri import CRIEnv, cri_env
 from tests.support.pty import PtySession
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -84,3 +86,123 @@ def test_exec_tty_through_a_pty(env, sleeper):
         session.type("exit 5\r")
         assert session.wait() == 1
         session.expect("command terminated with exit code 5")
+
+
+def test_attach_to_a_container_with_stdin_and_tty(env, pod, busybox_pushed):
+    shell = start(env, pod, "shell", busybox_pushed.ref, ["sh"], stdin=True, tty=True)
+    argv = env.netns.argv([*env.crictl.argv, "attach", "-it", shell])
+    with PtySession(argv, rows=33, columns=90) as session:
+        session.type("echo attached-$((2*3)); stty size\r")
+        session.expect("attached-6")
+        session.expect("33 90")
+    # Leaving the attach leaves the container running.
+    assert state_of(env, shell) == "CONTAINER_RUNNING"
+    env.crictl.ok("rm", "-f", shell)
+
+
+def test_attach_with_piped_stdin_once(env, pod, busybox_pushed):
+    cmd = ["sh", "-c", "while read l; do echo got-$l; done; echo bye"]
+    reader = start(env, pod, "reader", busybox_pushed.ref, cmd, stdin=True, stdin_once=True)
+    out = crictl_in_netns(env, "attach", "-i", reader, stdin=b"a\nb\n")
+    assert out.returncode == 0, out
+    assert out.stdout == b"got-a\ngot-b\nbye\n"
+    wait_for(lambda: state_of(env, reader) == "CONTAINER_EXITED", timeout=20)
+    env.crictl.ok("rm", reader)
+
+
+ECHO_CLIENT = """
+import hashlib, socket, sys
+data = bytes(range(256)) * 4096 * int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got = b""
+while chunk := s.recv(65536):
+    got += chunk
+print(hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest(), len(got))
+"""
+
+
+def test_port_forward_from_the_test_namespace_into_a_pod(env, pod, busybox_pushed):
+    server = start(env, pod, "echo", busybox_pushed.ref, ["nc", "-ll", "-p", "8080", "-e", "cat"])
+    forward = subprocess.Popen(
+        env.netns.argv([*env.crictl.argv, "port-forward", pod[0], "18081:8080"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert forward.stdout is not None
+        assert b"Forwarding from" in forward.stdout.readline()
+        for megabytes in (1, 4):
+            out = env.in_netns(sys.executable, "-c", ECHO_CLIENT, "18081", str(megabytes))
+            assert out.stdout.split() == [b"True", str(megabytes * 1024 * 1024).encode()], out
+    finally:
+        forward.terminate()
+        forward.wait(20)
+    env.crictl.ok("rm", "-f", server)
+
+
+def test_port_forward_to_a_closed_port_reports_on_the_error_stream(env, pod):
+    forward = subprocess.Popen(
+        env.netns.argv([*env.crictl.argv, "port-forward", pod[0], "18082:9"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert forward.stdout is not None
+        assert b"Forwarding from" in forward.stdout.readline()
+        out = env.in_netns(
+            sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 18082))"
+        )
+        assert out.returncode == 0, out
+        seen = b""
+        while b"error forwarding port 9" not in seen:
+            line = forward.stdout.readline()
+            assert line, seen
+            seen += line
+    finally:
+        forward.terminate()
+        forward.wait(20)
+
+
+HTTP_PROBE = """
+import http.client, sys
+url = sys.argv[1]
+host, path = url.removeprefix("http://").split("/", 1)
+for headers in (
+    {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": sys.argv[2]},
+):
+    c = http.client.HTTPConnection(host, timeout=30)
+    c.request("POST", "/" + path, headers=headers)
+    r = c.getresponse()
+    print(r.status, r.getheader("X-Stream-Protocol-Version"))
+"""
+
+
+def probe(env: CRIEnv, url: str, protocol: str) -> str:
+    out = env.in_netns(sys.executable, "-c", HTTP_PROBE, url, protocol)
+    assert out.returncode == 0, out
+    return out.stdout.decode().strip()
+
+
+def test_tokens_are_single_use_and_cannot_be_forged(env, sleeper):
+    from tests.support.cri_client import CRIClient, cri
+
+    assert env.daemon is not None
+    with CRIClient(env.daemon.address) as client:
+        request = cri.ExecRequest(container_id=sleeper, cmd=["true"], stdout=True)
+        url = client.runtime.Exec(request, timeout=30).url
+        # A subprotocol we do not speak: 403, and the token is gone with it.
+        assert probe(env, url, "v9.channel.k8s.io") == "403 None"
+        assert probe(env, url, "v4.channel.k8s.io").startswith("404")
+        forged = url.rsplit("/", 1)[0] + "/AAAAAAAA"
+        assert probe(env, forged, "v4.channel.k8s.io").startswith("404")
+        # An exec token is no attach token.
+        url = client.runtime.Exec(request, timeout=30).url
+        assert probe(env, url.replace("/exec/", "/attach/"), "v4.channel.k8s.io").startswith("404")
+        url = client.runtime.Exec(request, timeout=30).url
+        assert probe(env, url, "v4.channel.k8s.io") == "101 v4.channel.k8s.io"
+
+
+def state_of(env: CRIEnv, container: str) -> str:
+    return env.crictl.json("inspect", container)["status"]["state"]

@@ -169,7 +169,7 @@ async def attach(m: CRIManager, request: cri.AttachRequest, streams: Streams) ->
     pumps: list[asyncio.Task[None]] = []
     try:
         if streams.stdin is not None and container.config.stdin:
-            pumps.append(asyncio.create_task(_attach_stdin(streams.stdin, container, task)))
+            pumps.append(asyncio.create_task(_attach_stdin(m, streams.stdin, container, task)))
         if streams.resize is not None:
             pumps.append(asyncio.create_task(pump_resize(streams.resize, task.resize)))
         open_streams = len(forwarder._threads) - len(forwarder.ended)
@@ -197,13 +197,16 @@ async def attach(m: CRIManager, request: cri.AttachRequest, streams: Streams) ->
             pump.cancel()
 
 
-async def _attach_stdin(source: spdy.Stream, container: Container, task: Task) -> None:
+async def _attach_stdin(
+    m: CRIManager, source: spdy.Stream, container: Container, task: Task
+) -> None:
     path = os.path.join(container.stdio_dir, "stdin")
     target = await _write_pipe(path)
     while chunk := await source.read():
         target.write(chunk)
     target.close()
     if container.config.stdin_once:
+        m.close_stdin(container.id)
         with contextlib.suppress(errdefs.ContainerdError):
             await task.close_io()
 
