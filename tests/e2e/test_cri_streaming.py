@@ -53,29 +53,37 @@ def crictl_in_netns(env: CRIEnv, *args: str, stdin: bytes | None = None, timeout
     )
 
 
-def test_exec_streams_stdout_stderr_and_the_exit_code(env, sleeper):
-    out = crictl_in_netns(env, "exec", sleeper, "sh", "-c", "echo out; echo err >&2; exit 3")
+TRANSPORTS = pytest.mark.parametrize("transport", ["spdy", "websocket"])
+
+
+@TRANSPORTS
+def test_exec_streams_stdout_stderr_and_the_exit_code(env, sleeper, transport):
+    out = crictl_in_netns(
+        env, "exec", "-r", transport, sleeper, "sh", "-c", "echo out; echo err >&2; exit 3"
+    )
     # crictl 1.37 exits 1 and names the code it read from the error stream's Status.
     assert out.returncode == 1, out
     assert b"command terminated with exit code 3" in out.stderr
     assert out.stdout == b"out\n"
     assert out.stderr.startswith(b"err\n")
-    ok = crictl_in_netns(env, "exec", sleeper, "true")
+    ok = crictl_in_netns(env, "exec", "-r", transport, sleeper, "true")
     assert ok.returncode == 0, ok
 
 
-def test_exec_with_piped_stdin(env, sleeper):
+@TRANSPORTS
+def test_exec_with_piped_stdin(env, sleeper, transport):
     data = b"".join(b"line %d\n" % i for i in range(5000))
-    out = crictl_in_netns(env, "exec", "-i", sleeper, "cat", stdin=data)
+    out = crictl_in_netns(env, "exec", "-r", transport, "-i", sleeper, "cat", stdin=data)
     assert out.returncode == 0, out
     assert out.stdout == data
     # The process sees the end of its input when crictl's stdin ends.
-    out = crictl_in_netns(env, "exec", "-i", sleeper, "wc", "-l", stdin=data)
+    out = crictl_in_netns(env, "exec", "-r", transport, "-i", sleeper, "wc", "-l", stdin=data)
     assert out.stdout.strip() == b"5000", out
 
 
-def test_exec_tty_through_a_pty(env, sleeper):
-    argv = env.netns.argv([*env.crictl.argv, "exec", "-it", sleeper, "sh"])
+@TRANSPORTS
+def test_exec_tty_through_a_pty(env, sleeper, transport):
+    argv = env.netns.argv([*env.crictl.argv, "exec", "-r", transport, "-it", sleeper, "sh"])
     with PtySession(argv, rows=30, columns=100) as session:
         session.type("stty size; echo typed-$((6*7))\r")
         session.expect(r"30 100")
@@ -88,9 +96,10 @@ def test_exec_tty_through_a_pty(env, sleeper):
         session.expect("command terminated with exit code 5")
 
 
-def test_attach_to_a_container_with_stdin_and_tty(env, pod, busybox_pushed):
+@TRANSPORTS
+def test_attach_to_a_container_with_stdin_and_tty(env, pod, busybox_pushed, transport):
     shell = start(env, pod, "shell", busybox_pushed.ref, ["sh"], stdin=True, tty=True)
-    argv = env.netns.argv([*env.crictl.argv, "attach", "-it", shell])
+    argv = env.netns.argv([*env.crictl.argv, "attach", "-r", transport, "-it", shell])
     with PtySession(argv, rows=33, columns=90) as session:
         session.type("echo attached-$((2*3)); stty size\r")
         session.expect("attached-6")
@@ -100,10 +109,11 @@ def test_attach_to_a_container_with_stdin_and_tty(env, pod, busybox_pushed):
     env.crictl.ok("rm", "-f", shell)
 
 
-def test_attach_with_piped_stdin_once(env, pod, busybox_pushed):
+@TRANSPORTS
+def test_attach_with_piped_stdin_once(env, pod, busybox_pushed, transport):
     cmd = ["sh", "-c", "while read l; do echo got-$l; done; echo bye"]
     reader = start(env, pod, "reader", busybox_pushed.ref, cmd, stdin=True, stdin_once=True)
-    out = crictl_in_netns(env, "attach", "-i", reader, stdin=b"a\nb\n")
+    out = crictl_in_netns(env, "attach", "-r", transport, "-i", reader, stdin=b"a\nb\n")
     assert out.returncode == 0, out
     assert out.stdout == b"got-a\ngot-b\nbye\n"
     wait_for(lambda: state_of(env, reader) == "CONTAINER_EXITED", timeout=20)

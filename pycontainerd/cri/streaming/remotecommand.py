@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
 from . import spdy
 
+V5 = "v5.channel.k8s.io"  # WebSocket only here
 V4, V3, V2 = "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"
 PROTOCOLS = (V4, V3, V2)
 STREAM_CREATION_TIMEOUT = 30.0
@@ -30,15 +32,27 @@ class Options:
     tty: bool
 
 
+class Channel(Protocol):
+    """A SPDY stream or a WebSocket channel: read what the client sent, write to it."""
+
+    async def read(self) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def reset(self) -> None: ...
+
+
 @dataclass
 class Streams:
     protocol: str
-    error: spdy.Stream
-    stdin: spdy.Stream | None = None
-    stdout: spdy.Stream | None = None
-    stderr: spdy.Stream | None = None
-    resize: spdy.Stream | None = None
-    extra: list[spdy.Stream] = field(default_factory=list)
+    error: Channel
+    closed: asyncio.Event  # set when the client's connection ended
+    stdin: Channel | None = None
+    stdout: Channel | None = None
+    stderr: Channel | None = None
+    resize: Channel | None = None
 
 
 def expected(opts: Options, protocol: str) -> set[str]:
@@ -91,14 +105,14 @@ def _go_list(cmd: list[str]) -> str:
 
 
 async def write_status(streams: Streams, status: dict[str, object]) -> None:
-    if streams.protocol == V4:
+    if streams.protocol in (V5, V4):
         await streams.error.write(json.dumps(status, separators=(",", ":")).encode())
     elif status.get("status") != "Success":
         await streams.error.write(str(status.get("message", "")).encode())
     await streams.error.close()
 
 
-async def pump_resize(stream: spdy.Stream, resize: Callable[[int, int], Awaitable[None]]) -> None:
+async def pump_resize(stream: Channel, resize: Callable[[int, int], Awaitable[None]]) -> None:
     """Terminal sizes as a stream of JSON objects ({"Width":..,"Height":..})."""
     decoder = json.JSONDecoder()
     buffer = ""

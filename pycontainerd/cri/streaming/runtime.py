@@ -26,8 +26,7 @@ from pycontainerd.metadata.placement import call
 from pycontainerd.runtime.task import Process, Task
 from pycontainerd.stdio_paths import StdioPaths
 
-from . import spdy
-from .remotecommand import Streams, pump_resize
+from .remotecommand import Channel, Streams, pump_resize
 
 CHUNK = 32 * 1024
 CLONE_NEWNET = 0x40000000
@@ -68,7 +67,7 @@ async def _write_pipe(path: str) -> asyncio.WriteTransport:
     return transport
 
 
-async def _copy_out(source: asyncio.StreamReader, target: spdy.Stream | None) -> None:
+async def _copy_out(source: asyncio.StreamReader, target: Channel | None) -> None:
     while chunk := await source.read(CHUNK):
         if target is not None:
             await target.write(chunk)
@@ -76,7 +75,7 @@ async def _copy_out(source: asyncio.StreamReader, target: spdy.Stream | None) ->
         await target.close()
 
 
-async def _copy_in(source: spdy.Stream, target: asyncio.WriteTransport) -> None:
+async def _copy_in(source: Channel, target: asyncio.WriteTransport) -> None:
     while chunk := await source.read():
         target.write(chunk)
     target.close()
@@ -144,7 +143,7 @@ async def exec_process(m: CRIManager, request: cri.ExecRequest, streams: Streams
         await asyncio.to_thread(shutil.rmtree, directory, True)
 
 
-async def _stdin(source: spdy.Stream, path: str, holder: int, proc: Process) -> None:
+async def _stdin(source: Channel, path: str, holder: int, proc: Process) -> None:
     try:
         await _copy_in(source, await _write_pipe(path))
     finally:
@@ -173,7 +172,7 @@ async def attach(m: CRIManager, request: cri.AttachRequest, streams: Streams) ->
         if streams.resize is not None:
             pumps.append(asyncio.create_task(pump_resize(streams.resize, task.resize)))
         open_streams = len(forwarder._threads) - len(forwarder.ended)
-        closed = asyncio.create_task(streams.error.session.closed.wait())
+        closed = asyncio.create_task(streams.closed.wait())
         while open_streams > 0 and not closed.done():
             getter = asyncio.create_task(chunks.get())
             await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -197,9 +196,7 @@ async def attach(m: CRIManager, request: cri.AttachRequest, streams: Streams) ->
             pump.cancel()
 
 
-async def _attach_stdin(
-    m: CRIManager, source: spdy.Stream, container: Container, task: Task
-) -> None:
+async def _attach_stdin(m: CRIManager, source: Channel, container: Container, task: Task) -> None:
     path = os.path.join(container.stdio_dir, "stdin")
     target = await _write_pipe(path)
     while chunk := await source.read():

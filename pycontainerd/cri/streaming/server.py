@@ -4,7 +4,8 @@ A token stands for the CRI request that made it (ExecRequest, AttachRequest,
 PortForwardRequest); the client upgrades to SPDY/3.1 with the subprotocols it
 speaks in ``X-Stream-Protocol-Version``. Unknown, used or expired tokens get
 404, no common subprotocol 403, a request that is no SPDY upgrade 400.
-WebSocket upgrades are answered 501 (not implemented yet).
+Exec and attach also take WebSocket upgrades (``v5.channel.k8s.io``,
+``v4.channel.k8s.io``, ``channel.k8s.io``); port-forward is SPDY only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pycontainerd import errdefs
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from pycontainerd.cri.manager import CRIManager
 
-from . import remotecommand, runtime, spdy
+from . import remotecommand, runtime, spdy, websocket
 from .tokens import TokenCache
 
 log = logging.getLogger(__name__)
@@ -136,10 +137,12 @@ class StreamServer:
             "portforward": cri.PortForwardRequest,
         }[parts[0]]
         request = self.tokens.consume(parts[1])
-        if not isinstance(request, wanted):
+        if request is None or not isinstance(request, wanted):
             return await _respond(writer, 404, "404 page not found")
         if req.header("upgrade").lower() == "websocket":
-            return await _respond(writer, 501, "WebSocket streaming is not implemented")
+            if isinstance(request, cri.PortForwardRequest):
+                return await _respond(writer, 400, "port-forward takes SPDY/3.1 upgrades only")
+            return await self._websocket(req, request, reader, writer)
         if (
             "upgrade" not in req.header("connection").lower()
             or req.header("upgrade").lower() != "spdy/3.1"
@@ -162,7 +165,7 @@ class StreamServer:
         await writer.drain()
         if isinstance(request, cri.PortForwardRequest):
             await self._portforward(request, reader, writer)
-        elif request is not None:
+        else:
             await self._remotecommand(request, chosen, reader, writer)
 
     # -- exec and attach -------------------------------------------------------------
@@ -195,24 +198,80 @@ class StreamServer:
             streams = remotecommand.Streams(
                 protocol,
                 found["error"],
+                session.closed,
                 stdin=found.get("stdin"),
                 stdout=found.get("stdout"),
                 stderr=found.get("stderr"),
                 resize=found.get("resize"),
             )
-            cmd = list(request.cmd) if isinstance(request, cri.ExecRequest) else []
-            try:
-                if isinstance(request, cri.ExecRequest):
-                    code = await runtime.exec_process(self.m, request, streams)
-                else:
-                    await runtime.attach(self.m, request, streams)
-                    code = 0
-                status = remotecommand.status_json(code, cmd)
-            except errdefs.ContainerdError as exc:
-                status = remotecommand.status_json(0, cmd, str(exc))
-            await remotecommand.write_status(streams, status)
+            await self._run(request, streams)
         finally:
             await session.close()
+            reading.cancel()
+            with contextlib.suppress(BaseException):
+                await reading
+
+    async def _run(
+        self, request: cri.ExecRequest | cri.AttachRequest, streams: remotecommand.Streams
+    ) -> None:
+        cmd = list(request.cmd) if isinstance(request, cri.ExecRequest) else []
+        try:
+            if isinstance(request, cri.ExecRequest):
+                code = await runtime.exec_process(self.m, request, streams)
+            else:
+                await runtime.attach(self.m, request, streams)
+                code = 0
+            status = remotecommand.status_json(code, cmd)
+        except errdefs.ContainerdError as exc:
+            status = remotecommand.status_json(0, cmd, str(exc))
+        await remotecommand.write_status(streams, status)
+
+    async def _websocket(
+        self,
+        req: HTTPRequest,
+        request: cri.ExecRequest | cri.AttachRequest,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        key = req.header("sec-websocket-key")
+        if not key or req.header("sec-websocket-version") != "13":
+            return await _respond(writer, 400, "a WebSocket upgrade needs a key and version 13")
+        offered = [p for p in req.tokens("sec-websocket-protocol") if p]
+        chosen = next((p for p in offered if p in websocket.PROTOCOLS), None)
+        if offered and chosen is None:
+            return await _respond(
+                writer,
+                403,
+                f"requested protocol(s) are not supported: {offered}; "
+                f"supports {list(websocket.PROTOCOLS)}",
+            )
+        protocol = chosen or "channel.k8s.io"
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {websocket.accept_key(key)}\r\n".encode()
+            + (f"Sec-WebSocket-Protocol: {chosen}\r\n".encode() if chosen else b"")
+            + b"\r\n"
+        )
+        await writer.drain()
+        conn = websocket.Connection(reader, writer, protocol, self.idle_timeout)
+        reading = asyncio.create_task(conn.run())
+        ch = conn.channels
+        tty = request.tty
+        streams = remotecommand.Streams(
+            protocol,
+            ch[websocket.ERROR],
+            conn.closed,
+            stdin=ch[websocket.STDIN] if request.stdin else None,
+            stdout=ch[websocket.STDOUT] if request.stdout else None,
+            stderr=ch[websocket.STDERR] if request.stderr and not tty else None,
+            resize=ch[websocket.RESIZE] if tty else None,
+        )
+        try:
+            # As kubelet does: an empty first message tells the client the channels are up.
+            await (streams.stdout or streams.stderr or streams.error).write(b"")
+            await self._run(request, streams)
+        finally:
+            await conn.close()
             reading.cancel()
             with contextlib.suppress(BaseException):
                 await reading
