@@ -133,10 +133,12 @@ print(hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest(), len(g
 """
 
 
-def test_port_forward_from_the_test_namespace_into_a_pod(env, pod, busybox_pushed):
-    server = start(env, pod, "echo", busybox_pushed.ref, ["nc", "-ll", "-p", "8080", "-e", "cat"])
+@TRANSPORTS
+def test_port_forward_from_the_test_namespace_into_a_pod(env, pod, busybox_pushed, transport):
+    name = "echo-" + transport
+    server = start(env, pod, name, busybox_pushed.ref, ["nc", "-ll", "-p", "8080", "-e", "cat"])
     forward = subprocess.Popen(
-        env.netns.argv([*env.crictl.argv, "port-forward", pod[0], "18081:8080"]),
+        env.netns.argv([*env.crictl.argv, "port-forward", "-r", transport, pod[0], "18081:8080"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -152,9 +154,10 @@ def test_port_forward_from_the_test_namespace_into_a_pod(env, pod, busybox_pushe
     env.crictl.ok("rm", "-f", server)
 
 
-def test_port_forward_to_a_closed_port_reports_on_the_error_stream(env, pod):
+@TRANSPORTS
+def test_port_forward_to_a_closed_port_reports_on_the_error_stream(env, pod, transport):
     forward = subprocess.Popen(
-        env.netns.argv([*env.crictl.argv, "port-forward", pod[0], "18082:9"]),
+        env.netns.argv([*env.crictl.argv, "port-forward", "-r", transport, pod[0], "18082:9"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -160,3 +160,51 @@ def test_only_loopback_addresses_are_served():
     for bad in ("0.0.0.0", "10.0.0.1", "example"):
         with pytest.raises(errdefs.InvalidArgument):
             check_loopback(bad)
+
+
+def test_an_idle_session_ends():
+    async def main() -> None:
+        ended = asyncio.Event()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await spdy.Session(reader, writer, lambda s: None, idle_timeout=0.2).run()
+            ended.set()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.wait_for(ended.wait(), 30)
+        assert await reader.read() == b""
+        writer.close()
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_websocket_frames_and_the_close_signal():
+    from pycontainerd.cri.streaming import websocket
+
+    # RFC 6455's example key.
+    assert websocket.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+    async def main() -> None:
+        reader = asyncio.StreamReader()
+        conn = websocket.Connection(reader, None, websocket.V5)  # type: ignore[arg-type]
+        mask = b"\x01\x02\x03\x04"
+
+        def masked(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+            body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + body
+
+        reader.feed_data(masked(websocket.BINARY, b"\x00he", fin=False))
+        reader.feed_data(masked(websocket.CONT, b"llo"))
+        reader.feed_data(masked(websocket.BINARY, bytes([255, 0])))
+        reader.feed_eof()
+        await conn.run()
+        stdin = conn.channels[websocket.STDIN]
+        assert await stdin.read() == b"hello"
+        assert await stdin.read() == b""
+
+    asyncio.run(main())
+    assert websocket.frame(websocket.BINARY, b"x" * 200)[:4] == bytes([0x82, 126, 0, 200])

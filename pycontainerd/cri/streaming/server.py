@@ -5,7 +5,8 @@ PortForwardRequest); the client upgrades to SPDY/3.1 with the subprotocols it
 speaks in ``X-Stream-Protocol-Version``. Unknown, used or expired tokens get
 404, no common subprotocol 403, a request that is no SPDY upgrade 400.
 Exec and attach also take WebSocket upgrades (``v5.channel.k8s.io``,
-``v4.channel.k8s.io``, ``channel.k8s.io``); port-forward is SPDY only.
+``v4.channel.k8s.io``, ``channel.k8s.io``); port-forward takes SPDY tunnelled in
+WebSocket messages (``SPDY/3.1+portforward.k8s.io``).
 """
 
 from __future__ import annotations
@@ -140,8 +141,6 @@ class StreamServer:
         if request is None or not isinstance(request, wanted):
             return await _respond(writer, 404, "404 page not found")
         if req.header("upgrade").lower() == "websocket":
-            if isinstance(request, cri.PortForwardRequest):
-                return await _respond(writer, 400, "port-forward takes SPDY/3.1 upgrades only")
             return await self._websocket(req, request, reader, writer)
         if (
             "upgrade" not in req.header("connection").lower()
@@ -229,7 +228,7 @@ class StreamServer:
     async def _websocket(
         self,
         req: HTTPRequest,
-        request: cri.ExecRequest | cri.AttachRequest,
+        request: Request,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
@@ -237,13 +236,14 @@ class StreamServer:
         if not key or req.header("sec-websocket-version") != "13":
             return await _respond(writer, 400, "a WebSocket upgrade needs a key and version 13")
         offered = [p for p in req.tokens("sec-websocket-protocol") if p]
-        chosen = next((p for p in offered if p in websocket.PROTOCOLS), None)
-        if offered and chosen is None:
+        forward = isinstance(request, cri.PortForwardRequest)
+        supported = (websocket.SPDY_TUNNEL,) if forward else websocket.PROTOCOLS
+        chosen = next((p for p in offered if p in supported), None)
+        if (offered or forward) and chosen is None:
             return await _respond(
                 writer,
                 403,
-                f"requested protocol(s) are not supported: {offered}; "
-                f"supports {list(websocket.PROTOCOLS)}",
+                f"requested protocol(s) are not supported: {offered}; supports {list(supported)}",
             )
         protocol = chosen or "channel.k8s.io"
         writer.write(
@@ -254,6 +254,16 @@ class StreamServer:
         )
         await writer.drain()
         conn = websocket.Connection(reader, writer, protocol, self.idle_timeout)
+        if isinstance(request, cri.PortForwardRequest):
+            conn.tunnel = asyncio.StreamReader()
+            tunnel = asyncio.create_task(conn.run())
+            try:
+                await self._portforward(request, conn.tunnel, websocket.TunnelWriter(conn))
+            finally:
+                tunnel.cancel()
+                with contextlib.suppress(BaseException):
+                    await tunnel
+            return
         reading = asyncio.create_task(conn.run())
         ch = conn.channels
         tty = request.tty
@@ -282,7 +292,7 @@ class StreamServer:
         self,
         request: cri.PortForwardRequest,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        writer: spdy.Writer,
     ) -> None:
         pairs: dict[str, dict[str, spdy.Stream]] = {}
         forwards: set[asyncio.Task[None]] = set()

@@ -15,6 +15,7 @@ import logging
 import struct
 import zlib
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,20 @@ class ProtocolError(Exception):
     pass
 
 
+class Writer(Protocol):
+    """What a session writes to: an asyncio.StreamWriter, or a WebSocket tunnel."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
 class Stream:
     """One client-opened stream: its headers, what the client sent, our writes."""
 
@@ -198,7 +213,7 @@ class Session:
     def __init__(
         self,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        writer: Writer,
         on_stream: Callable[[Stream], Awaitable[None] | None],
         idle_timeout: float | None = None,
     ) -> None:

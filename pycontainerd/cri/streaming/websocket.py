@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 V5, V4 = "v5.channel.k8s.io", "v4.channel.k8s.io"
 PROTOCOLS = (V5, V4, "channel.k8s.io")
+SPDY_TUNNEL = "SPDY/3.1+portforward.k8s.io"  # port-forward: SPDY frames in binary messages
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0, 1, 2, 8, 9, 10
 CLOSE_SIGNAL = 255
 MAX_MESSAGE = 16 * 1024 * 1024
@@ -97,6 +98,8 @@ class Connection:
         self.idle_timeout = idle_timeout
         self.channels = [Channel(self, n) for n in range(5)]
         self.closed = asyncio.Event()
+        # A tunnel carries a byte stream (SPDY) in its messages, without channels.
+        self.tunnel: asyncio.StreamReader | None = None
 
     async def send(self, opcode: int, payload: bytes) -> None:
         if self.writer.is_closing():
@@ -149,9 +152,14 @@ class Connection:
         finally:
             for channel in self.channels:
                 channel._feed(b"", True)
+            if self.tunnel is not None:
+                self.tunnel.feed_eof()
             self.closed.set()
 
     def _dispatch(self, message: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.feed_data(message)
+            return
         if not message:
             return
         if message[0] == CLOSE_SIGNAL and self.protocol == V5:
@@ -167,3 +175,28 @@ class Connection:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+class TunnelWriter:
+    """The writing half of a tunnel: each write one binary message (spdy.Writer)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def write(self, data: bytes) -> None:
+        if not self.conn.writer.is_closing():
+            self.conn.writer.write(frame(BINARY, data))
+
+    async def drain(self) -> None:
+        await self.conn.writer.drain()
+
+    def is_closing(self) -> bool:
+        return self.conn.writer.is_closing()
+
+    def close(self) -> None:
+        if not self.conn.writer.is_closing():
+            self.conn.writer.write(frame(CLOSE, struct.pack(">H", 1000)))
+        self.conn.writer.close()
+
+    async def wait_closed(self) -> None:
+        await self.conn.writer.wait_closed()
