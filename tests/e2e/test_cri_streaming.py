@@ -219,3 +219,20 @@ def test_tokens_are_single_use_and_cannot_be_forged(env, sleeper):
 
 def state_of(env: CRIEnv, container: str) -> str:
     return env.crictl.json("inspect", container)["status"]["state"]
+
+
+def test_a_client_that_hangs_up_takes_its_exec_down(env, sleeper):
+    argv = env.netns.argv([*env.crictl.argv, "exec", "-it", sleeper, "sh"])
+    with PtySession(argv) as session:
+        session.type("echo $$ > /tmp/hangup.pid; echo up\r")
+        session.expect("up")
+    # crictl was killed with its session: the shell it ran goes too.
+    wait_for(
+        lambda: (
+            env.crictl.run(
+                "exec", "-s", sleeper, "sh", "-c", "kill -0 $(cat /tmp/hangup.pid)"
+            ).returncode
+            != 0
+        ),
+        timeout=30,
+    )

@@ -13,6 +13,7 @@ against containerd 2.x (scripts/go-tools.txt) and prints both counts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,7 +230,9 @@ class CritestRun:
         )
         return parse_summary(result.stdout + result.stderr)
 
-    def against_pycontainerd(self) -> CritestResult:
+    @contextlib.contextmanager
+    def pycontainerd(self) -> Iterator[Path]:
+        """A pycontainerd in the run's namespaces; yields its socket."""
         (self.base / "pcd").mkdir()
         daemon = DaemonProcess(
             base=self.base / "pcd",
@@ -239,11 +242,13 @@ class CritestRun:
         )
         daemon.start()
         try:
-            return self.critest(daemon.address)
+            yield daemon.address
         finally:
             daemon.cleanup()
 
-    def against_containerd2(self) -> CritestResult:
+    @contextlib.contextmanager
+    def containerd2(self) -> Iterator[Path]:
+        """containerd 2.x (scripts/go-tools.txt) in the run's namespaces; yields its socket."""
         base = self.base / "ctd2"
         base.mkdir()
         shims = base / "bin"
@@ -279,7 +284,7 @@ class CritestRun:
                 if proc.poll() is not None:
                     raise RuntimeError((base / "containerd.log").read_text()[-3000:])
                 time.sleep(0.1)
-            return self.critest(address)
+            yield address
         finally:
             proc.terminate()
             try:
@@ -288,6 +293,14 @@ class CritestRun:
                 proc.kill()
                 proc.wait(10)
             end_helpers_of(base)
+
+    def against_pycontainerd(self) -> CritestResult:
+        with self.pycontainerd() as address:
+            return self.critest(address)
+
+    def against_containerd2(self) -> CritestResult:
+        with self.containerd2() as address:
+            return self.critest(address)
 
 
 def main() -> int:

@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import socket
 
 from google.protobuf import any_pb2
@@ -23,7 +24,7 @@ from pycontainerd.cri import logs
 from pycontainerd.cri.manager import PROCESS_TYPE_URL, CRIManager
 from pycontainerd.cri.state import NAMESPACE, Container, new_id
 from pycontainerd.metadata.placement import call
-from pycontainerd.runtime.task import Process, Task
+from pycontainerd.runtime.task import Exit, Process, Task
 from pycontainerd.stdio_paths import StdioPaths
 
 from .remotecommand import Channel, Streams, pump_resize
@@ -123,7 +124,7 @@ async def exec_process(m: CRIManager, request: cri.ExecRequest, streams: Streams
             pumps.append(asyncio.create_task(_stdin(streams.stdin, paths["stdin"], held, proc)))
         if streams.resize is not None:
             pumps.append(asyncio.create_task(pump_resize(streams.resize, proc.resize)))
-        exited = await proc.wait()
+        exited = await _wait_or_hang_up(proc, streams)
         for fd in holders:
             os.close(fd)
         holders = []
@@ -141,6 +142,21 @@ async def exec_process(m: CRIManager, request: cri.ExecRequest, streams: Streams
             with contextlib.suppress(errdefs.ContainerdError):
                 await proc.delete()
         await asyncio.to_thread(shutil.rmtree, directory, True)
+
+
+async def _wait_or_hang_up(proc: Process, streams: Streams) -> Exit:
+    """The process's exit; a client that went away first takes it down (SIGKILL)."""
+    waiting = asyncio.create_task(proc.wait())
+    closed = asyncio.create_task(streams.closed.wait())
+    try:
+        await asyncio.wait({waiting, closed}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            with contextlib.suppress(errdefs.ContainerdError):
+                await proc.kill(signal.SIGKILL)
+        return await waiting
+    finally:
+        closed.cancel()
+        waiting.cancel()
 
 
 async def _stdin(source: Channel, path: str, holder: int, proc: Process) -> None:
