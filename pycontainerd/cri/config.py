@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "stream_server_port": "0",
     "stream_idle_timeout": "4h0m0s",
     "enable_tls_streaming": False,
+    "disable_hugetlb_controller": True,
 }
 
 
@@ -82,6 +83,7 @@ class CRIConfig:
     stream_server_address: str = "127.0.0.1"
     stream_server_port: int = 0
     stream_idle_timeout: float = 4 * 3600.0
+    disable_hugetlb_controller: bool = True
 
     def runtime(self, handler: str) -> Runtime:
         """The runtime for a pod's ``runtime_handler`` ("" is the default one)."""
@@ -187,6 +189,7 @@ def parse(section: dict[str, Any]) -> CRIConfig:
         registries=hosts,
         stream_server_address=_get(raw, "stream_server_address", str, ""),
         stream_server_port=int(port_text),
+        disable_hugetlb_controller=_get(raw, "disable_hugetlb_controller", bool, ""),
         stream_idle_timeout=go_duration(_get(raw, "stream_idle_timeout", str, "")),
     )
 

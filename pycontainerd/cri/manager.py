@@ -119,6 +119,7 @@ class CRIManager:
             can_lower_oom_score_adj=spec.has_sys_resource(),
             enable_unprivileged_ports=config.enable_unprivileged_ports,
             enable_unprivileged_icmp=config.enable_unprivileged_icmp,
+            disable_hugetlb_controller=config.disable_hugetlb_controller,
         )
         self._background = BackgroundTasks(log)
         self._logs: dict[str, logs.LogWriter] = {}

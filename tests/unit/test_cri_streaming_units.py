@@ -140,6 +140,7 @@ def test_streaming_config_keys():
     assert parsed.stream_server_address == "127.0.0.1"
     assert parsed.stream_server_port == 0
     assert parsed.stream_idle_timeout == 4 * 3600
+    assert parsed.disable_hugetlb_controller is True  # containerd's default
     parsed = cri_config.parse({"stream_server_port": "10010", "stream_idle_timeout": "1m30s"})
     assert (parsed.stream_server_port, parsed.stream_idle_timeout) == (10010, 90)
     for bad in (
