@@ -82,7 +82,8 @@ def env(registry, busybox_pushed):
 
 @pytest.fixture(scope="module")
 def kubelet(env):
-    with Kubelet(env) as running:
+    assert env.daemon is not None
+    with Kubelet(env.daemon.address, env.netns, env.base) as running:
         yield running
 
 

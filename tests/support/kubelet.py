@@ -1,7 +1,7 @@
-"""kubelet (scripts/go-tools.txt) in standalone mode against a CRIEnv's daemon.
+"""kubelet (scripts/go-tools.txt) in standalone mode against a daemon in a test's namespace.
 
 No API server: static pods from a manifest directory. kubelet runs in the
-CRIEnv's network namespace (its read-only and healthz ports on that loopback)
+daemon's network namespace (its read-only and healthz ports on that loopback)
 and in a mount namespace of its own whose /proc/sys entries kubelet would set
 (overcommit, panic on oops, keys limits) are bind-mounted over with files that
 already read as kubelet wants them: with ``protectKernelDefaults`` it checks
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.cri import CRIEnv
 from tests.support.critest import GO_BIN
+from tests.support.netns import NetNamespace
 
 READ_ONLY_PORT = 10255
 HEALTHZ_PORT = 10248
@@ -38,23 +38,23 @@ KERNEL_TUNABLES = {
 
 
 class Kubelet:
-    def __init__(self, env: CRIEnv) -> None:
-        self.env = env
-        self.base = Path(tempfile.mkdtemp(prefix="pkub-", dir=env.base))
+    def __init__(self, address: Path, netns: NetNamespace, base: Path) -> None:
+        self.address = address
+        self.netns = netns
+        self.base = Path(tempfile.mkdtemp(prefix="pkub-", dir=base))
         self.manifests = self.base / "manifests"
         self.manifests.mkdir()
         self.log_path = self.base / "kubelet.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def config(self) -> dict[str, Any]:
-        assert self.env.daemon is not None
         return {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
             "staticPodPath": str(self.manifests),
             "fileCheckFrequency": "1s",
             "syncFrequency": "5s",
-            "containerRuntimeEndpoint": f"unix://{self.env.daemon.address}",
+            "containerRuntimeEndpoint": f"unix://{self.address}",
             "cgroupDriver": "cgroupfs",
             "cgroupsPerQOS": False,
             "enforceNodeAllocatable": [],
@@ -95,7 +95,7 @@ class Kubelet:
             "--v=2",
         ]
         script = " && ".join([*binds, 'exec "$@"'])
-        argv = self.env.netns.argv(
+        argv = self.netns.argv(
             ["unshare", "-m", "--propagation", "slave", "sh", "-c", script, "kubelet", *kubelet]
         )
         with open(self.log_path, "wb") as log:
@@ -120,7 +120,7 @@ class Kubelet:
 
     def get(self, url: str) -> bytes:
         """GET from inside the namespace (kubelet's ports are on its loopback)."""
-        out = self.env.in_netns(
+        out = self.netns.run(
             "python3",
             "-c",
             "import sys, urllib.error, urllib.request\n"
