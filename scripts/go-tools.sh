@@ -36,6 +36,9 @@ is_wanted() {
 # module the program requires but the proxy does not serve with DIR of this
 # repository. "download" only fetches the module into Go's module cache (for
 # files the tests read, e.g. cri-api's api.proto); PACKAGE is then the module.
+# "kube" builds a command of k8s.io/kubernetes (kubelet): its go.mod replaces the
+# staging modules (k8s.io/api, ...) with directories of its own repository, so a
+# throwaway module replaces each with its published v0.<minor>.<patch> instead.
 while read -r name target kind replace _; do
   [[ -z "$name" || "$name" == \#* ]] && continue
   is_wanted "$name" || continue
@@ -79,6 +82,26 @@ while read -r name target kind replace _; do
         else
           go test -c -o "$bin/$name" "$package"
         fi
+      )
+      rm -rf "$work"
+      ;;
+    kube)
+      package=${target%@*}
+      version=${target##*@}
+      work=$(mktemp -d)
+      (
+        cd "$work"
+        go mod init pycontainerd.test/gotools >/dev/null 2>&1
+        gomod=$(go mod download -json "k8s.io/kubernetes@$version" |
+          sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+        for module in $(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod"); do
+          go mod edit -replace "$module=$module@v0.${version#v1.}"
+        done
+        if ! go get "${package}@${version}" >get.log 2>&1; then
+          cat get.log >&2
+          exit 1
+        fi
+        go build -o "$bin/$name" "$package"
       )
       rm -rf "$work"
       ;;

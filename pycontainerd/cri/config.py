@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,12 @@ DEFAULTS: dict[str, Any] = {
         },
     },
     "registry": {"mirrors": {}, "configs": {}},
+    # The streaming server (Exec/Attach/PortForward URLs); port "0" picks a free one.
+    "stream_server_address": "127.0.0.1",
+    "stream_server_port": "0",
+    "stream_idle_timeout": "4h0m0s",
+    "enable_tls_streaming": False,
+    "disable_hugetlb_controller": True,
 }
 
 
@@ -73,6 +80,10 @@ class CRIConfig:
     runtimes: dict[str, Runtime]
     mirrors: dict[str, Mirror] = field(default_factory=dict)
     registries: dict[str, RegistryHost] = field(default_factory=dict)
+    stream_server_address: str = "127.0.0.1"
+    stream_server_port: int = 0
+    stream_idle_timeout: float = 4 * 3600.0
+    disable_hugetlb_controller: bool = True
 
     def runtime(self, handler: str) -> Runtime:
         """The runtime for a pod's ``runtime_handler`` ("" is the default one)."""
@@ -151,6 +162,16 @@ def parse(section: dict[str, Any]) -> CRIConfig:
         raise errdefs.InvalidArgument(
             f'plugins."{URI}".max_container_log_line_size must be > 0 or -1 (no limit)'
         )
+    port_text = _get(raw, "stream_server_port", str, "")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise errdefs.InvalidArgument(
+            f'plugins."{URI}".stream_server_port must be a port number, got {port_text!r}'
+        )
+    if _get(raw, "enable_tls_streaming", bool, ""):
+        raise errdefs.InvalidArgument(
+            f'plugins."{URI}".enable_tls_streaming: pycontainerd streams over loopback '
+            "without TLS only"
+        )
     return CRIConfig(
         sandbox_image=_get(raw, "sandbox_image", str, ""),
         stats_collect_period=_get(raw, "stats_collect_period", int, ""),
@@ -166,4 +187,22 @@ def parse(section: dict[str, Any]) -> CRIConfig:
         runtimes=runtimes,
         mirrors=mirrors,
         registries=hosts,
+        stream_server_address=_get(raw, "stream_server_address", str, ""),
+        stream_server_port=int(port_text),
+        disable_hugetlb_controller=_get(raw, "disable_hugetlb_controller", bool, ""),
+        stream_idle_timeout=go_duration(_get(raw, "stream_idle_timeout", str, "")),
     )
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration(text: str) -> float:
+    """Seconds in a Go duration string ("4h0m0s", "30s", "1.5h")."""
+    match = re.fullmatch(r"((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+|0", text)
+    if not match:
+        raise errdefs.InvalidArgument(
+            f'plugins."{URI}".stream_idle_timeout must be a duration like "4h0m0s", got {text!r}'
+        )
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
+    return sum(float(n) * _UNITS[u] for n, u in parts)

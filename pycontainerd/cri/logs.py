@@ -14,7 +14,7 @@ import datetime
 import fcntl
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 CHUNK = 32 * 1024
 
@@ -81,6 +81,10 @@ class LogForwarder:
     ) -> None:
         self.writer = writer
         self.max_line = max_line_size if max_line_size > 0 else 0
+        # Attach's listeners: called from the reader threads with (stream, chunk),
+        # and with b"" when that stream ended.
+        self.taps: list[Callable[[bytes, bytes], None]] = []
+        self.ended: list[bytes] = []
         self._threads = [
             threading.Thread(
                 target=self._run, args=(name.encode(), fd), name=f"cri-log-{name}", daemon=True
@@ -117,6 +121,8 @@ class LogForwarder:
                     break
                 if not chunk:
                     break
+                for tap in list(self.taps):
+                    tap(stream, chunk)
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
@@ -128,3 +134,6 @@ class LogForwarder:
                 self._emit(stream, pending, True)
         finally:
             os.close(fd)
+            self.ended.append(stream)
+            for tap in list(self.taps):
+                tap(stream, b"")

@@ -120,10 +120,12 @@ class CRIManager:
             can_lower_oom_score_adj=spec.has_sys_resource(),
             enable_unprivileged_ports=config.enable_unprivileged_ports,
             enable_unprivileged_icmp=config.enable_unprivileged_icmp,
+            disable_hugetlb_controller=config.disable_hugetlb_controller,
         )
         self._background = BackgroundTasks(log)
         self._logs: dict[str, logs.LogWriter] = {}
         self._forwarders: dict[str, logs.LogForwarder] = {}
+        self._stdin_holders: dict[str, int] = {}
         self._exited: dict[str, asyncio.Event] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._cpu_samples: dict[str, tuple[int, int]] = {}
@@ -544,6 +546,7 @@ class CRIManager:
             cleanups.append(lambda: self._delete_task(container.id))
             self._start_logs(container, logs.LogWriter(container.log_path), readers)
         except BaseException:
+            self.close_stdin(container.id)
             for cleanup in reversed(cleanups):
                 try:
                     await cleanup()
@@ -611,6 +614,7 @@ class CRIManager:
         if container.config.stdin:
             stdin = os.path.join(container.stdio_dir, "stdin")
             logs.make_fifo(stdin)
+            self._hold_stdin(container)
         return StdioPaths(
             stdin=stdin,
             stdout=paths["stdout"],
@@ -631,8 +635,22 @@ class CRIManager:
     ) -> None:
         forwarder = logs.LogForwarder(writer, readers, self.config.max_container_log_line_size)
         forwarder.start()
+        self._hold_stdin(container)
         self._logs[container.id] = writer
         self._forwarders[container.id] = forwarder
+
+    def _hold_stdin(self, container: Container) -> None:
+        """A writer on the stdin FIFO for the container's life, as containerd holds one:
+        the shim reads no end of input before or between attaches (close_stdin ends it)."""
+        stdin = os.path.join(container.stdio_dir, "stdin")
+        held = container.id in self._stdin_holders
+        if container.config.stdin and os.path.exists(stdin) and not held:
+            self._stdin_holders[container.id] = os.open(stdin, os.O_RDWR | os.O_CLOEXEC)
+
+    def close_stdin(self, container_id: str) -> None:
+        fd = self._stdin_holders.pop(container_id, None)
+        if fd is not None:
+            os.close(fd)
 
     async def start_container(self, wanted: str) -> None:
         container = self.index.container(wanted)
@@ -690,6 +708,7 @@ class CRIManager:
             container.finished_at = finished
             container.reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
             container.pid = 0
+            self.close_stdin(container.id)
             with contextlib.suppress(errdefs.ContainerdError):
                 await self._save_container(container)
             exited.set()
@@ -748,6 +767,7 @@ class CRIManager:
             await self._delete_task(container.id)
             writer = self._logs.pop(container.id, None)
             forwarder = self._forwarders.pop(container.id, None)
+            self.close_stdin(container.id)
             if forwarder is not None:
                 await asyncio.to_thread(forwarder.wait, LOG_DRAIN_SECONDS)
             if writer is not None:

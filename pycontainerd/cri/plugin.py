@@ -24,14 +24,18 @@ from pycontainerd.cri.images import ImageManager
 from pycontainerd.cri.manager import CRIManager
 from pycontainerd.cri.pull import Puller
 from pycontainerd.cri.service import ImageService, RuntimeService
+from pycontainerd.cri.streaming.server import StreamServer
 
 
 class CRIPlugin:
     """Both CRI services, registered together on the daemon's server."""
 
-    def __init__(self, manager: CRIManager, images: ImageManager) -> None:
+    def __init__(
+        self, manager: CRIManager, images: ImageManager, streams: StreamServer | None = None
+    ) -> None:
         self.manager = manager
-        self.runtime = RuntimeService(manager)
+        self.streams = streams
+        self.runtime = RuntimeService(manager, streams)
         self.images = ImageService(manager, images)
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -39,6 +43,8 @@ class CRIPlugin:
         self.images.register(server)
 
     async def close(self) -> None:
+        if self.streams is not None:
+            await self.streams.close()
         await self.manager.close()
 
 
@@ -73,4 +79,11 @@ async def init_cri(ic: plugin.InitContext) -> CRIPlugin:
         puller,
     )
     await manager.recover()
-    return CRIPlugin(manager, images)
+    streams = StreamServer(
+        manager,
+        settings.stream_server_address,
+        settings.stream_server_port,
+        settings.stream_idle_timeout or None,
+    )
+    await streams.start()
+    return CRIPlugin(manager, images, streams)

@@ -51,6 +51,9 @@ class Host:
     can_lower_oom_score_adj: bool
     enable_unprivileged_ports: bool
     enable_unprivileged_icmp: bool
+    # containerd's disable_hugetlb_controller (default true): kubelet's hugepage
+    # limits are dropped, as a host without the hugetlb controller needs.
+    disable_hugetlb_controller: bool = True
 
 
 def own_oom_score_adj() -> int:
@@ -177,7 +180,7 @@ def _apply_resources(spec: Spec, res: cri.LinuxContainerResources, host: Host) -
         resources_of(spec).setdefault("cpu", {})["cpus"] = res.cpuset_cpus
     if res.cpuset_mems:
         resources_of(spec).setdefault("cpu", {})["mems"] = res.cpuset_mems
-    if res.hugepage_limits:
+    if res.hugepage_limits and not host.disable_hugetlb_controller:
         resources_of(spec)["hugepageLimits"] = [
             {"pageSize": h.page_size, "limit": h.limit} for h in res.hugepage_limits
         ]

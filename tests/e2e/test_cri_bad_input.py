@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -322,7 +323,7 @@ def test_exec_sync_output_is_capped_and_timeouts_answer(env, client, busybox_pus
         rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
 
 
-def test_streaming_calls_answer_unimplemented_for_now(client, pod, busybox_pushed):
+def test_streaming_calls_check_before_handing_out_a_url(client, pod, busybox_pushed):
     rt = client.runtime
     pod_id, config = pod
     created = rt.CreateContainer(
@@ -334,15 +335,23 @@ def test_streaming_calls_answer_unimplemented_for_now(client, pod, busybox_pushe
         timeout=60,
     ).container_id
     try:
-        for call, request in (
-            (rt.Exec, cri.ExecRequest(container_id=created, cmd=["sh"], stdout=True)),
-            (rt.Attach, cri.AttachRequest(container_id=created, stdout=True)),
-            (rt.PortForward, cri.PortForwardRequest(pod_sandbox_id=pod_id, port=[80])),
+        for request, code in (
+            (cri.ExecRequest(container_id="nope", cmd=["sh"], stdout=True), "NOT_FOUND"),
+            (cri.ExecRequest(container_id=created, cmd=["sh"], stdout=True), "FAILED_PRECONDITION"),
+            (cri.ExecRequest(container_id=created, cmd=["sh"]), "INVALID_ARGUMENT"),
+            (
+                cri.ExecRequest(container_id=created, cmd=["sh"], tty=True, stderr=True),
+                "INVALID_ARGUMENT",
+            ),
+            (cri.AttachRequest(container_id="nope", stdout=True), "NOT_FOUND"),
+            (cri.AttachRequest(container_id=created, stdout=True), "FAILED_PRECONDITION"),
+            (cri.PortForwardRequest(pod_sandbox_id="nope", port=[80]), "NOT_FOUND"),
+            (cri.PortForwardRequest(port=[80]), "INVALID_ARGUMENT"),
         ):
-            with pytest.raises(grpc.RpcError) as caught:
-                call(request, timeout=30)
-            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-            assert "streaming" in caught.value.details()
+            call = getattr(rt, type(request).__name__.removesuffix("Request"))
+            assert code_of(call, request) == getattr(grpc.StatusCode, code), request
+        url = rt.PortForward(cri.PortForwardRequest(pod_sandbox_id=pod_id, port=[80]), timeout=30)
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/portforward/[\w-]{8}", url.url), url
     finally:
         rt.RemoveContainer(cri.RemoveContainerRequest(container_id=created), timeout=60)
 

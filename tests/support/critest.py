@@ -4,8 +4,8 @@ critest's images live on public registries this machine cannot reach, so the
 local test registry serves look-alikes (busybox-static based: a full busybox,
 an httpd "web server", images with users and tags) under the same paths, and
 the daemon's registry mirrors send ``registry.k8s.io``, ``gcr.io`` and
-``k8s.gcr.io`` there. The streaming specs (exec, attach, port-forward) wait for
-the CRI streaming server and are skipped.
+``k8s.gcr.io`` there. Every spec runs, the streaming ones (exec, attach,
+port-forward) included.
 
 ``python -m tests.support.critest`` runs the suite against pycontainerd and
 against containerd 2.x (scripts/go-tools.txt) and prints both counts.
@@ -37,7 +37,7 @@ from tests.support.registry import TestRegistry
 GO_BIN = Path(os.environ.get("PYCONTAINERD_GO_TOOLS", "/var/cache/pycontainerd-test/go")) / "bin"
 MIRRORED = ("registry.k8s.io", "gcr.io", "k8s.gcr.io")
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
-STREAMING_SKIP = "Streaming|support container exec"
+GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
 CRITEST_TIMEOUT = 1800.0
 SUMMARY = re.compile(
     r"(\d+) Passed \| (\d+) Failed \| (\d+) Pending \| (\d+) Skipped", re.MULTILINE
@@ -133,6 +133,9 @@ def push_critest_images(registry: TestRegistry) -> None:
     push(staging + "test-image-user-uid-group", "latest", user="1003:1003")
     push(staging + "test-image-user-username-group", "latest", user="www-data:www-data")
     push(staging + "test-image-predefined-group", "latest")
+    # The host-network port-forward spec's web server listens on 12003.
+    hostnet = ("httpd", "-f", "-p", "12003", "-h", "/var/www")
+    push(staging + "hostnet-nginx-" + GOARCH, "latest", cmd=hostnet)
 
 
 @dataclass
@@ -214,7 +217,6 @@ class CritestRun:
             str(GO_BIN / "critest"),
             f"--runtime-endpoint=unix://{address}",
             f"--image-endpoint=unix://{address}",
-            f"--ginkgo.skip={STREAMING_SKIP}",
             "--ginkgo.no-color",
             "--ginkgo.flake-attempts=1",
             *extra,
