@@ -345,9 +345,9 @@ def test_build_a_dockerfile_with_buildkit_inside_dockerd(
     (tmp_path / "greeting.txt").write_text("from the context\n")
     (tmp_path / "Dockerfile").write_text(
         f"FROM {stack.image}\n"
-        "RUN echo built-by-run > /built.txt && mkdir /work\n"
-        "COPY greeting.txt /work/greeting.txt\n"
-        'CMD ["sh", "-c", "cat /built.txt /work/greeting.txt"]\n'
+        "RUN echo built-by-run > /built.txt && mkdir /app\n"
+        "COPY greeting.txt /app/greeting.txt\n"
+        'CMD ["sh", "-c", "cat /built.txt /app/greeting.txt"]\n'
     )
     tag = f"{unique('built')}:v1"
     result = docker.run("build", "--network=none", "--progress=plain", "-t", tag, str(tmp_path))
