@@ -8,14 +8,11 @@ kills it again and expects it to stay stopped. The daemon runs its default confi
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_containerd_client_suite import _results, _suite_binary, served_names
-from tests.support.daemon import DaemonProcess
+from tests.e2e.test_containerd_client_suite import _results, run_suite, served_names
 from tests.support.public_registry import PublicRegistryNames
 
 pytestmark = pytest.mark.e2e
@@ -27,22 +24,5 @@ TEST = "TestContainerRestartPolicyAlways"
 
 @pytest.mark.timeout(5 * 60)
 def test_containerd_restart_policy_always(served_names: PublicRegistryNames, tmp_path: Path):
-    binary = _suite_binary()
-    daemon = DaemonProcess(log_level="info").start()
-    try:
-        argv = [
-            binary, "-test.v", "-test.root", "-no-daemon", "-no-criu",
-            "-address", str(daemon.address), "-test.run", f"^{TEST}$", "-test.timeout", "3m",
-        ]  # fmt: skip
-        completed = subprocess.run(
-            served_names.argv(argv),
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env={**os.environ, **served_names.env},
-            timeout=4 * 60,
-        )
-    finally:
-        daemon.cleanup()
-    output = completed.stdout + completed.stderr
+    output = run_suite(served_names, tmp_path, ["-test.run", f"^{TEST}$"], "3m", 4 * 60)
     assert _results(output).get(TEST) == "PASS", output[-4000:]

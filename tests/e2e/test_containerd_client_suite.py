@@ -94,27 +94,38 @@ def _results(output: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.timeout(12 * 60)
-def test_containerd_client_integration_suite(served_names: PublicRegistryNames, tmp_path: Path):
-    binary = _suite_binary()
+def run_suite(
+    served_names: PublicRegistryNames,
+    workdir: Path,
+    selection: list[str],
+    go_timeout: str,
+    timeout: float,
+) -> str:
+    """The suite's ``go test -v`` output against a fresh pycontainerd; ``selection``
+    are the -test.run/-test.skip flags."""
     daemon = DaemonProcess(log_level="info").start()
     try:
-        skip = "^(" + "|".join(NEEDS_THE_SUITES_OWN_DAEMON + HANGS_ON_THIS_MACHINE) + ")$"
         argv = [
-            binary, "-test.v", "-test.root", "-no-daemon", "-no-criu",
-            "-address", str(daemon.address), "-test.skip", skip, "-test.timeout", TIMEOUT,
+            _suite_binary(), "-test.v", "-test.root", "-no-daemon", "-no-criu",
+            "-address", str(daemon.address), *selection, "-test.timeout", go_timeout,
         ]  # fmt: skip
         completed = subprocess.run(
             served_names.argv(argv),
             capture_output=True,
             text=True,
-            cwd=tmp_path,
+            cwd=workdir,
             env={**os.environ, **served_names.env},
-            timeout=10 * 60,
+            timeout=timeout,
         )
     finally:
         daemon.cleanup()
-    output = completed.stdout + completed.stderr
+    return completed.stdout + completed.stderr
+
+
+@pytest.mark.timeout(12 * 60)
+def test_containerd_client_integration_suite(served_names: PublicRegistryNames, tmp_path: Path):
+    skip = "^(" + "|".join(NEEDS_THE_SUITES_OWN_DAEMON + HANGS_ON_THIS_MACHINE) + ")$"
+    output = run_suite(served_names, tmp_path, ["-test.skip", skip], TIMEOUT, 10 * 60)
     (tmp_path / "suite.log").write_text(output)
     results = _results(output)
     passed = sorted(n for n, r in results.items() if r == "PASS")
