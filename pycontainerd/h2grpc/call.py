@@ -63,6 +63,7 @@ class Call:
         self._reader: asyncio.Future[None] | None = None
         self._failure: CallFailed | None = None
         self._deadline_hit = False
+        self._ended = False
         self._timer: asyncio.TimerHandle | None = None
         if request.timeout is not None:
             self._timer = asyncio.get_running_loop().call_later(
@@ -131,7 +132,7 @@ class Call:
         if self.task is not None:
             self.task.cancel()
         else:
-            self.connection.call_done(self)
+            self._end()
 
     def fail(self, code: grpc.StatusCode, details: str) -> None:
         """End the call with this status now (bad input that is not the handler's to see)."""
@@ -176,6 +177,18 @@ class Call:
 
     def _start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._serve())
+        self.task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """Always runs, even for a task cancelled before its first step (so `_serve` never ran)."""
+        if not self.finished:
+            if self._failure is not None:
+                self.connection.finish(self, self._failure.code, self._failure.details, ())
+            elif self._deadline_hit:
+                self.connection.finish(
+                    self, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", ()
+                )
+        self._end()
 
     async def _serve(self) -> None:
         context = self.context
@@ -190,16 +203,14 @@ class Call:
                 status = (self._failure.code, self._failure.details)
             elif self._deadline_hit:
                 status = (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            elif self.cancelled:
+                return  # the peer is gone: nobody to answer
             else:
-                self._end()
-                if not self.cancelled:  # not the peer's doing: the server is stopping
-                    raise
-                return
+                raise  # not the peer's doing: the server is stopping
         except Exception as exc:
             status = self._status_of_error(exc)
         if not self.finished:
             self.connection.finish(self, status[0], status[1], context.trailing_metadata())
-        self._end()
 
     async def _run_handler(self) -> tuple[grpc.StatusCode, str]:
         handler, context = self.handler, self.context
@@ -241,6 +252,10 @@ class Call:
         return grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc)}: {exc}"
 
     def _end(self) -> None:
+        """Once per call: stop the timer, run done callbacks, leave the connection's table."""
+        if self._ended:
+            return
+        self._ended = True
         self._stop_timer()
         self.finished = True
         try:

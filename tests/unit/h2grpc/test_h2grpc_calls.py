@@ -290,3 +290,31 @@ def test_stop_lets_running_calls_finish_and_refuses_new_ones(run: Runner) -> Non
             await stopping
 
     run(scenario())
+
+
+def test_a_call_reset_before_its_handler_runs_leaves_nothing(run: Runner) -> None:
+    """A RST_STREAM in the same read as the request: the task is cancelled before its first step."""
+
+    async def scenario() -> None:
+        from pycontainerd.h2grpc import frames
+        from pycontainerd.h2grpc.frames import ErrorCode
+        from tests.unit.h2grpc.test_h2grpc_wire import RawClient, _server_path, message
+
+        async with serving() as (server, channel):
+            client = await RawClient.connect(_server_path(server))
+            block = client.request_block(f"/{SERVICE}/Unary")
+            client.send(
+                frames.settings({})
+                + frames.headers(1, block, 16384, end_stream=False)
+                + frames.data(1, message(b"sleep"), end_stream=True)
+                + frames.rst_stream(1, ErrorCode.CANCEL)
+            )
+            await client.writer.drain()
+            for _ in range(50):
+                await asyncio.sleep(0.02)
+                if server.active_calls == 0:
+                    break
+            assert server.active_calls == 0
+            assert await method(channel, "Unary")(b"after") == b"after"
+
+    run(scenario())
