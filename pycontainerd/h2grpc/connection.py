@@ -111,6 +111,10 @@ class Connection(asyncio.Protocol):
         except ConnectionError_ as exc:
             self._abort(exc.code, str(exc))
             return
+        except Exception as exc:  # a bug of ours: say so on the wire and in the log
+            log.exception("gRPC connection: unexpected error handling a frame")
+            self._abort(ErrorCode.INTERNAL_ERROR, f"internal error: {exc}")
+            return
         if offset < end:
             self._buffer += memoryview(data)[offset:]
             if end - offset >= frames.FRAME_HEADER_SIZE:
