@@ -17,7 +17,6 @@ from pycontainerd.config import Config
 from pycontainerd.h2grpc import Server
 from pycontainerd.heap import HeapTrimmer
 from pycontainerd.rootlock import RootLock
-from pycontainerd.services.unknown_methods import UnknownMethods
 from pycontainerd.ttrpc import TtrpcServer
 from pycontainerd.unix_socket import listening
 
@@ -96,10 +95,6 @@ class Daemon:
         )
         for service in self.plugins.get_all(plugin.GRPC).values():
             service.register(self.server)
-        # Last: grpc-go's answers for the calls no service took.
-        unknown = UnknownMethods()
-        unknown.add_services(self.server.generic_handlers)
-        self.server.add_generic_rpc_handlers((unknown,))
         self.server.serve_socket(_listen_unix(address))
         self._serving = address
         os.chmod(address, SOCKET_MODE)

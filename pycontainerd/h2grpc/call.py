@@ -7,12 +7,11 @@ import inspect
 import logging
 import zlib
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import grpc
-
-from pycontainerd.h2grpc.context import AbortError, Metadata, ServicerContext
+from pycontainerd.errdefs import Code
+from pycontainerd.h2grpc.context import EOF, AbortError, Metadata, ServicerContext
+from pycontainerd.h2grpc.handlers import MethodHandler
 from pycontainerd.h2grpc.headers import Request
 
 if TYPE_CHECKING:
@@ -27,7 +26,7 @@ _DECOMPRESSORS = {"gzip": 31, "deflate": 15}  # zlib wbits per grpc-encoding
 class CallFailed(Exception):
     """The call ends with this status, whatever its handler does."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: Code, details: str) -> None:
         super().__init__(details)
         self.code = code
         self.details = details
@@ -41,7 +40,7 @@ class Call:
         connection: Connection,
         stream_id: int,
         request: Request,
-        handler: grpc.RpcMethodHandler,
+        handler: MethodHandler,
         send_window: int,
     ) -> None:
         self.connection = connection
@@ -90,7 +89,7 @@ class Call:
             length = int.from_bytes(buffer[1:5], "big")
             if length > self.connection.max_receive:
                 self.fail(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    Code.RESOURCE_EXHAUSTED,
                     f"grpc: received message larger than max ({length} vs. "
                     f"{self.connection.max_receive})",
                 )
@@ -110,11 +109,11 @@ class Call:
         if self.finished:
             return
         if self._buffer:
-            self.fail(grpc.StatusCode.INTERNAL, "grpc: the request ends inside a message")
+            self.fail(Code.INTERNAL, "grpc: the request ends inside a message")
         elif not self.handler.request_streaming:
             if len(self._messages) != 1:
                 self.fail(
-                    grpc.StatusCode.INTERNAL,
+                    Code.INTERNAL,
                     f"grpc: a unary call got {len(self._messages)} request messages",
                 )
                 return
@@ -134,7 +133,7 @@ class Call:
         else:
             self._end()
 
-    def fail(self, code: grpc.StatusCode, details: str) -> None:
+    def fail(self, code: Code, details: str) -> None:
         """End the call with this status now (bad input that is not the handler's to see)."""
         if self.finished:
             return
@@ -148,7 +147,7 @@ class Call:
 
     async def read(self) -> Any:
         message = await self.next_message()
-        return grpc.aio.EOF if message is None else message
+        return EOF if message is None else message
 
     async def next_message(self) -> Any:
         """The next request message, deserialized; None after the last one."""
@@ -185,9 +184,7 @@ class Call:
             if self._failure is not None:
                 self.connection.finish(self, self._failure.code, self._failure.details, ())
             elif self._deadline_hit:
-                self.connection.finish(
-                    self, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", ()
-                )
+                self.connection.finish(self, Code.DEADLINE_EXCEEDED, "Deadline Exceeded", ())
         self._end()
 
     async def _serve(self) -> None:
@@ -195,14 +192,14 @@ class Call:
         try:
             status = await self._run_handler()
         except AbortError:
-            status = (context.code() or grpc.StatusCode.UNKNOWN, context.details())
+            status = (context.code() or Code.UNKNOWN, context.details())
         except CallFailed as failed:
             status = (failed.code, failed.details)
         except asyncio.CancelledError:
             if self._failure is not None:
                 status = (self._failure.code, self._failure.details)
             elif self._deadline_hit:
-                status = (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+                status = (Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
             elif self.cancelled:
                 return  # the peer is gone: nobody to answer
             else:
@@ -212,7 +209,7 @@ class Call:
         if not self.finished:
             self.connection.finish(self, status[0], status[1], context.trailing_metadata())
 
-    async def _run_handler(self) -> tuple[grpc.StatusCode, str]:
+    async def _run_handler(self) -> tuple[Code, str]:
         handler, context = self.handler, self.context
         argument: Any
         if handler.request_streaming:
@@ -221,8 +218,7 @@ class Call:
             raw = self._messages.popleft()
             self.queued_bytes -= len(raw)
             argument = self._deserialize(raw)
-        behaviour = _behaviour(handler)
-        result = behaviour(argument, context)
+        result = handler.behaviour(argument, context)
         if handler.response_streaming:
             if hasattr(result, "__aiter__"):
                 async for response in result:
@@ -232,24 +228,24 @@ class Call:
             elif result is not None:
                 for response in result:
                     await self.send(response)
-            return context.code() or grpc.StatusCode.OK, context.details()
+            return context.code() or Code.OK, context.details()
         if inspect.isawaitable(result):
             result = await result
         code = context.code()
-        if code is not None and code is not grpc.StatusCode.OK:
+        if code is not None and code is not Code.OK:
             return code, context.details()
         framed = self._frame(result)
         await self.connection.send_message(
-            self, framed, (grpc.StatusCode.OK, context.details(), context.trailing_metadata())
+            self, framed, (Code.OK, context.details(), context.trailing_metadata())
         )
-        return grpc.StatusCode.OK, ""
+        return Code.OK, ""
 
-    def _status_of_error(self, exc: Exception) -> tuple[grpc.StatusCode, str]:
+    def _status_of_error(self, exc: Exception) -> tuple[Code, str]:
         code = self.context.code()
-        if code is not None and code is not grpc.StatusCode.OK:
+        if code is not None and code is not Code.OK:
             return code, self.context.details()
         log.error("%s: unexpected error in handler", self.request.method, exc_info=exc)
-        return grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc)}: {exc}"
+        return Code.UNKNOWN, f"Unexpected {type(exc)}: {exc}"
 
     def _end(self) -> None:
         """Once per call: stop the timer, run done callbacks, leave the connection's table."""
@@ -276,7 +272,7 @@ class Call:
         wbits = _DECOMPRESSORS.get(self.request.encoding)
         if wbits is None:
             self.fail(
-                grpc.StatusCode.UNIMPLEMENTED,
+                Code.UNIMPLEMENTED,
                 f'grpc: Decompressor is not installed for grpc-encoding "{self.request.encoding}"',
             )
             return b""
@@ -285,11 +281,11 @@ class Call:
             decompressor = zlib.decompressobj(wbits)
             out = decompressor.decompress(message, limit + 1)
         except zlib.error as exc:
-            self.fail(grpc.StatusCode.INTERNAL, f"grpc: failed to decompress the message: {exc}")
+            self.fail(Code.INTERNAL, f"grpc: failed to decompress the message: {exc}")
             return b""
         if len(out) > limit:
             self.fail(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                Code.RESOURCE_EXHAUSTED,
                 f"grpc: received message after decompression larger than max ({limit})",
             )
             return b""
@@ -302,9 +298,7 @@ class Call:
         try:
             return deserializer(raw)
         except Exception as exc:
-            raise CallFailed(
-                grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {exc}"
-            ) from exc
+            raise CallFailed(Code.INTERNAL, f"grpc: error unmarshalling request: {exc}") from exc
 
     def _frame(self, message: Any) -> bytes:
         serializer = self.handler.response_serializer
@@ -312,7 +306,7 @@ class Call:
         limit = self.connection.max_send
         if len(payload) > limit:
             raise CallFailed(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                Code.RESOURCE_EXHAUSTED,
                 f"grpc: trying to send message larger than max ({len(payload)} vs. {limit})",
             )
         return b"\x00" + len(payload).to_bytes(4, "big") + payload
@@ -330,9 +324,9 @@ class Call:
         if self.task is not None:
             self.task.cancel()
         else:
-            self._finish_now(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            self._finish_now(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
-    def _finish_now(self, code: grpc.StatusCode, details: str) -> None:
+    def _finish_now(self, code: Code, details: str) -> None:
         """The status of a call whose handler never started."""
         self.connection.finish(self, code, details, ())
         self._end()
@@ -359,9 +353,3 @@ class _RequestIterator:
         if message is None:
             raise StopAsyncIteration
         return message
-
-
-def _behaviour(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
-    if handler.request_streaming:
-        return handler.stream_stream if handler.response_streaming else handler.stream_unary
-    return handler.unary_stream if handler.response_streaming else handler.unary_unary

@@ -6,8 +6,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-import grpc
-
+from pycontainerd.errdefs import Code
 from pycontainerd.h2grpc import frames
 from pycontainerd.h2grpc.call import Call
 from pycontainerd.h2grpc.context import Metadata
@@ -338,7 +337,7 @@ class Connection(asyncio.Protocol):
         call.headers_sent = True
 
     async def send_message(
-        self, call: Call, framed: bytes, status: tuple[grpc.StatusCode, str, Metadata] | None
+        self, call: Call, framed: bytes, status: tuple[Code, str, Metadata] | None
     ) -> None:
         """Send one length-prefixed message; with ``status``, the trailers follow it at once."""
         if call.finished:
@@ -373,7 +372,7 @@ class Connection(asyncio.Protocol):
         if self._paused and not self._closed:
             await self._drained()
 
-    def finish(self, call: Call, code: grpc.StatusCode, details: str, metadata: Metadata) -> None:
+    def finish(self, call: Call, code: Code, details: str, metadata: Metadata) -> None:
         """Send the call's status (trailers, or a trailers-only response)."""
         if call.finished:
             return
@@ -404,9 +403,7 @@ class Connection(asyncio.Protocol):
         if not self._closed:
             self._close_transport()
 
-    def _status_frames(
-        self, call: Call, code: grpc.StatusCode, details: str, metadata: Metadata
-    ) -> bytes:
+    def _status_frames(self, call: Call, code: Code, details: str, metadata: Metadata) -> bytes:
         block = trailers(code, details, metadata)
         if not call.headers_sent:
             block = RESPONSE_HEADERS + block

@@ -6,12 +6,21 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import grpc
+from pycontainerd.errdefs import Code
 
 if TYPE_CHECKING:
     from pycontainerd.h2grpc.call import Call
 
 Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+class _EndOfRequests:
+    def __repr__(self) -> str:
+        return "EOF"
+
+
+#: What :meth:`ServicerContext.read` returns after the last request message.
+EOF = _EndOfRequests()
 
 
 class AbortError(Exception):
@@ -25,7 +34,7 @@ class ServicerContext:
 
     def __init__(self, call: Call, timeout: float | None) -> None:
         self._call = call
-        self._code: grpc.StatusCode | None = None
+        self._code: Code | None = None
         self._details = ""
         self._trailing: Metadata = ()
         self._deadline = None if timeout is None else time.monotonic() + timeout
@@ -49,7 +58,7 @@ class ServicerContext:
         return self._call.finished
 
     async def read(self) -> Any:
-        """The next request message of a streaming call (grpc.aio.EOF at the end)."""
+        """The next request message of a streaming call (EOF after the last)."""
         return await self._call.read()
 
     # -- the response ------------------------------------------------------------------
@@ -66,22 +75,22 @@ class ServicerContext:
     def trailing_metadata(self) -> Metadata:
         return self._trailing
 
-    def set_code(self, code: grpc.StatusCode) -> None:
+    def set_code(self, code: Code) -> None:
         self._code = code
 
     def set_details(self, details: str) -> None:
         self._details = details
 
-    def code(self) -> grpc.StatusCode | None:
+    def code(self) -> Code | None:
         return self._code
 
     def details(self) -> str:
         return self._details
 
     async def abort(
-        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()
+        self, code: Code, details: str = "", trailing_metadata: Metadata = ()
     ) -> NoReturn:
-        if code is grpc.StatusCode.OK:
+        if code is Code.OK:
             raise ValueError("abort() needs a status code other than OK")
         self._code = code
         self._details = details

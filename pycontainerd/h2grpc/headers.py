@@ -11,9 +11,9 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-import grpc
 import hpack
 
+from pycontainerd.errdefs import Code
 from pycontainerd.h2grpc.frames import ConnectionError_, ErrorCode
 
 GRPC_CONTENT_TYPE = b"application/grpc"
@@ -69,13 +69,11 @@ def percent_encode(message: str) -> bytes:
     return b"".join(bytes([b]) if 0x20 <= b <= 0x7E and b != 0x25 else b"%%%02X" % b for b in raw)
 
 
-def trailers(
-    code: grpc.StatusCode, details: str, metadata: tuple[tuple[str, str | bytes], ...] = ()
-) -> bytes:
+def trailers(code: Code, details: str, metadata: tuple[tuple[str, str | bytes], ...] = ()) -> bytes:
     """The trailer block carrying a call's status (and trailing metadata)."""
-    if code is grpc.StatusCode.OK and not details and not metadata:
+    if code == Code.OK and not details and not metadata:
         return OK_TRAILERS
-    block = [literal(b"grpc-status", str(code.value[0]).encode())]
+    block = [literal(b"grpc-status", str(int(code)).encode())]
     if details:
         block.append(literal(b"grpc-message", percent_encode(details)))
     block.extend(encode_metadata(metadata))
@@ -159,7 +157,7 @@ def http_error(status: int, reason: str) -> bytes:
         + _string(str(status).encode())  # ":status" has static index 8
         + _integer(_STATIC_CONTENT_TYPE, 4)
         + _string(b"text/plain; charset=utf-8")
-        + literal(b"grpc-status", str(grpc.StatusCode.INTERNAL.value[0]).encode())
+        + literal(b"grpc-status", str(int(Code.INTERNAL)).encode())
         + literal(b"grpc-message", percent_encode(reason))
     )
 

@@ -1,4 +1,4 @@
-"""The server: handlers registered as on a grpc.aio server, served on Unix sockets."""
+"""The server: services registered from their descriptors, served on Unix sockets."""
 
 from __future__ import annotations
 
@@ -6,28 +6,27 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterable, Mapping
 
-import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 
+from pycontainerd.errdefs import Code
 from pycontainerd.h2grpc.connection import Connection
+from pycontainerd.h2grpc.handlers import (
+    MethodHandler,
+    refusing,
+    service_handlers,
+    unknown_method_text,
+)
 from pycontainerd.h2grpc.headers import Request
 from pycontainerd.listener import Listener
 
 log = logging.getLogger(__name__)
 
-_LOOKUP_CACHE_LIMIT = 4096
 _DEFAULT_MAX_MESSAGE = 4 << 20
 
 
-class _CallDetails(grpc.HandlerCallDetails):
-    def __init__(self, method: str, metadata: tuple[tuple[str, str | bytes], ...]) -> None:
-        self.method = method
-        self.invocation_metadata = metadata
-
-
 class Server:
-    """Takes ``add_generic_rpc_handlers`` as grpc.aio.Server does; serves with our HTTP/2."""
+    """Serves registered services over our HTTP/2 on listening Unix sockets."""
 
     def __init__(
         self,
@@ -37,8 +36,8 @@ class Server:
     ) -> None:
         self.max_receive_message_length = max_receive_message_length
         self.max_send_message_length = max_send_message_length
-        self._generic: list[grpc.GenericRpcHandler] = []
-        self._methods: dict[str, grpc.RpcMethodHandler] = {}
+        self._methods: dict[str, MethodHandler] = {}
+        self._services: set[str] = set()
         self._listeners: list[Listener] = []
         self._connections: set[Connection] = set()
         self._opening: set[asyncio.Task[object]] = set()
@@ -46,40 +45,33 @@ class Server:
         self._all_closed.set()
         self._stopping = False
 
-    # -- registration (what generated add_*Servicer_to_server calls) -----------------------
+    # -- registration ------------------------------------------------------------------
 
-    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        self._generic.extend(handlers)
+    def add_service(self, descriptor: ServiceDescriptor, servicer: object) -> None:
+        """Serve ``descriptor``'s methods with ``servicer``'s methods of the same names."""
+        if descriptor.full_name in self._services:
+            raise ValueError(f"service {descriptor.full_name} is registered already")
+        self._services.add(descriptor.full_name)
+        self._methods.update(service_handlers(descriptor, servicer))
 
-    def add_registered_method_handlers(
-        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
-    ) -> None:
-        """The same handlers as the service's generic one, for a lookup without a search."""
-        for name, handler in handlers.items():
-            self._methods.setdefault(f"/{service}/{name}", handler)
+    def add_method(self, path: str, handler: MethodHandler) -> None:
+        """Serve one method (``/package.Service/Method``) with a handler made by hand."""
+        self._services.add(path.lstrip("/").rpartition("/")[0])
+        self._methods[path] = handler
+
+    @property
+    def service_names(self) -> list[str]:
+        return sorted(self._services)
 
     @property
     def active_calls(self) -> int:
         return sum(connection.active_calls for connection in self._connections)
 
-    @property
-    def generic_handlers(self) -> tuple[grpc.GenericRpcHandler, ...]:
-        return tuple(self._generic)
-
-    def handler_for(self, request: Request) -> grpc.RpcMethodHandler:
+    def handler_for(self, request: Request) -> MethodHandler:
         handler = self._methods.get(request.method)
-        if handler is not None:
-            return handler
-        details = _CallDetails(request.method, request.metadata)
-        for generic in self._generic:
-            found = generic.service(details)
-            if found is not None:
-                if len(self._methods) < _LOOKUP_CACHE_LIMIT and isinstance(
-                    generic, grpc.ServiceRpcHandler
-                ):
-                    self._methods[request.method] = found
-                return found
-        return grpc.unary_unary_rpc_method_handler(_method_not_found)
+        if handler is None:  # grpc-go's words, which clients and searches expect
+            return refusing(Code.UNIMPLEMENTED, unknown_method_text(request.method, self._services))
+        return handler
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -130,7 +122,3 @@ class Server:
             connection.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._all_closed.wait(), 1)
-
-
-async def _method_not_found(request: bytes, context: grpc.aio.ServicerContext) -> None:
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")

@@ -13,20 +13,21 @@ from typing import Any
 import grpc
 import pytest
 
-from pycontainerd.h2grpc import Server
+from pycontainerd.errdefs import Code
+from pycontainerd.h2grpc import MethodHandler, Server, ServicerContext
 
 SERVICE = "test.Echo"
 MAX_MESSAGE = 8 << 20
 
 
-async def _unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+async def _unary(request: bytes, context: ServicerContext) -> bytes:
     metadata = dict(context.invocation_metadata())
     if request == b"abort":
-        await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing: ünïcode % 100")
+        await context.abort(Code.NOT_FOUND, "no such thing: ünïcode % 100")
     if request == b"raise":
         raise RuntimeError("boom")
     if request == b"set-code":
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_code(Code.UNIMPLEMENTED)
         context.set_details("Method not implemented!")
         raise NotImplementedError("Method not implemented!")
     if request == b"sleep":
@@ -37,17 +38,15 @@ async def _unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     return request
 
 
-async def _server_stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+async def _server_stream(request: bytes, context: ServicerContext) -> AsyncIterator[bytes]:
     count, size = (int(part) for part in request.split(b"x"))
     for i in range(count):
         yield bytes([i % 256]) * size
     if request.endswith(b"x0"):
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "after the stream")
+        await context.abort(Code.FAILED_PRECONDITION, "after the stream")
 
 
-async def _client_stream(
-    requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-) -> bytes:
+async def _client_stream(requests: AsyncIterator[bytes], context: ServicerContext) -> bytes:
     total = count = 0
     async for request in requests:
         total += len(request)
@@ -55,30 +54,25 @@ async def _client_stream(
     return f"{count} {total}".encode()
 
 
-async def _bidi(
-    requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-) -> AsyncIterator[bytes]:
+async def _bidi(requests: AsyncIterator[bytes], context: ServicerContext) -> AsyncIterator[bytes]:
     async for request in requests:
         if request == b"stop":
             return
         yield request[::-1]
 
 
-async def _writer(request: bytes, context: grpc.aio.ServicerContext) -> None:
+async def _writer(request: bytes, context: ServicerContext) -> None:
     for part in request.split(b","):
         await context.write(part)
 
 
-HANDLERS = grpc.method_handlers_generic_handler(
-    SERVICE,
-    {
-        "Unary": grpc.unary_unary_rpc_method_handler(_unary),
-        "ServerStream": grpc.unary_stream_rpc_method_handler(_server_stream),
-        "ClientStream": grpc.stream_unary_rpc_method_handler(_client_stream),
-        "Bidi": grpc.stream_stream_rpc_method_handler(_bidi),
-        "Writer": grpc.unary_stream_rpc_method_handler(_writer),
-    },
-)
+HANDLERS = {
+    "Unary": MethodHandler(False, False, _unary),
+    "ServerStream": MethodHandler(False, True, _server_stream),
+    "ClientStream": MethodHandler(True, False, _client_stream),
+    "Bidi": MethodHandler(True, True, _bidi),
+    "Writer": MethodHandler(False, True, _writer),
+}
 
 
 @contextlib.asynccontextmanager
@@ -86,7 +80,8 @@ async def serving() -> AsyncIterator[tuple[Server, grpc.aio.Channel]]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "grpc.sock"
         server = Server(max_receive_message_length=MAX_MESSAGE, max_send_message_length=MAX_MESSAGE)
-        server.add_generic_rpc_handlers((HANDLERS,))
+        for name, handler in HANDLERS.items():
+            server.add_method(f"/{SERVICE}/{name}", handler)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(str(path))
         sock.listen(16)
