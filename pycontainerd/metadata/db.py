@@ -203,12 +203,12 @@ class Database:
         return await loop.run_in_executor(self._executor, self._call, fn, args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a small read (a point lookup) inline when the database is idle.
+        """Run a read (a lookup, a namespace's rows) inline when the database is idle.
 
         A hop to the database thread costs ~0.1 ms, more than such a lookup
         itself; when a writer holds the database (it may be in fsync), the read
         waits its turn on the database thread instead of blocking the loop.
-        Only for reads that touch a handful of rows.
+        Only for reads that write nothing (filters run elsewhere, see placement.py).
         """
         if not self._thread_lock.acquire(blocking=False):
             return await self.run(fn, *args)

@@ -20,6 +20,7 @@ from pycontainerd.metadata.db import (
     now_ns,
 )
 from pycontainerd.metadata.namespaces import NamespaceStore
+from pycontainerd.metadata.placement import lookup
 
 LABEL_GC_EXPIRE = "containerd.io/gc.expire"
 LABEL_GC_FLAT = "containerd.io/gc.flat"
@@ -91,6 +92,7 @@ class LeaseStore:
             )
         return Lease(lease_id, labels, from_ns(stamp))
 
+    @lookup
     def list(self, namespace: str) -> list[Lease]:
         rows = self.db.query(
             "SELECT * FROM leases WHERE namespace = ? ORDER BY created_at, id", (namespace,)

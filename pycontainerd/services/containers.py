@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf import any_pb2, empty_pb2
 
-from pycontainerd import errdefs, plugin
+from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.events import container_pb2 as events
 from pycontainerd.api.services.containers.v1 import containers_pb2 as api
 from pycontainerd.api.services.containers.v1 import containers_pb2_grpc
 from pycontainerd.events.exchange import Exchange
-from pycontainerd.metadata.containers import AnyValue, Container, RuntimeInfo
+from pycontainerd.metadata.containers import AnyValue, Container, RuntimeInfo, container_adaptor
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.store import MetadataStore
@@ -89,7 +89,9 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
     async def _list(
         self, request: api.ListContainersRequest, context: grpc.aio.ServicerContext
     ) -> list[Container]:
-        return await call(self.store.list, namespace_of(context), list(request.filters))
+        found = await call(self.store.list, namespace_of(context))
+        # Filters parse and match off the loop (a costly filter must not stall it).
+        return await filters.select(request.filters, found, container_adaptor)
 
     @rpc
     async def List(self, request: api.ListContainersRequest, context: grpc.aio.ServicerContext):  # noqa: N802
