@@ -164,9 +164,11 @@ def _dump_extensions(extensions: dict[str, AnyValue]) -> str:
 
 
 def _load_extensions(text: str) -> dict[str, AnyValue]:
+    if not text or text == "{}":
+        return {}
     return {
         key: AnyValue(ext["type_url"], base64.b64decode(ext["value"]))
-        for key, ext in json.loads(text or "{}").items()
+        for key, ext in json.loads(text).items()
     }
 
 
