@@ -22,11 +22,19 @@ def from_datetime(value: datetime | None) -> timestamp_pb2.Timestamp:
     What ``Timestamp.FromDatetime`` gives, in a third of its time: lists convert
     two per record.
     """
+    stamp = timestamp_pb2.Timestamp()
+    if value is not None:
+        set_datetime(stamp, value)
+    return stamp
+
+
+def set_datetime(stamp: timestamp_pb2.Timestamp, value: datetime | None) -> None:
+    """Set a message's Timestamp field in place (present, zero for None): no copy."""
+    stamp.SetInParent()
     if value is None:
-        return timestamp_pb2.Timestamp()
+        return
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     delta = value - _EPOCH
-    return timestamp_pb2.Timestamp(
-        seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000
-    )
+    stamp.seconds = delta.days * 86400 + delta.seconds
+    stamp.nanos = delta.microseconds * 1000
