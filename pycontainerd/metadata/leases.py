@@ -143,6 +143,7 @@ class LeaseStore:
                 (namespace, lease_id, resource.type, resource.id),
             )
 
+    @lookup
     def list_resources(self, namespace: str, lease_id: str) -> builtins.list[Resource]:
         self._require(namespace, lease_id)
         rows = self.db.query(
