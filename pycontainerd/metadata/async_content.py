@@ -105,7 +105,7 @@ class AsyncContentStore:
         return await self._db.run(self._store.update, namespace, info, paths)
 
     async def list(self, namespace: str) -> builtins.list[ContentInfo]:
-        return await self._db.run(self._store.list, namespace)
+        return await self._db.read(self._store.list, namespace)
 
     async def delete(self, namespace: str, digest: Digest) -> None:
         await self._db.run(self._store.delete, namespace, digest)

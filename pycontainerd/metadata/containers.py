@@ -164,9 +164,11 @@ def _dump_extensions(extensions: dict[str, AnyValue]) -> str:
 
 
 def _load_extensions(text: str) -> dict[str, AnyValue]:
+    if not text or text == "{}":
+        return {}
     return {
         key: AnyValue(ext["type_url"], base64.b64decode(ext["value"]))
-        for key, ext in json.loads(text or "{}").items()
+        for key, ext in json.loads(text).items()
     }
 
 
@@ -204,12 +206,13 @@ class ContainerStore:
             )
         return _from_row(rows[0])
 
-    def list(self, namespace: str, filter_strings: Iterable[str] = ()) -> list[Container]:
-        """Containers matching any of the filter strings (all when there are none)."""
+    @lookup
+    def list(self, namespace: str) -> list[Container]:
+        """Every container of the namespace; callers filter with `filters.select`."""
         rows = self.db.query(
             "SELECT * FROM containers WHERE namespace = ? ORDER BY id", (namespace,)
         )
-        return filters.select_now(filter_strings, map(_from_row, rows), container_adaptor)
+        return [_from_row(row) for row in rows]
 
     def create(self, namespace: str, container: Container) -> Container:
         container = validate_container(replace(container))

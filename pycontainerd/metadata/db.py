@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -120,10 +120,12 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_ns(stamp: int) -> datetime:
     """A stored nanosecond timestamp as an aware UTC datetime (microseconds kept)."""
-    seconds, rest = divmod(stamp, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000)
+    return _EPOCH + timedelta(microseconds=stamp // 1000)
 
 
 def dump_labels(labels: dict[str, str] | None) -> str:
@@ -131,7 +133,7 @@ def dump_labels(labels: dict[str, str] | None) -> str:
 
 
 def load_labels(text: str | None) -> dict[str, str]:
-    return json.loads(text) if text else {}
+    return json.loads(text) if text and text != "{}" else {}
 
 
 #: Bytes kept free beside the database for deletions to commit on a full disk.
@@ -203,12 +205,12 @@ class Database:
         return await loop.run_in_executor(self._executor, self._call, fn, args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a small read (a point lookup) inline when the database is idle.
+        """Run a read (a lookup, a namespace's rows) inline when the database is idle.
 
         A hop to the database thread costs ~0.1 ms, more than such a lookup
         itself; when a writer holds the database (it may be in fsync), the read
         waits its turn on the database thread instead of blocking the loop.
-        Only for reads that touch a handful of rows.
+        Only for reads that write nothing (filters run elsewhere, see placement.py).
         """
         if not self._thread_lock.acquire(blocking=False):
             return await self.run(fn, *args)

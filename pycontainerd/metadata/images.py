@@ -106,6 +106,7 @@ class ImageStore:
             raise errdefs.NotFound(f"image {name!r} not found in namespace {namespace!r}")
         return self._from_row(rows[0])
 
+    @lookup
     def list(self, namespace: str) -> list[Image]:
         rows = self.db.query("SELECT * FROM images WHERE namespace = ? ORDER BY name", (namespace,))
         return [self._from_row(r) for r in rows]

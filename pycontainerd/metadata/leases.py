@@ -20,6 +20,7 @@ from pycontainerd.metadata.db import (
     now_ns,
 )
 from pycontainerd.metadata.namespaces import NamespaceStore
+from pycontainerd.metadata.placement import lookup
 
 LABEL_GC_EXPIRE = "containerd.io/gc.expire"
 LABEL_GC_FLAT = "containerd.io/gc.flat"
@@ -91,6 +92,7 @@ class LeaseStore:
             )
         return Lease(lease_id, labels, from_ns(stamp))
 
+    @lookup
     def list(self, namespace: str) -> list[Lease]:
         rows = self.db.query(
             "SELECT * FROM leases WHERE namespace = ? ORDER BY created_at, id", (namespace,)
@@ -141,6 +143,7 @@ class LeaseStore:
                 (namespace, lease_id, resource.type, resource.id),
             )
 
+    @lookup
     def list_resources(self, namespace: str, lease_id: str) -> builtins.list[Resource]:
         self._require(namespace, lease_id)
         rows = self.db.query(

@@ -61,6 +61,7 @@ class NamespaceStore:
         rows = self.db.query("SELECT labels FROM namespaces WHERE name = ?", (name,))
         return load_labels(rows[0]["labels"]) if rows else {}
 
+    @lookup
     def list(self) -> list[Namespace]:
         rows = self.db.query("SELECT name, labels FROM namespaces ORDER BY name")
         return [Namespace(r["name"], load_labels(r["labels"])) for r in rows]

@@ -18,8 +18,8 @@ import logging
 import signal
 from dataclasses import dataclass
 
-from pycontainerd import errdefs
-from pycontainerd.metadata.containers import Container
+from pycontainerd import errdefs, filters
+from pycontainerd.metadata.containers import Container, container_adaptor
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.restart import policy
@@ -77,10 +77,8 @@ class RestartMonitor:
             await asyncio.sleep(self.interval)
 
     async def _labelled(self, namespace: str) -> list[Container]:
-        found: list[Container] = await call(
-            self.metadata.containers.list, namespace, [f'labels."{policy.STATUS_LABEL}"']
-        )
-        return found
+        found: list[Container] = await call(self.metadata.containers.list, namespace)
+        return await filters.select([f'labels."{policy.STATUS_LABEL}"'], found, container_adaptor)
 
     async def reset_explicitly_stopped(self) -> None:
         """At start-up, ``always`` containers forget an explicit stop (containerd's rule;

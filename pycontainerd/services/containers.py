@@ -6,16 +6,17 @@ from collections.abc import AsyncIterator
 
 from google.protobuf import any_pb2, empty_pb2
 
-from pycontainerd import errdefs, plugin
+from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.events import container_pb2 as events
 from pycontainerd.api.services.containers.v1 import containers_pb2 as api
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.h2grpc import Server, ServicerContext
-from pycontainerd.metadata.containers import AnyValue, Container, RuntimeInfo
+from pycontainerd.metadata.containers import AnyValue, Container, RuntimeInfo, container_adaptor
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.store import MetadataStore
-from pycontainerd.services.base import field_paths, namespace_of, rpc, timestamp
+from pycontainerd.services.base import field_paths, namespace_of, rpc
+from pycontainerd.timestamps import set_datetime
 
 
 def any_to_api(value: AnyValue) -> any_pb2.Any:
@@ -31,22 +32,33 @@ def any_from_api(value: any_pb2.Any) -> AnyValue:
     return AnyValue(value.type_url, value.value)
 
 
+def _set_any(field: any_pb2.Any, value: AnyValue) -> None:
+    field.type_url = value.type_url
+    field.value = value.value
+    field.SetInParent()
+
+
 def container_to_api(container: Container) -> api.Container:
-    return api.Container(
+    """The API record, filled in place (half the cost of building submessages to copy)."""
+    message = api.Container(
         id=container.id,
         labels=container.labels,
         image=container.image,
-        runtime=api.Container.Runtime(
-            name=container.runtime.name,
-            options=optional_any_to_api(container.runtime.options),
-        ),
-        spec=optional_any_to_api(container.spec),
         snapshotter=container.snapshotter,
         snapshot_key=container.snapshot_key,
-        created_at=timestamp(container.created_at),
-        updated_at=timestamp(container.updated_at),
-        extensions={key: any_to_api(ext) for key, ext in container.extensions.items()},
     )
+    runtime = message.runtime
+    runtime.name = container.runtime.name
+    runtime.SetInParent()
+    if container.runtime.options is not None:
+        _set_any(runtime.options, container.runtime.options)
+    if container.spec is not None:
+        _set_any(message.spec, container.spec)
+    for key, ext in container.extensions.items():
+        _set_any(message.extensions[key], ext)
+    set_datetime(message.created_at, container.created_at)
+    set_datetime(message.updated_at, container.updated_at)
+    return message
 
 
 def container_from_api(message: api.Container) -> Container:
@@ -88,7 +100,9 @@ class ContainersService:
     async def _list(
         self, request: api.ListContainersRequest, context: ServicerContext
     ) -> list[Container]:
-        return await call(self.store.list, namespace_of(context), list(request.filters))
+        found = await call(self.store.list, namespace_of(context))
+        # Filters parse and match off the loop (a costly filter must not stall it).
+        return await filters.select(request.filters, found, container_adaptor)
 
     @rpc
     async def List(self, request: api.ListContainersRequest, context: ServicerContext):  # noqa: N802

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from pycontainerd import errdefs
+from pycontainerd import errdefs, filters
 from pycontainerd.metadata.containers import (
     AnyValue,
     Container,
     ContainerStore,
     RuntimeInfo,
+    container_adaptor,
 )
 from pycontainerd.metadata.db import Database
 from pycontainerd.metadata.namespaces import NamespaceStore
@@ -166,7 +167,7 @@ def test_list_filters(store: ContainerStore) -> None:
     )
 
     def ids(*filter_strings: str) -> list[str]:
-        return [c.id for c in store.list(NS, filter_strings)]
+        return [c.id for c in filters.select_now(filter_strings, store.list(NS), container_adaptor)]
 
     assert ids() == ["db-1", "web-1", "web-2"]
     assert ids("id==web-2") == ["web-2"]
@@ -179,7 +180,7 @@ def test_list_filters(store: ContainerStore) -> None:
     assert ids("id==db-1", "id==web-1") == ["db-1", "web-1"]
     assert ids("id~=^web") == ["web-1", "web-2"]
     with pytest.raises(errdefs.InvalidArgument):
-        store.list(NS, ["id=="])
+        ids("id==")
 
 
 def test_update_labels_by_key_leaves_the_rest(store: ContainerStore) -> None:
