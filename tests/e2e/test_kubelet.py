@@ -134,3 +134,34 @@ def test_kubelet_runs_restarts_and_removes_a_static_pod(env, kubelet, busybox_pu
     assert not list((kubelet.base / "pod-logs").glob("*")), list(
         (kubelet.base / "pod-logs").glob("*")
     )
+
+
+def test_kubelet_runs_pods_one_after_another(env, kubelet, busybox_pushed):
+    """Pods created and removed in turn, one name used again while its stopped sandbox stays."""
+    label = "io.kubernetes.pod.name"
+
+    def running_in(pod: str) -> int:
+        found = env.crictl.json("ps", "--label", f"{label}={pod}", "--state", "running")
+        return len(found["containers"])
+
+    def ready_sandboxes(pod: str) -> int:
+        return len(
+            env.crictl.json("pods", "--label", f"{label}={pod}", "--state", "ready")["items"]
+        )
+
+    names = ["seq-a", "seq-b", "seq-a", "seq-c", "seq-d"]
+    for round_, name in enumerate(names):
+        pod = f"{name}-{NODE}"
+        path = kubelet.manifests / f"{name}.json"
+        path.write_text(json.dumps(web_pod(name, busybox_pushed.ref)))
+        try:
+            wait_for(lambda p=pod: running_in(p) == 2, f"pod {round_} ({pod}) running", timeout=90)
+        finally:
+            path.unlink()
+        wait_for(
+            lambda p=pod: running_in(p) == 0 and ready_sandboxes(p) == 0,
+            f"pod {round_} ({pod}) stopped",
+            timeout=60,
+        )
+    wait_for(lambda: env.crictl.json("pods")["items"] == [], "every sandbox removed", timeout=150)
+    assert env.crictl.json("ps", "-a")["containers"] == []
