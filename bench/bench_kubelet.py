@@ -5,6 +5,10 @@ One kubelet per daemon, each daemon and its kubelet in a namespace of their own 
 CNI config and images (tests/support/critest.py). The pod is the kubelet test's: two containers
 on one network sharing an emptyDir, with probes. Its image is pre-pulled and an untimed
 warm-up pod runs first, so no pull is timed. Rounds alternate between the daemons.
+
+A removed pod is stopped within its grace period (2 s); its sandbox then stays until kubelet's
+container GC, which runs once a minute (``ContainerGCPeriod``), removes it: "gone" measures
+mostly where that tick falls, and a round waits for it before the next.
 """
 
 from __future__ import annotations
