@@ -16,61 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.cri import CRIEnv, cri_env
-from tests.support.kubelet import Kubelet
+from tests.support.kubelet import NODE, Kubelet, web_pod
 from tests.support.procs import all_pids, command_line
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
 POD = "web"
-NODE_POD = f"{POD}-pcd-node"  # static pods are named after the node
-
-
-def manifest(image: str) -> dict:
-    shared = [{"name": "shared", "mountPath": "/data"}]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": POD, "namespace": "default"},
-        "spec": {
-            "terminationGracePeriodSeconds": 2,
-            "containers": [
-                {
-                    "name": "server",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": [
-                        "sh",
-                        "-c",
-                        "echo hello > /data/index.html; exec httpd -f -p 8080 -h /data",
-                    ],
-                    "volumeMounts": shared,
-                    "readinessProbe": {
-                        "httpGet": {"path": "/index.html", "port": 8080},
-                        "periodSeconds": 1,
-                    },
-                },
-                {
-                    "name": "sidecar",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": [
-                        "sh",
-                        "-c",
-                        "touch /tmp/alive; while :; do "
-                        "wget -q -O /data/seen http://127.0.0.1:8080/index.html; sleep 1; done",
-                    ],
-                    "volumeMounts": shared,
-                    "livenessProbe": {
-                        "exec": {"command": ["cat", "/tmp/alive"]},
-                        "periodSeconds": 1,
-                        "failureThreshold": 1,
-                    },
-                },
-            ],
-            "volumes": [{"name": "shared", "emptyDir": {}}],
-        },
-    }
+NODE_POD = f"{POD}-{NODE}"  # static pods are named after the node
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +64,7 @@ def attempt(env: CRIEnv, name: str) -> int:
 
 def test_kubelet_runs_restarts_and_removes_a_static_pod(env, kubelet, busybox_pushed):
     path = kubelet.manifests / "web.json"
-    path.write_text(json.dumps(manifest(busybox_pushed.ref)))
+    path.write_text(json.dumps(web_pod(POD, busybox_pushed.ref)))
     try:
         wait_for(lambda: running(env), timeout=120)
         pods = env.crictl.json("pods")["items"]
@@ -181,3 +134,34 @@ def test_kubelet_runs_restarts_and_removes_a_static_pod(env, kubelet, busybox_pu
     assert not list((kubelet.base / "pod-logs").glob("*")), list(
         (kubelet.base / "pod-logs").glob("*")
     )
+
+
+def test_kubelet_runs_pods_one_after_another(env, kubelet, busybox_pushed):
+    """Pods created and removed in turn, one name used again while its stopped sandbox stays."""
+    label = "io.kubernetes.pod.name"
+
+    def running_in(pod: str) -> int:
+        found = env.crictl.json("ps", "--label", f"{label}={pod}", "--state", "running")
+        return len(found["containers"])
+
+    def ready_sandboxes(pod: str) -> int:
+        return len(
+            env.crictl.json("pods", "--label", f"{label}={pod}", "--state", "ready")["items"]
+        )
+
+    names = ["seq-a", "seq-b", "seq-a", "seq-c", "seq-d"]
+    for round_, name in enumerate(names):
+        pod = f"{name}-{NODE}"
+        path = kubelet.manifests / f"{name}.json"
+        path.write_text(json.dumps(web_pod(name, busybox_pushed.ref)))
+        try:
+            wait_for(lambda p=pod: running_in(p) == 2, f"pod {round_} ({pod}) running", timeout=90)
+        finally:
+            path.unlink()
+        wait_for(
+            lambda p=pod: running_in(p) == 0 and ready_sandboxes(p) == 0,
+            f"pod {round_} ({pod}) stopped",
+            timeout=60,
+        )
+    wait_for(lambda: env.crictl.json("pods")["items"] == [], "every sandbox removed", timeout=150)
+    assert env.crictl.json("ps", "-a")["containers"] == []

@@ -24,6 +24,8 @@ from typing import Any
 from tests.support.critest import GO_BIN
 from tests.support.netns import NetNamespace
 
+#: The node's name; static pods are named ``<manifest name>-<node>``.
+NODE = "pcd-node"
 READ_ONLY_PORT = 10255
 HEALTHZ_PORT = 10248
 # What kubelet's setupKernelTunables wants each to read.
@@ -35,6 +37,58 @@ KERNEL_TUNABLES = {
     "kernel/keys/root_maxkeys": 1000000,
     "kernel/keys/root_maxbytes": 25000000,
 }
+
+
+def web_pod(name: str, image: str) -> dict[str, Any]:
+    """A static pod of two containers on one network sharing an emptyDir.
+
+    ``server`` serves a page (with an HTTP readiness probe), ``sidecar`` fetches
+    it into the shared volume every second (with an exec liveness probe).
+    """
+    shared = [{"name": "shared", "mountPath": "/data"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "containers": [
+                {
+                    "name": "server",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": [
+                        "sh",
+                        "-c",
+                        "echo hello > /data/index.html; exec httpd -f -p 8080 -h /data",
+                    ],
+                    "volumeMounts": shared,
+                    "readinessProbe": {
+                        "httpGet": {"path": "/index.html", "port": 8080},
+                        "periodSeconds": 1,
+                    },
+                },
+                {
+                    "name": "sidecar",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": [
+                        "sh",
+                        "-c",
+                        "touch /tmp/alive; while :; do "
+                        "wget -q -O /data/seen http://127.0.0.1:8080/index.html; sleep 1; done",
+                    ],
+                    "volumeMounts": shared,
+                    "livenessProbe": {
+                        "exec": {"command": ["cat", "/tmp/alive"]},
+                        "periodSeconds": 1,
+                        "failureThreshold": 1,
+                    },
+                },
+            ],
+            "volumes": [{"name": "shared", "emptyDir": {}}],
+        },
+    }
 
 
 class Kubelet:
@@ -90,7 +144,7 @@ class Kubelet:
             f"--config={config}",
             f"--root-dir={self.base / 'root'}",
             f"--cert-dir={self.base / 'pki'}",
-            "--hostname-override=pcd-node",
+            f"--hostname-override={NODE}",
             "--node-ip=127.0.0.1",
             "--v=2",
         ]
@@ -155,4 +209,4 @@ class Kubelet:
         self.stop()
 
 
-__all__ = ["Kubelet"]
+__all__ = ["NODE", "Kubelet", "web_pod"]
