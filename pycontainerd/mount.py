@@ -360,6 +360,23 @@ def mount_points_under(path: str) -> list[str]:
     return [p for p in points if p == path or p.startswith(prefix)]
 
 
+def filesystem_type(path: str) -> str:
+    """The type (``ext4``, ``tmpfs``...) of the file system `path` is on; "" if not found."""
+    path = os.path.realpath(path)
+    found, found_point = "", ""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            fields = line.split()
+            if "-" not in fields:
+                continue
+            point = _unescape_mountinfo(fields[4])
+            inside = path == point or path.startswith(point.rstrip("/") + "/")
+            # The deepest mount point wins; of stacked mounts, the last listed (the top).
+            if inside and len(point) >= len(found_point):
+                found, found_point = fields[fields.index("-") + 1], point
+    return found
+
+
 def unmount(target: str, recursive: bool = False, flags: int = 0) -> None:
     """Unmount the top mount of `target`; not being mounted is not an error.
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pycontainerd.content.blobs import BlobStore
+from pycontainerd.content.blobs import BlobRange, BlobStore
 from pycontainerd.content.ingest import IngestDir, ingest_dir_name, is_temporary
 from pycontainerd.content.locks import IngestLock
 from pycontainerd.content.models import BlobInfo, IngestStatus, StoreUsage
@@ -65,7 +65,7 @@ class LocalContentStore:
     def info(self, digest: str) -> BlobInfo:
         return self._blobs.info(digest)
 
-    def read(self, digest: str, offset: int = 0, size: int = 0) -> Iterator[bytes]:
+    def read(self, digest: str, offset: int = 0, size: int = 0) -> BlobRange:
         return self._blobs.read(digest, offset, size)
 
     def open_blob(self, digest: str) -> io.BufferedReader:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import copy
 
-import grpc
-
 from pycontainerd import plugin
 from pycontainerd.cri import config as cri_config
 from pycontainerd.cri.images import ImageManager
@@ -25,6 +23,7 @@ from pycontainerd.cri.manager import CRIManager
 from pycontainerd.cri.pull import Puller
 from pycontainerd.cri.service import ImageService, RuntimeService
 from pycontainerd.cri.streaming.server import StreamServer
+from pycontainerd.h2grpc import Server
 
 
 class CRIPlugin:
@@ -38,7 +37,7 @@ class CRIPlugin:
         self.runtime = RuntimeService(manager, streams)
         self.images = ImageService(manager, images)
 
-    def register(self, server: grpc.aio.Server) -> None:
+    def register(self, server: Server) -> None:
         self.runtime.register(server)
         self.images.register(server)
 

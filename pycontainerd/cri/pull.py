@@ -20,7 +20,6 @@ from pycontainerd import errdefs
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from pycontainerd.diff.differs import Differ
 from pycontainerd.distribution.local import LocalStores
-from pycontainerd.distribution.pull import pull
 from pycontainerd.metadata.images import Descriptor, Image
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.store import MetadataStore
@@ -81,6 +80,10 @@ class Puller:
             hosts[domain] = endpoint.netloc or endpoint.path
             if endpoint.scheme == "http":
                 plain.update((domain, hosts[domain]))
+        # Imported at the first pull: the registry client (requests, ssl) is ~9 MiB
+        # resident that a node which never pulls through CRI does not pay for.
+        from pycontainerd.distribution.pull import pull  # noqa: PLC0415
+
         pulled = await pull(
             self.stores,
             name,

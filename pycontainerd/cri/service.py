@@ -9,13 +9,12 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 
-import grpc
 from google.protobuf import json_format
 
 from pycontainerd import __version__, errdefs
 from pycontainerd.api.cgroups.v1 import metrics_pb2
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
-from pycontainerd.api.cri.runtime.v1 import api_pb2_grpc
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.metadata.placement import call
 from pycontainerd.services.base import rpc
 
@@ -45,7 +44,7 @@ def _not_yet(what: str) -> errdefs.NotImplemented_:
     )
 
 
-class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
+class RuntimeService:
     def __init__(self, manager: CRIManager, streams: StreamServer | None = None) -> None:
         self.m = manager
         self.streams = streams
@@ -53,7 +52,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     # -- runtime -------------------------------------------------------------------------
 
     @rpc
-    async def Version(self, request: cri.VersionRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Version(self, request: cri.VersionRequest, context: ServicerContext):  # noqa: N802
         return cri.VersionResponse(
             version=KUBE_API_VERSION,
             runtime_name=RUNTIME_NAME,
@@ -62,7 +61,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         )
 
     @rpc
-    async def Status(self, request: cri.StatusRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Status(self, request: cri.StatusRequest, context: ServicerContext):  # noqa: N802
         network = self.m.cni.network()
         conditions = [
             cri.RuntimeCondition(type="RuntimeReady", status=True),
@@ -662,8 +661,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             "StreamPodSandboxMetrics is not supported; use ListPodSandboxMetrics"
         )
 
-    def register(self, server: grpc.aio.Server) -> None:
-        api_pb2_grpc.add_RuntimeServiceServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(cri.DESCRIPTOR.services_by_name["RuntimeService"], self)
 
 
 def image_to_cri(image: ResolvedImage) -> cri.Image:
@@ -685,7 +684,7 @@ def image_to_cri(image: ResolvedImage) -> cri.Image:
     return out
 
 
-class ImageService(api_pb2_grpc.ImageServiceServicer):
+class ImageService:
     def __init__(self, manager: CRIManager, images: ImageManager) -> None:
         self.m = manager
         self.images = images
@@ -741,5 +740,5 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         )
         return cri.ImageFsInfoResponse(image_filesystems=[usage], container_filesystems=[usage])
 
-    def register(self, server: grpc.aio.Server) -> None:
-        api_pb2_grpc.add_ImageServiceServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(cri.DESCRIPTOR.services_by_name["ImageService"], self)

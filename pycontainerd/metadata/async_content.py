@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
+from pycontainerd.content.blobs import BlobRange
 from pycontainerd.content.models import IngestStatus
 from pycontainerd.digest import Digest
 from pycontainerd.metadata.content import ContentInfo, NamespacedContentStore, NamespacedWriter
@@ -29,20 +30,27 @@ async def in_worker(fn: Callable[..., T], *args: Any) -> T:
 class BlobRead:
     """A read under way: ``offset`` of its first byte, ``length`` in all, then the chunks."""
 
-    def __init__(self, offset: int, length: int, chunks: Iterator[bytes]) -> None:
+    def __init__(self, offset: int, length: int, blob: BlobRange) -> None:
         self.offset = offset
         self.length = length
-        self._chunks = chunks
+        self._blob = blob
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Each chunk read in a worker: a stalled file blocks only this read."""
-        remaining = self.length
-        while remaining > 0:
-            chunk = await in_worker(next, self._chunks, b"")
-            if not chunk:
-                return
-            remaining -= len(chunk)
-            yield chunk
+        """Chunks the page cache holds are read here; the rest in a worker.
+
+        A stalled file blocks only this read, never the event loop.
+        """
+        blob = self._blob
+        try:
+            while True:
+                chunk = blob.cached_chunk()
+                if chunk is None:
+                    chunk = await in_worker(blob.read_chunk)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            blob.close()
 
 
 class AsyncContentWriter:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from pycontainerd import errdefs
+from pycontainerd.content.blobs import BlobRange
 from pycontainerd.content.models import ContentInfo, IngestStatus
 from pycontainerd.content.store import LocalContentStore
 from pycontainerd.content.writer import IngestWriter
@@ -111,8 +112,8 @@ class NamespacedContentStore:
 
     def read(
         self, namespace: str, digest: str, offset: int, size: int
-    ) -> tuple[int, int, Iterator[bytes]]:
-        """(start offset, length, chunks) of a read; size 0 (or past the end) reads to the end.
+    ) -> tuple[int, int, BlobRange]:
+        """(start offset, length, the open range) of a read; size 0 (or past the end) reads to the end.
 
         As containerd: a negative offset reads from the start, an offset past
         the end is OutOfRange.
@@ -126,7 +127,7 @@ class NamespacedContentStore:
         if size <= 0 or offset + size > info.size:
             size = info.size - offset
         if size == 0:
-            return offset, 0, iter(())
+            return offset, 0, BlobRange.empty(offset)
         return offset, size, self.backend.read(digest, offset, size)
 
     # -- writes ------------------------------------------------------------

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
 from google.protobuf import any_pb2
 
 from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.services.sandbox.v1 import sandbox_pb2 as api
-from pycontainerd.api.services.sandbox.v1 import sandbox_pb2_grpc
 from pycontainerd.api.types import sandbox_pb2 as types
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.metadata.containers import AnyValue
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.store import MetadataStore
@@ -72,19 +71,19 @@ def _adaptor(sandbox: Sandbox) -> filters.Adaptor:
     )
 
 
-class SandboxStoreService(sandbox_pb2_grpc.StoreServicer):
+class SandboxStoreService:
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
 
     @rpc
-    async def Create(self, request: api.StoreCreateRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Create(self, request: api.StoreCreateRequest, context: ServicerContext):  # noqa: N802
         created = await call(
             self.store.create, namespace_of(context), sandbox_from_api(request.sandbox)
         )
         return api.StoreCreateResponse(sandbox=sandbox_to_api(created))
 
     @rpc
-    async def Update(self, request: api.StoreUpdateRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Update(self, request: api.StoreUpdateRequest, context: ServicerContext):  # noqa: N802
         updated = await call(
             self.store.update,
             namespace_of(context),
@@ -94,28 +93,28 @@ class SandboxStoreService(sandbox_pb2_grpc.StoreServicer):
         return api.StoreUpdateResponse(sandbox=sandbox_to_api(updated))
 
     @rpc
-    async def Delete(self, request: api.StoreDeleteRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Delete(self, request: api.StoreDeleteRequest, context: ServicerContext):  # noqa: N802
         await call(self.store.delete, namespace_of(context), request.sandbox_id)
         return api.StoreDeleteResponse()
 
     @rpc
-    async def List(self, request: api.StoreListRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def List(self, request: api.StoreListRequest, context: ServicerContext):  # noqa: N802
         found = await call(self.store.list, namespace_of(context))
         selected = await filters.select(request.filters, found, _adaptor)
         return api.StoreListResponse(list=[sandbox_to_api(s) for s in selected])
 
     @rpc
-    async def Get(self, request: api.StoreGetRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Get(self, request: api.StoreGetRequest, context: ServicerContext):  # noqa: N802
         found = await call(self.store.get, namespace_of(context), request.sandbox_id)
         return api.StoreGetResponse(sandbox=sandbox_to_api(found))
 
-    def register(self, server: grpc.aio.Server) -> None:
-        sandbox_pb2_grpc.add_StoreServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Store"], self)
 
 
 def _no_sandboxer(method: str) -> Any:
     @rpc
-    async def unimplemented(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def unimplemented(self: Any, request: Any, context: ServicerContext) -> Any:
         raise errdefs.NotImplemented_(
             f"sandbox Controller.{method}: pycontainerd has no sandbox controller "
             f"(sandboxer {getattr(request, 'sandboxer', '') or 'default'!r} is not available)"
@@ -125,7 +124,7 @@ def _no_sandboxer(method: str) -> Any:
     return unimplemented
 
 
-class SandboxControllerService(sandbox_pb2_grpc.ControllerServicer):
+class SandboxControllerService:
     Create = _no_sandboxer("Create")
     Start = _no_sandboxer("Start")
     Platform = _no_sandboxer("Platform")
@@ -136,8 +135,8 @@ class SandboxControllerService(sandbox_pb2_grpc.ControllerServicer):
     Metrics = _no_sandboxer("Metrics")
     Update = _no_sandboxer("Update")
 
-    def register(self, server: grpc.aio.Server) -> None:
-        sandbox_pb2_grpc.add_ControllerServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Controller"], self)
 
 
 @plugin.register(SANDBOX_STORE_PLUGIN, "local", requires=(plugin.METADATA,))

@@ -8,9 +8,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import grpc
-
 from pycontainerd import errdefs, timestamps
+from pycontainerd.h2grpc import ServicerContext
 from pycontainerd.identifiers import validate_identifier
 
 log = logging.getLogger(__name__)
@@ -18,21 +17,15 @@ log = logging.getLogger(__name__)
 NAMESPACE_HEADER = "containerd-namespace"
 LEASE_HEADER = "containerd-lease"
 
-_GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
-
-def grpc_status(code: errdefs.Code) -> grpc.StatusCode:
-    return _GRPC_CODES[int(code)]
-
-
-def _metadata(context: grpc.aio.ServicerContext, key: str) -> str:
+def _metadata(context: ServicerContext, key: str) -> str:
     for k, v in context.invocation_metadata() or ():
         if k == key:
             return v if isinstance(v, str) else v.decode()
     return ""
 
 
-def namespace_of(context: grpc.aio.ServicerContext) -> str:
+def namespace_of(context: ServicerContext) -> str:
     """The request's namespace; containerd refuses namespaced calls without one."""
     namespace = _metadata(context, NAMESPACE_HEADER)
     if not namespace:
@@ -43,24 +36,24 @@ def namespace_of(context: grpc.aio.ServicerContext) -> str:
     return validate_identifier(namespace, "namespace")
 
 
-def caller_namespace(context: grpc.aio.ServicerContext) -> str:
+def caller_namespace(context: ServicerContext) -> str:
     """The request's namespace ("" without one), for calls that need none."""
     namespace = _metadata(context, NAMESPACE_HEADER)
     return validate_identifier(namespace, "namespace") if namespace else ""
 
 
-def lease_of(context: grpc.aio.ServicerContext) -> str:
+def lease_of(context: ServicerContext) -> str:
     return _metadata(context, LEASE_HEADER)
 
 
 timestamp = timestamps.from_datetime
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, name: str) -> None:
+async def _abort(context: ServicerContext, exc: BaseException, name: str) -> None:
     code = errdefs.code_of(exc)
     if code == errdefs.Code.UNKNOWN:
         log.exception("%s failed", name)
-    await context.abort(grpc_status(code), errdefs.status_message(exc))
+    await context.abort(code, errdefs.status_message(exc))
 
 
 def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,7 +62,7 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(method):
 
         @functools.wraps(method)
-        async def stream(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def stream(self: Any, request: Any, context: ServicerContext) -> Any:
             try:
                 async for item in method(self, request, context):
                     yield item
@@ -79,7 +72,7 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
         return stream
 
     @functools.wraps(method)
-    async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def unary(self: Any, request: Any, context: ServicerContext) -> Any:
         try:
             return await method(self, request, context)
         except (errdefs.ContainerdError, OSError, ValueError) as exc:

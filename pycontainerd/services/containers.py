@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
 from google.protobuf import any_pb2, empty_pb2
 
 from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.events import container_pb2 as events
 from pycontainerd.api.services.containers.v1 import containers_pb2 as api
-from pycontainerd.api.services.containers.v1 import containers_pb2_grpc
 from pycontainerd.events.exchange import Exchange
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.metadata.containers import AnyValue, Container, RuntimeInfo, container_adaptor
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.scheduler import GCScheduler
@@ -87,38 +86,38 @@ def _refuse_sandbox(container: api.Container) -> None:
         )
 
 
-class ContainersService(containers_pb2_grpc.ContainersServicer):
+class ContainersService:
     def __init__(self, metadata: MetadataStore, exchange: Exchange, gc: GCScheduler) -> None:
         self.store = metadata.containers
         self.exchange = exchange
         self.gc = gc
 
     @rpc
-    async def Get(self, request: api.GetContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Get(self, request: api.GetContainerRequest, context: ServicerContext):  # noqa: N802
         found = await call(self.store.get, namespace_of(context), request.id)
         return api.GetContainerResponse(container=container_to_api(found))
 
     async def _list(
-        self, request: api.ListContainersRequest, context: grpc.aio.ServicerContext
+        self, request: api.ListContainersRequest, context: ServicerContext
     ) -> list[Container]:
         found = await call(self.store.list, namespace_of(context))
         # Filters parse and match off the loop (a costly filter must not stall it).
         return await filters.select(request.filters, found, container_adaptor)
 
     @rpc
-    async def List(self, request: api.ListContainersRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def List(self, request: api.ListContainersRequest, context: ServicerContext):  # noqa: N802
         found = await self._list(request, context)
         return api.ListContainersResponse(containers=[container_to_api(c) for c in found])
 
     @rpc
     async def ListStream(  # noqa: N802
-        self, request: api.ListContainersRequest, context: grpc.aio.ServicerContext
+        self, request: api.ListContainersRequest, context: ServicerContext
     ) -> AsyncIterator[api.ListContainerMessage]:
         for found in await self._list(request, context):
             yield api.ListContainerMessage(container=container_to_api(found))
 
     @rpc
-    async def Create(self, request: api.CreateContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Create(self, request: api.CreateContainerRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         _refuse_sandbox(request.container)
         created = await call(self.store.create, namespace, container_from_api(request.container))
@@ -137,7 +136,7 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
         return api.CreateContainerResponse(container=container_to_api(created))
 
     @rpc
-    async def Update(self, request: api.UpdateContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Update(self, request: api.UpdateContainerRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         _refuse_sandbox(request.container)
         updated = await call(
@@ -159,7 +158,7 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
         return api.UpdateContainerResponse(container=container_to_api(updated))
 
     @rpc
-    async def Delete(self, request: api.DeleteContainerRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Delete(self, request: api.DeleteContainerRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         await call(self.store.delete, namespace, request.id)
         self.exchange.publish(
@@ -169,8 +168,8 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
         self.gc.schedule()
         return empty_pb2.Empty()
 
-    def register(self, server: grpc.aio.Server) -> None:
-        containers_pb2_grpc.add_ContainersServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Containers"], self)
 
 
 @plugin.register(plugin.GRPC, "containers", requires=(plugin.METADATA, plugin.EVENT, plugin.GC))

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-import grpc
 from google.protobuf import empty_pb2
 
 from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.events import content_pb2 as events
 from pycontainerd.api.services.content.v1 import content_pb2 as api
-from pycontainerd.api.services.content.v1 import content_pb2_grpc
 from pycontainerd.content.models import IngestStatus
 from pycontainerd.digest import Digest
 from pycontainerd.events.exchange import Exchange
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.metadata.async_content import AsyncContentStore, AsyncContentWriter
 from pycontainerd.metadata.content import ContentInfo
 from pycontainerd.metadata.scheduler import GCScheduler
@@ -50,19 +49,19 @@ def _expected_digest(value: str) -> Digest | None:
     return Digest(value) if value else None
 
 
-class ContentService(content_pb2_grpc.ContentServicer):
+class ContentService:
     def __init__(self, metadata: MetadataStore, exchange: Exchange, gc: GCScheduler) -> None:
         self.store = AsyncContentStore(metadata.content)
         self.exchange = exchange
         self.gc = gc
 
     @rpc
-    async def Info(self, request: api.InfoRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Info(self, request: api.InfoRequest, context: ServicerContext):  # noqa: N802
         info = await self.store.info(namespace_of(context), Digest(request.digest))
         return api.InfoResponse(info=_info_to_api(info))
 
     @rpc
-    async def Update(self, request: api.UpdateRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Update(self, request: api.UpdateRequest, context: ServicerContext):  # noqa: N802
         requested = ContentInfo(request.info.digest, 0, dict(request.info.labels))
         info = await self.store.update(
             namespace_of(context), requested, field_paths(request.update_mask)
@@ -70,7 +69,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
         return api.UpdateResponse(info=_info_to_api(info))
 
     @rpc
-    async def List(self, request: api.ListContentRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def List(self, request: api.ListContentRequest, context: ServicerContext):  # noqa: N802
         found = await self.store.list(namespace_of(context))
         matching = await filters.select(
             request.filters,
@@ -82,7 +81,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
             yield api.ListContentResponse(info=selected[start : start + LIST_BATCH])
 
     @rpc
-    async def Delete(self, request: api.DeleteContentRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Delete(self, request: api.DeleteContentRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         await self.store.delete(namespace, Digest(request.digest))
         self.exchange.publish(
@@ -92,7 +91,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
         return empty_pb2.Empty()
 
     @rpc
-    async def Read(self, request: api.ReadContentRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Read(self, request: api.ReadContentRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         blob = await self.store.read(
             namespace, Digest(request.digest), request.offset, request.size
@@ -105,13 +104,13 @@ class ContentService(content_pb2_grpc.ContentServicer):
             offset += len(chunk)
 
     @rpc
-    async def Status(self, request: api.StatusRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Status(self, request: api.StatusRequest, context: ServicerContext):  # noqa: N802
         status = await self.store.status(namespace_of(context), request.ref)
         return api.StatusResponse(status=_status_to_api(status))
 
     @rpc
     async def ListStatuses(  # noqa: N802
-        self, request: api.ListStatusesRequest, context: grpc.aio.ServicerContext
+        self, request: api.ListStatusesRequest, context: ServicerContext
     ):
         found = await self.store.list_statuses(namespace_of(context))
         matching = await filters.select(
@@ -122,7 +121,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
         return api.ListStatusesResponse(statuses=[_status_to_api(s) for s in matching])
 
     @rpc
-    async def Abort(self, request: api.AbortRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Abort(self, request: api.AbortRequest, context: ServicerContext):  # noqa: N802
         await self.store.abort(namespace_of(context), request.ref)
         return empty_pb2.Empty()
 
@@ -130,7 +129,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
     async def Write(  # noqa: N802
         self,
         request_iterator: AsyncIterator[api.WriteContentRequest],
-        context: grpc.aio.ServicerContext,
+        context: ServicerContext,
     ):
         namespace = namespace_of(context)
         session: _WriteSession | None = None
@@ -165,8 +164,8 @@ class ContentService(content_pb2_grpc.ContentServicer):
 
         return publish
 
-    def register(self, server: grpc.aio.Server) -> None:
-        content_pb2_grpc.add_ContentServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Content"], self)
 
 
 class _WriteSession:

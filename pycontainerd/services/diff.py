@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-import grpc
-
 from pycontainerd import errdefs, plugin
 from pycontainerd.api.services.diff.v1 import diff_pb2 as api
-from pycontainerd.api.services.diff.v1 import diff_pb2_grpc
 from pycontainerd.api.types import mount_pb2
 from pycontainerd.descriptors import descriptor_from_api, descriptor_to_api
 from pycontainerd.diff.compare import CompareOptions
 from pycontainerd.diff.differs import Differ, first_implemented
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.metadata.placement import call
 from pycontainerd.mount import Mount
 from pycontainerd.remotes.manifest import Descriptor
@@ -28,14 +26,14 @@ def mounts_from_api(mounts: Sequence[mount_pb2.Mount]) -> list[Mount]:
     return [Mount(type=m.type, source=m.source, options=list(m.options)) for m in mounts]
 
 
-class DiffService(diff_pb2_grpc.DiffServicer):
+class DiffService:
     def __init__(self, differs: Sequence[Differ]) -> None:
         if not differs:
             raise errdefs.FailedPrecondition("the diff service needs at least one differ")
         self.differs = list(differs)
 
     @rpc
-    async def Apply(self, request: api.ApplyRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Apply(self, request: api.ApplyRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         if not request.HasField("diff") or not request.diff.digest:
             raise errdefs.InvalidArgument("apply needs the descriptor of the layer to apply")
@@ -47,7 +45,7 @@ class DiffService(diff_pb2_grpc.DiffServicer):
         return api.ApplyResponse(applied=descriptor_to_api(applied))
 
     @rpc
-    async def Diff(self, request: api.DiffRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Diff(self, request: api.DiffRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         if request.HasField("source_date_epoch"):
             raise errdefs.NotImplemented_(
@@ -71,8 +69,8 @@ class DiffService(diff_pb2_grpc.DiffServicer):
     ) -> Descriptor:
         return await first_implemented(self.differs, use)
 
-    def register(self, server: grpc.aio.Server) -> None:
-        diff_pb2_grpc.add_DiffServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Diff"], self)
 
 
 @plugin.register(plugin.GRPC, "diff", requires=(plugin.DIFF,), config={"default": ["walking"]})

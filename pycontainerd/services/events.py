@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import grpc
 from google.protobuf import empty_pb2
 
 from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.services.events.v1 import events_pb2 as api
-from pycontainerd.api.services.events.v1 import events_pb2_grpc
 from pycontainerd.events.exchange import Exchange, validate_topic
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.identifiers import validate_identifier
 from pycontainerd.services.base import namespace_of, rpc
 
 
-class EventsService(events_pb2_grpc.EventsServicer):
+class EventsService:
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
 
     @rpc
-    async def Publish(self, request: api.PublishRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Publish(self, request: api.PublishRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         validate_topic(request.topic)
         if not request.event.type_url:
@@ -28,7 +27,7 @@ class EventsService(events_pb2_grpc.EventsServicer):
         return empty_pb2.Empty()
 
     @rpc
-    async def Forward(self, request: api.ForwardRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Forward(self, request: api.ForwardRequest, context: ServicerContext):  # noqa: N802
         envelope = request.envelope
         validate_identifier(envelope.namespace, "namespace")
         validate_topic(envelope.topic)
@@ -36,13 +35,13 @@ class EventsService(events_pb2_grpc.EventsServicer):
         return empty_pb2.Empty()
 
     @rpc
-    async def Subscribe(self, request: api.SubscribeRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Subscribe(self, request: api.SubscribeRequest, context: ServicerContext):  # noqa: N802
         match = await filters.parse_all_off_loop(request.filters)  # refused before streaming
         async for envelope in self.exchange.subscribe(match=match):
             yield envelope
 
-    def register(self, server: grpc.aio.Server) -> None:
-        events_pb2_grpc.add_EventsServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Events"], self)
 
 
 @plugin.register(plugin.GRPC, "events", requires=(plugin.EVENT,))

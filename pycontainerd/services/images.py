@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import grpc
 from google.protobuf import empty_pb2
 
 from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.events import image_pb2 as events
 from pycontainerd.api.services.images.v1 import images_pb2 as api
-from pycontainerd.api.services.images.v1 import images_pb2_grpc
 from pycontainerd.api.types import descriptor_pb2
 from pycontainerd.events.exchange import Exchange
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.metadata.images import Descriptor, Image
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.scheduler import GCScheduler
@@ -52,25 +51,25 @@ def image_adaptor(image: Image) -> filters.Adaptor:
     )
 
 
-class ImagesService(images_pb2_grpc.ImagesServicer):
+class ImagesService:
     def __init__(self, metadata: MetadataStore, exchange: Exchange, gc: GCScheduler) -> None:
         self.store = metadata.images
         self.exchange = exchange
         self.gc = gc
 
     @rpc
-    async def Get(self, request: api.GetImageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Get(self, request: api.GetImageRequest, context: ServicerContext):  # noqa: N802
         image = await call(self.store.get, namespace_of(context), request.name)
         return api.GetImageResponse(image=image_to_api(image))
 
     @rpc
-    async def List(self, request: api.ListImagesRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def List(self, request: api.ListImagesRequest, context: ServicerContext):  # noqa: N802
         found = await call(self.store.list, namespace_of(context))
         selected = await filters.select(request.filters, found, image_adaptor)
         return api.ListImagesResponse(images=[image_to_api(i) for i in selected])
 
     @rpc
-    async def Create(self, request: api.CreateImageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Create(self, request: api.CreateImageRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         created = await call(self.store.create, namespace, image_from_api(request.image))
         self.exchange.publish(
@@ -81,7 +80,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
         return api.CreateImageResponse(image=image_to_api(created))
 
     @rpc
-    async def Update(self, request: api.UpdateImageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Update(self, request: api.UpdateImageRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         updated = await call(
             self.store.update,
@@ -97,7 +96,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
         return api.UpdateImageResponse(image=image_to_api(updated))
 
     @rpc
-    async def Delete(self, request: api.DeleteImageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Delete(self, request: api.DeleteImageRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         if request.HasField("target") and request.target.digest:
             current = await call(self.store.get, namespace, request.name)
@@ -114,8 +113,8 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
             self.gc.schedule()
         return empty_pb2.Empty()
 
-    def register(self, server: grpc.aio.Server) -> None:
-        images_pb2_grpc.add_ImagesServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Images"], self)
 
 
 @plugin.register(plugin.GRPC, "images", requires=(plugin.METADATA, plugin.EVENT, plugin.GC))

@@ -6,16 +6,15 @@ import os
 import uuid
 from pathlib import Path
 
-import grpc
 from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.message import Message
 
-from pycontainerd import errdefs, filters, plugin
+from pycontainerd import errdefs, filters, h2grpc, plugin
 from pycontainerd.api.rpc import status_pb2
 from pycontainerd.api.services.introspection.v1 import introspection_pb2 as api
-from pycontainerd.api.services.introspection.v1 import introspection_pb2_grpc
 from pycontainerd.api.types import platform_pb2
 from pycontainerd.fsutil import atomic_write
+from pycontainerd.h2grpc import ServicerContext
 from pycontainerd.services.base import rpc
 
 
@@ -65,24 +64,24 @@ def load_server_uuid(path: Path) -> str:
         return value
 
 
-class IntrospectionService(introspection_pb2_grpc.IntrospectionServicer):
+class IntrospectionService:
     def __init__(self, plugins: plugin.PluginSet, server_uuid: str) -> None:
         self.plugins = plugins
         self.server_uuid = server_uuid
 
     @rpc
-    async def Plugins(self, request: api.PluginsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Plugins(self, request: api.PluginsRequest, context: ServicerContext):  # noqa: N802
         listed = [_plugin_to_api(p) for p in self.plugins.loaded]
         selected: list[api.Plugin] = await filters.select(request.filters, listed, _plugin_adaptor)
         return api.PluginsResponse(plugins=selected)
 
     @rpc
-    async def Server(self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Server(self, request: empty_pb2.Empty, context: ServicerContext):  # noqa: N802
         return api.ServerResponse(uuid=self.server_uuid, pid=os.getpid(), pidns=_pid_namespace())
 
     @rpc
     async def PluginInfo(  # noqa: N802
-        self, request: api.PluginInfoRequest, context: grpc.aio.ServicerContext
+        self, request: api.PluginInfoRequest, context: ServicerContext
     ):
         found = [
             p
@@ -108,8 +107,8 @@ class IntrospectionService(introspection_pb2_grpc.IntrospectionServicer):
             )
         return response
 
-    def register(self, server: grpc.aio.Server) -> None:
-        introspection_pb2_grpc.add_IntrospectionServicer_to_server(self, server)
+    def register(self, server: h2grpc.Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Introspection"], self)
 
 
 @plugin.register(plugin.GRPC, "introspection", requires=(plugin.ALL_TYPES,))

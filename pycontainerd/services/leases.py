@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import grpc
 from google.protobuf import empty_pb2
 
 from pycontainerd import filters, plugin
 from pycontainerd.api.services.leases.v1 import leases_pb2 as api
-from pycontainerd.api.services.leases.v1 import leases_pb2_grpc
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.metadata.leases import LABEL_GC_EXPIRE, Lease, Resource
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.scheduler import GCScheduler
@@ -23,13 +22,13 @@ def _resource(resource: api.Resource) -> Resource:
     return Resource(resource.id, resource.type)
 
 
-class LeasesService(leases_pb2_grpc.LeasesServicer):
+class LeasesService:
     def __init__(self, metadata: MetadataStore, gc: GCScheduler) -> None:
         self.store = metadata.leases
         self.gc = gc
 
     @rpc
-    async def Create(self, request: api.CreateRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Create(self, request: api.CreateRequest, context: ServicerContext):  # noqa: N802
         lease = await call(
             self.store.create, namespace_of(context), request.id, dict(request.labels)
         )
@@ -38,7 +37,7 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
         return api.CreateResponse(lease=_to_api(lease))
 
     @rpc
-    async def Delete(self, request: api.DeleteRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Delete(self, request: api.DeleteRequest, context: ServicerContext):  # noqa: N802
         await call(self.store.delete, namespace_of(context), request.id)
         if request.sync:
             await self.gc.collect()
@@ -47,7 +46,7 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
         return empty_pb2.Empty()
 
     @rpc
-    async def List(self, request: api.ListRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def List(self, request: api.ListRequest, context: ServicerContext):  # noqa: N802
         found = await call(self.store.list, namespace_of(context))
         selected = await filters.select(
             request.filters, found, lambda lease: filters.adapt({"id": lease.id}, lease.labels)
@@ -55,7 +54,7 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
         return api.ListResponse(leases=[_to_api(lease) for lease in selected])
 
     @rpc
-    async def AddResource(self, request: api.AddResourceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def AddResource(self, request: api.AddResourceRequest, context: ServicerContext):  # noqa: N802
         await call(
             self.store.add_resource, namespace_of(context), request.id, _resource(request.resource)
         )
@@ -63,7 +62,7 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
 
     @rpc
     async def DeleteResource(  # noqa: N802
-        self, request: api.DeleteResourceRequest, context: grpc.aio.ServicerContext
+        self, request: api.DeleteResourceRequest, context: ServicerContext
     ):
         await call(
             self.store.delete_resource,
@@ -75,15 +74,15 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
 
     @rpc
     async def ListResources(  # noqa: N802
-        self, request: api.ListResourcesRequest, context: grpc.aio.ServicerContext
+        self, request: api.ListResourcesRequest, context: ServicerContext
     ):
         found = await call(self.store.list_resources, namespace_of(context), request.id)
         return api.ListResourcesResponse(
             resources=[api.Resource(id=r.id, type=r.type) for r in found]
         )
 
-    def register(self, server: grpc.aio.Server) -> None:
-        leases_pb2_grpc.add_LeasesServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Leases"], self)
 
 
 @plugin.register(plugin.GRPC, "leases", requires=(plugin.METADATA, plugin.GC))

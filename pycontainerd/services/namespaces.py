@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import grpc
 from google.protobuf import empty_pb2
 
 from pycontainerd import plugin
 from pycontainerd.api.events import namespace_pb2 as events
 from pycontainerd.api.services.namespaces.v1 import namespace_pb2 as api
-from pycontainerd.api.services.namespaces.v1 import namespace_pb2_grpc
 from pycontainerd.events.exchange import Exchange
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.metadata.namespaces import Namespace
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.store import MetadataStore
@@ -20,25 +19,25 @@ def _to_api(ns: Namespace) -> api.Namespace:
     return api.Namespace(name=ns.name, labels=ns.labels)
 
 
-class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
+class NamespacesService:
     def __init__(self, metadata: MetadataStore, exchange: Exchange) -> None:
         self.store = metadata.namespaces
         self.exchange = exchange
 
     @rpc
-    async def Get(self, request: api.GetNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Get(self, request: api.GetNamespaceRequest, context: ServicerContext):  # noqa: N802
         # Like containerd, a namespace nobody wrote to yet reads as existing and empty:
         # clients look up labels (e.g. the default runtime) before their first write.
         labels = await call(self.store.labels, request.name)
         return api.GetNamespaceResponse(namespace=api.Namespace(name=request.name, labels=labels))
 
     @rpc
-    async def List(self, request: api.ListNamespacesRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def List(self, request: api.ListNamespacesRequest, context: ServicerContext):  # noqa: N802
         found = await call(self.store.list)
         return api.ListNamespacesResponse(namespaces=[_to_api(ns) for ns in found])
 
     @rpc
-    async def Create(self, request: api.CreateNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Create(self, request: api.CreateNamespaceRequest, context: ServicerContext):  # noqa: N802
         ns = request.namespace
         caller = caller_namespace(context)
         created = await call(self.store.create, ns.name, dict(ns.labels))
@@ -52,7 +51,7 @@ class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
         return api.CreateNamespaceResponse(namespace=_to_api(created))
 
     @rpc
-    async def Update(self, request: api.UpdateNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Update(self, request: api.UpdateNamespaceRequest, context: ServicerContext):  # noqa: N802
         ns = Namespace(request.namespace.name, dict(request.namespace.labels))
         caller = caller_namespace(context)
         updated = await call(self.store.update, ns, field_paths(request.update_mask))
@@ -64,15 +63,15 @@ class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
         return api.UpdateNamespaceResponse(namespace=_to_api(updated))
 
     @rpc
-    async def Delete(self, request: api.DeleteNamespaceRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Delete(self, request: api.DeleteNamespaceRequest, context: ServicerContext):  # noqa: N802
         await call(self.store.delete, request.name)
         self.exchange.publish(
             request.name, "/namespaces/delete", events.NamespaceDelete(name=request.name)
         )
         return empty_pb2.Empty()
 
-    def register(self, server: grpc.aio.Server) -> None:
-        namespace_pb2_grpc.add_NamespacesServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Namespaces"], self)
 
 
 @plugin.register(plugin.GRPC, "namespaces", requires=(plugin.METADATA, plugin.EVENT))

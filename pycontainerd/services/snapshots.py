@@ -9,15 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
-import grpc
 from google.protobuf import empty_pb2
 
 from pycontainerd import errdefs, filters, plugin
 from pycontainerd.api.events import snapshot_pb2 as events
 from pycontainerd.api.services.snapshots.v1 import snapshots_pb2 as api
-from pycontainerd.api.services.snapshots.v1 import snapshots_pb2_grpc
 from pycontainerd.api.types import mount_pb2
 from pycontainerd.events.exchange import Exchange
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.snapshots import NamespacedSnapshotter, Snapshotters
@@ -57,7 +56,7 @@ def snapshot_adaptor(info: SnapshotInfo) -> filters.Adaptor:
     )
 
 
-class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
+class SnapshotsService:
     def __init__(self, snapshotters: Snapshotters, exchange: Exchange, gc: GCScheduler) -> None:
         self.snapshotters = snapshotters
         self.exchange = exchange
@@ -68,7 +67,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
 
     @rpc
     async def Prepare(  # noqa: N802
-        self, request: api.PrepareSnapshotRequest, context: grpc.aio.ServicerContext
+        self, request: api.PrepareSnapshotRequest, context: ServicerContext
     ):
         namespace = namespace_of(context)
         mounts = await call(
@@ -89,7 +88,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
         return api.PrepareSnapshotResponse(mounts=mounts_to_api(mounts))
 
     @rpc
-    async def View(self, request: api.ViewSnapshotRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def View(self, request: api.ViewSnapshotRequest, context: ServicerContext):  # noqa: N802
         mounts = await call(
             self._get(request.snapshotter).view,
             namespace_of(context),
@@ -101,7 +100,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
         return api.ViewSnapshotResponse(mounts=mounts_to_api(mounts))
 
     @rpc
-    async def Mounts(self, request: api.MountsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Mounts(self, request: api.MountsRequest, context: ServicerContext):  # noqa: N802
         mounts = await call(
             self._get(request.snapshotter).mounts, namespace_of(context), request.key
         )
@@ -109,7 +108,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
 
     @rpc
     async def Commit(  # noqa: N802
-        self, request: api.CommitSnapshotRequest, context: grpc.aio.ServicerContext
+        self, request: api.CommitSnapshotRequest, context: ServicerContext
     ):
         namespace = namespace_of(context)
         if request.parent:
@@ -138,7 +137,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
 
     @rpc
     async def Remove(  # noqa: N802
-        self, request: api.RemoveSnapshotRequest, context: grpc.aio.ServicerContext
+        self, request: api.RemoveSnapshotRequest, context: ServicerContext
     ):
         namespace = namespace_of(context)
         await call(self._get(request.snapshotter).remove, namespace, request.key, lease_of(context))
@@ -151,13 +150,13 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
         return empty_pb2.Empty()
 
     @rpc
-    async def Stat(self, request: api.StatSnapshotRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Stat(self, request: api.StatSnapshotRequest, context: ServicerContext):  # noqa: N802
         info = await call(self._get(request.snapshotter).stat, namespace_of(context), request.key)
         return api.StatSnapshotResponse(info=info_to_api(info))
 
     @rpc
     async def Update(  # noqa: N802
-        self, request: api.UpdateSnapshotRequest, context: grpc.aio.ServicerContext
+        self, request: api.UpdateSnapshotRequest, context: ServicerContext
     ):
         requested = SnapshotInfo(name=request.info.name, labels=dict(request.info.labels))
         info = await call(
@@ -169,7 +168,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
         return api.UpdateSnapshotResponse(info=info_to_api(info))
 
     @rpc
-    async def List(self, request: api.ListSnapshotsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def List(self, request: api.ListSnapshotsRequest, context: ServicerContext):  # noqa: N802
         found = await call(self._get(request.snapshotter).list, namespace_of(context))
         selected = [
             info_to_api(i) for i in await filters.select(request.filters, found, snapshot_adaptor)
@@ -178,18 +177,18 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
             yield api.ListSnapshotsResponse(info=selected[start : start + LIST_BATCH])
 
     @rpc
-    async def Usage(self, request: api.UsageRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Usage(self, request: api.UsageRequest, context: ServicerContext):  # noqa: N802
         usage = await call(self._get(request.snapshotter).usage, namespace_of(context), request.key)
         return api.UsageResponse(size=usage.size, inodes=usage.inodes)
 
     @rpc
-    async def Cleanup(self, request: api.CleanupRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Cleanup(self, request: api.CleanupRequest, context: ServicerContext):  # noqa: N802
         namespace_of(context)  # required, as for every snapshot call
         await call(self._get(request.snapshotter).cleanup)
         return empty_pb2.Empty()
 
-    def register(self, server: grpc.aio.Server) -> None:
-        snapshots_pb2_grpc.add_SnapshotsServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Snapshots"], self)
 
 
 @plugin.register(plugin.GRPC, "snapshots", requires=(plugin.METADATA, plugin.EVENT, plugin.GC))

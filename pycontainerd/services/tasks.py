@@ -12,14 +12,13 @@ import asyncio
 import logging
 from typing import cast
 
-import grpc
 from google.protobuf import any_pb2, empty_pb2
 
 from pycontainerd import errdefs, filters, plugin, timestamps
 from pycontainerd.api.services.tasks.v1 import tasks_pb2 as api
-from pycontainerd.api.services.tasks.v1 import tasks_pb2_grpc
 from pycontainerd.api.types import metrics_pb2, mount_pb2
 from pycontainerd.api.types.task import task_pb2
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.identifiers import validate_identifier
 from pycontainerd.metadata.containers import Container
 from pycontainerd.metadata.placement import call
@@ -83,7 +82,7 @@ def create_options(
     )
 
 
-class TasksService(tasks_pb2_grpc.TasksServicer):
+class TasksService:
     def __init__(self, metadata: MetadataStore, tasks: TaskManager) -> None:
         self.containers = metadata.containers
         self.tasks = tasks
@@ -93,13 +92,13 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
             raise errdefs.InvalidArgument("container id is required")
         return await call(self.containers.get, namespace, container_id)
 
-    async def _task(self, context: grpc.aio.ServicerContext, container_id: str) -> Task:
+    async def _task(self, context: ServicerContext, container_id: str) -> Task:
         namespace = namespace_of(context)
         await self._container(namespace, container_id)
         return self.tasks.get(namespace, container_id)
 
     @rpc
-    async def Create(self, request: api.CreateTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Create(self, request: api.CreateTaskRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         if request.task_api_address:
             raise errdefs.NotImplemented_(
@@ -122,13 +121,13 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         return api.CreateTaskResponse(container_id=container.id, pid=pid)
 
     @rpc
-    async def Start(self, request: api.StartRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Start(self, request: api.StartRequest, context: ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
         pid = await task.process(request.exec_id).start()
         return api.StartResponse(pid=pid)
 
     @rpc
-    async def Delete(self, request: api.DeleteTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Delete(self, request: api.DeleteTaskRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         await self._container(namespace, request.container_id)
         deleted = await self.tasks.delete(namespace, request.container_id)
@@ -136,7 +135,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
 
     @rpc
     async def DeleteProcess(  # noqa: N802
-        self, request: api.DeleteProcessRequest, context: grpc.aio.ServicerContext
+        self, request: api.DeleteProcessRequest, context: ServicerContext
     ):
         if not request.exec_id:
             raise errdefs.InvalidArgument("exec id is required; use Delete for the task itself")
@@ -145,26 +144,26 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         return _delete_response(request.exec_id, deleted)
 
     @rpc
-    async def Get(self, request: api.GetRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Get(self, request: api.GetRequest, context: ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
         state = await task.process(request.exec_id).state()
         return api.GetResponse(process=process_of(task, state))
 
     @rpc
-    async def List(self, request: api.ListTasksRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def List(self, request: api.ListTasksRequest, context: ServicerContext):  # noqa: N802
         # containerd ignores the request's filter here too.
         tasks = self.tasks.list(namespace_of(context))
         processes = await asyncio.gather(*(_listed_process(task) for task in tasks))
         return api.ListTasksResponse(tasks=[p for p in processes if p is not None])
 
     @rpc
-    async def Kill(self, request: api.KillRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Kill(self, request: api.KillRequest, context: ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
         await task.process(request.exec_id).kill(request.signal, all=request.all)
         return _EMPTY
 
     @rpc
-    async def Exec(self, request: api.ExecProcessRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Exec(self, request: api.ExecProcessRequest, context: ServicerContext):  # noqa: N802
         if not request.exec_id:
             raise errdefs.InvalidArgument("exec id cannot be empty")
         validate_identifier(request.exec_id, "exec id")
@@ -178,32 +177,32 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         return _EMPTY
 
     @rpc
-    async def ResizePty(self, request: api.ResizePtyRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def ResizePty(self, request: api.ResizePtyRequest, context: ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
         await task.process(request.exec_id).resize(request.width, request.height)
         return _EMPTY
 
     @rpc
-    async def CloseIO(self, request: api.CloseIORequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def CloseIO(self, request: api.CloseIORequest, context: ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
         if request.stdin:
             await task.process(request.exec_id).close_io()
         return _EMPTY
 
     @rpc
-    async def Pause(self, request: api.PauseTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Pause(self, request: api.PauseTaskRequest, context: ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
         await task.pause()
         return _EMPTY
 
     @rpc
-    async def Resume(self, request: api.ResumeTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Resume(self, request: api.ResumeTaskRequest, context: ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
         await task.resume()
         return _EMPTY
 
     @rpc
-    async def ListPids(self, request: api.ListPidsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def ListPids(self, request: api.ListPidsRequest, context: ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
         found = await task.pids()
         return api.ListPidsResponse(
@@ -212,20 +211,20 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
 
     @rpc
     async def Checkpoint(  # noqa: N802
-        self, request: api.CheckpointTaskRequest, context: grpc.aio.ServicerContext
+        self, request: api.CheckpointTaskRequest, context: ServicerContext
     ):
         task = await self._task(context, request.container_id)
         await task.checkpoint(request.options if request.HasField("options") else None)
         return api.CheckpointTaskResponse()
 
     @rpc
-    async def Update(self, request: api.UpdateTaskRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Update(self, request: api.UpdateTaskRequest, context: ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
         await task.update(request.resources, request.annotations)
         return _EMPTY
 
     @rpc
-    async def Metrics(self, request: api.MetricsRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Metrics(self, request: api.MetricsRequest, context: ServicerContext):  # noqa: N802
         namespace = namespace_of(context)
         match = await filters.parse_all_off_loop(request.filters)
         response = api.MetricsResponse()
@@ -244,13 +243,13 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         return response
 
     @rpc
-    async def Wait(self, request: api.WaitRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Wait(self, request: api.WaitRequest, context: ServicerContext):  # noqa: N802
         task = await self._task(context, request.container_id)
         waited = await task.process(request.exec_id).wait()
         return api.WaitResponse(exit_status=waited.exit_status, exited_at=waited.exited_at)
 
-    def register(self, server: grpc.aio.Server) -> None:
-        tasks_pb2_grpc.add_TasksServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(api.DESCRIPTOR.services_by_name["Tasks"], self)
 
 
 async def _listed_process(task: Task) -> task_pb2.Process | None:

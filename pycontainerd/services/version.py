@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import grpc
 from google.protobuf import empty_pb2
 
 from pycontainerd import CONTAINERD_COMPAT_VERSION, __version__, plugin
-from pycontainerd.api.services.version.v1 import version_pb2, version_pb2_grpc
+from pycontainerd.api.services.version.v1 import version_pb2
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.services.base import rpc
 
 
-class VersionService(version_pb2_grpc.VersionServicer):
+class VersionService:
     @rpc
     async def Version(  # noqa: N802 - gRPC method name
-        self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext
+        self, request: empty_pb2.Empty, context: ServicerContext
     ) -> version_pb2.VersionResponse:
         # Clients gate features on the containerd version, so we report the
         # containerd API level we implement and name ourselves in the revision.
@@ -21,8 +21,8 @@ class VersionService(version_pb2_grpc.VersionServicer):
             version=CONTAINERD_COMPAT_VERSION, revision=f"pycontainerd-{__version__}"
         )
 
-    def register(self, server: grpc.aio.Server) -> None:
-        version_pb2_grpc.add_VersionServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(version_pb2.DESCRIPTOR.services_by_name["Version"], self)
 
 
 @plugin.register(plugin.GRPC, "version")

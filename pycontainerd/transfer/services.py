@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import grpc
 from google.protobuf import any_pb2, empty_pb2
 
 from pycontainerd import errdefs, plugin
-from pycontainerd.api.services.streaming.v1 import streaming_pb2, streaming_pb2_grpc
-from pycontainerd.api.services.transfer.v1 import transfer_pb2, transfer_pb2_grpc
+from pycontainerd.api.services.streaming.v1 import streaming_pb2
+from pycontainerd.api.services.transfer.v1 import transfer_pb2
 from pycontainerd.events.exchange import Exchange
+from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.services.base import namespace_of, rpc
@@ -22,13 +22,13 @@ STREAMING_PLUGIN = "io.containerd.streaming.v1"
 TRANSFER_PLUGIN = "io.containerd.transfer.v1"
 
 
-class StreamingService(streaming_pb2_grpc.StreamingServicer):
+class StreamingService:
     def __init__(self, manager: StreamManager) -> None:
         self.manager = manager
 
     @rpc
     async def Stream(  # noqa: N802
-        self, request_iterator: AsyncIterator[any_pb2.Any], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[any_pb2.Any], context: ServicerContext
     ):
         namespace = namespace_of(context)
         first = await anext(aiter(request_iterator), None)
@@ -54,17 +54,17 @@ class StreamingService(streaming_pb2_grpc.StreamingServicer):
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
-    def register(self, server: grpc.aio.Server) -> None:
-        streaming_pb2_grpc.add_StreamingServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(streaming_pb2.DESCRIPTOR.services_by_name["Streaming"], self)
 
 
-class TransferService(transfer_pb2_grpc.TransferServicer):
+class TransferService:
     def __init__(self, transferrer: Transferrer) -> None:
         self.transferrer = transferrer
 
     @rpc
     async def Transfer(  # noqa: N802
-        self, request: transfer_pb2.TransferRequest, context: grpc.aio.ServicerContext
+        self, request: transfer_pb2.TransferRequest, context: ServicerContext
     ):
         await self.transferrer.transfer(
             namespace_of(context),
@@ -74,8 +74,8 @@ class TransferService(transfer_pb2_grpc.TransferServicer):
         )
         return empty_pb2.Empty()
 
-    def register(self, server: grpc.aio.Server) -> None:
-        transfer_pb2_grpc.add_TransferServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(transfer_pb2.DESCRIPTOR.services_by_name["Transfer"], self)
 
 
 @plugin.register(STREAMING_PLUGIN, "manager")

@@ -18,6 +18,10 @@ nobody knows NotFound, as containerd does. Credentials come over the
 registry's auth stream, progress goes out on the progress stream, archives
 come and go on byte streams (see :mod:`.streams`). Archives are spooled to a
 file first, so a stream that breaks off leaves nothing in the stores.
+
+distribution.pull and .push, with the registry client under them (requests and
+ssl: ~9 MiB resident), are imported at the first pull or push: a daemon that
+never talks to a registry does not pay for them.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import contextlib
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import any_pb2, descriptor_pool
 from google.protobuf.message import Message
@@ -41,8 +45,7 @@ from pycontainerd.api.types.transfer import (
     registry_pb2,
 )
 from pycontainerd.diff.differs import Differ
-from pycontainerd.distribution import archive, pull, push
-from pycontainerd.distribution.fetch import IN_PROCESS_SENDS
+from pycontainerd.distribution import archive
 from pycontainerd.distribution.local import LocalStores
 from pycontainerd.distribution.progress import ProgressEvent, Status
 from pycontainerd.distribution.stores import Image
@@ -50,11 +53,9 @@ from pycontainerd.distribution.unpack import DEFAULT_SNAPSHOTTER, UnpackStatus
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.metadata.scheduler import GCScheduler
 from pycontainerd.metadata.store import MetadataStore
-from pycontainerd.remotes.auth import CredentialsFunc
 from pycontainerd.remotes.hostsdir import load_endpoint
 from pycontainerd.remotes.platforms import Platform, format_platform
 from pycontainerd.remotes.reference import parse_reference
-from pycontainerd.remotes.resolver import PlainHTTP
 from pycontainerd.transfer.import_names import entry_names, index_names
 from pycontainerd.transfer.streams import (
     Stream,
@@ -65,6 +66,10 @@ from pycontainerd.transfer.streams import (
     type_name,
     unpack,
 )
+
+if TYPE_CHECKING:
+    from pycontainerd.remotes.auth import CredentialsFunc
+    from pycontainerd.remotes.resolver import PlainHTTP
 
 #: How long the daemon waits for a client to answer a credentials request.
 CREDENTIALS_TIMEOUT = 60.0
@@ -317,6 +322,9 @@ class Transferrer:
         store: imagestore_pb2.ImageStore,
         progress: Progress,
     ) -> None:
+        from pycontainerd.distribution import pull  # noqa: PLC0415 - see the module's docstring
+        from pycontainerd.distribution.fetch import IN_PROCESS_SENDS  # noqa: PLC0415
+
         source = f"OCI Registry ({registry.reference})"
         options = await self._registry_options(namespace, registry)
         platforms = [_platform(p) for p in store.platforms]
@@ -350,6 +358,8 @@ class Transferrer:
         registry: registry_pb2.OCIRegistry,
         progress: Progress,
     ) -> None:
+        from pycontainerd.distribution import push  # noqa: PLC0415 - see the module's docstring
+
         options = await self._registry_options(namespace, registry)
         progress.event(f"Pushing to OCI Registry ({registry.reference})")
         progress.root = registry.reference

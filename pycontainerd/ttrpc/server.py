@@ -17,10 +17,10 @@ import struct
 from collections.abc import Mapping
 
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument
+from pycontainerd.listener import Listener
 from pycontainerd.ttrpc.address import is_abstract, socket_path
 from pycontainerd.ttrpc.connection import ServerConnection
 from pycontainerd.ttrpc.dispatch import Method, ServiceTable
-from pycontainerd.ttrpc.listener import Listener
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from pycontainerd import errdefs
+from pycontainerd.h2grpc import unknown_method_text
 from pycontainerd.metadata.db import Database
 from pycontainerd.metadata.namespaces import Namespace, NamespaceStore
 from pycontainerd.runtime.bundle import BundleStore, remapped_root_gid
-from pycontainerd.services.unknown_methods import unknown_method_text
 from pycontainerd.shim_v2 import start as shim_start
 from pycontainerd.shim_v2.flags import ShimFlags
 from pycontainerd.shim_v2.options import RuntimeOptions, decode_serialized_options

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,28 @@ def test_the_sdk_reexports_the_distribution_machinery() -> None:
     assert push.push is dist_push.push
     assert unpack.unpack_layers is dist_unpack.unpack_layers
     assert transfer.RegistryToContent is fetch.RegistryToContent
+
+
+def test_the_daemon_imports_neither_grpc_nor_a_registry_client_at_start() -> None:
+    """grpc is the clients' library: in the daemon it would cost ~19 MiB resident and its threads.
+    The registry client (requests) costs ~9 MiB and waits for the first pull or push.
+
+    The daemon with every built-in plugin loaded (as `pycontainerd` starts it) has no
+    module of grpc's, no generated ``*_pb2_grpc`` one, and no requests.
+    """
+    probe = (
+        "import sys\n"
+        "import pycontainerd.cmd.daemon, pycontainerd.server\n"
+        "from pycontainerd.builtins import load_builtin_plugins\n"
+        "load_builtin_plugins()\n"
+        "print(sorted(m for m in sys.modules if m == 'grpc' or m.startswith('grpc.')"
+        " or m.endswith('_pb2_grpc') or m == 'requests'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PACKAGE.parent,
+    ).stdout
+    assert out.strip() == "[]"

@@ -17,6 +17,8 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from pycontainerd.cri.streaming.inbound import Inbound
+
 log = logging.getLogger(__name__)
 
 VERSION = 3
@@ -160,32 +162,15 @@ class Writer(Protocol):
     async def wait_closed(self) -> None: ...
 
 
-class Stream:
+class Stream(Inbound):
     """One client-opened stream: its headers, what the client sent, our writes."""
 
     def __init__(self, session: Session, stream_id: int, headers: dict[str, str]) -> None:
         self.session = session
         self.id = stream_id
         self.headers = headers
-        self._incoming: asyncio.Queue[bytes] = asyncio.Queue()
-        self.remote_closed = False
+        super().__init__()
         self.local_closed = False
-
-    def _feed(self, data: bytes, fin: bool) -> None:
-        if self.remote_closed:
-            return
-        if data:
-            self._incoming.put_nowait(data)
-        if fin:
-            self.remote_closed = True
-            self._incoming.put_nowait(b"")
-
-    async def read(self) -> bytes:
-        """The next chunk the client sent; b"" once it closed its side."""
-        chunk = await self._incoming.get()
-        if not chunk:
-            self._incoming.put_nowait(b"")
-        return chunk
 
     async def write(self, data: bytes) -> None:
         view = memoryview(data)

@@ -16,6 +16,8 @@ import hashlib
 import logging
 import struct
 
+from pycontainerd.cri.streaming.inbound import Inbound
+
 log = logging.getLogger(__name__)
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -45,29 +47,13 @@ def frame(opcode: int, payload: bytes) -> bytes:
     return head + payload
 
 
-class Channel:
+class Channel(Inbound):
     """One channel of a connection, read and written as spdy.Stream is."""
 
     def __init__(self, conn: Connection, number: int) -> None:
         self.conn = conn
         self.number = number
-        self._incoming: asyncio.Queue[bytes] = asyncio.Queue()
-        self.remote_closed = False
-
-    def _feed(self, data: bytes, fin: bool) -> None:
-        if self.remote_closed:
-            return
-        if data:
-            self._incoming.put_nowait(data)
-        if fin:
-            self.remote_closed = True
-            self._incoming.put_nowait(b"")
-
-    async def read(self) -> bytes:
-        chunk = await self._incoming.get()
-        if not chunk:
-            self._incoming.put_nowait(b"")
-        return chunk
+        super().__init__()
 
     async def write(self, data: bytes) -> None:
         if not data:

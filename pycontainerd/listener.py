@@ -1,4 +1,4 @@
-"""Accepting connections on a listening socket, with Go-like retry on fd exhaustion."""
+"""Accepting connections on a listening socket (ttrpc and gRPC), with Go-like retry on fd exhaustion."""
 
 from __future__ import annotations
 
@@ -64,11 +64,11 @@ class Listener:
 
     def _accept_failed(self, exc: OSError) -> None:
         if exc.errno not in _RETRYABLE_ACCEPT_ERRORS:
-            log.error("ttrpc: accept failed, no longer serving this socket: %s", exc)
+            log.error("accept failed, no longer serving this socket: %s", exc)
             self.close()
             return
         # Like Go's Serve: back off (1 ms doubling to 1 s) and try again.
         self._backoff = min(max(self._backoff * 2, 0.001), 1.0)
-        log.warning("ttrpc: accept failed, retrying in %.3fs: %s", self._backoff, exc)
+        log.warning("accept failed, retrying in %.3fs: %s", self._backoff, exc)
         self._loop.remove_reader(self._sock.fileno())
         self._retry = self._loop.call_later(self._backoff, self.start)
