@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from pycontainerd import errdefs, filters
 from pycontainerd.identifiers import validate_identifier, validate_labels
@@ -172,21 +172,41 @@ def _load_extensions(text: str) -> dict[str, AnyValue]:
     }
 
 
-def _from_row(row: sqlite3.Row) -> Container:
+# The columns a record is read from, in the order _from_row takes them: plain
+# tuples index faster than sqlite3.Row looks names up (a List reads every row).
+_SELECT = (
+    "SELECT id, runtime_name, runtime_options_type, runtime_options, spec_type, spec, image,"
+    " snapshotter, snapshot_key, labels, extensions, created_at, updated_at FROM containers"
+)
+
+
+def _from_row(row: tuple[Any, ...]) -> Container:
+    (
+        container_id,
+        runtime_name,
+        options_type,
+        options,
+        spec_type,
+        spec,
+        image,
+        snapshotter,
+        snapshot_key,
+        labels,
+        extensions,
+        created_at,
+        updated_at,
+    ) = row
     return Container(
-        id=row["id"],
-        runtime=RuntimeInfo(
-            row["runtime_name"],
-            _any_or_none(row["runtime_options_type"], row["runtime_options"]),
-        ),
-        spec=_any_or_none(row["spec_type"], row["spec"]),
-        image=row["image"],
-        snapshotter=row["snapshotter"],
-        snapshot_key=row["snapshot_key"],
-        labels=load_labels(row["labels"]),
-        extensions=_load_extensions(row["extensions"]),
-        created_at=from_ns(row["created_at"]),
-        updated_at=from_ns(row["updated_at"]),
+        id=container_id,
+        runtime=RuntimeInfo(runtime_name, _any_or_none(options_type, options)),
+        spec=_any_or_none(spec_type, spec),
+        image=image,
+        snapshotter=snapshotter,
+        snapshot_key=snapshot_key,
+        labels=load_labels(labels),
+        extensions=_load_extensions(extensions),
+        created_at=from_ns(created_at),
+        updated_at=from_ns(updated_at),
     )
 
 
@@ -197,8 +217,8 @@ class ContainerStore:
 
     @lookup
     def get(self, namespace: str, container_id: str) -> Container:
-        rows = self.db.query(
-            "SELECT * FROM containers WHERE namespace = ? AND id = ?", (namespace, container_id)
+        rows = self.db.query_tuples(
+            f"{_SELECT} WHERE namespace = ? AND id = ?", (namespace, container_id)
         )
         if not rows:
             raise errdefs.NotFound(
@@ -209,9 +229,7 @@ class ContainerStore:
     @lookup
     def list(self, namespace: str) -> list[Container]:
         """Every container of the namespace; callers filter with `filters.select`."""
-        rows = self.db.query(
-            "SELECT * FROM containers WHERE namespace = ? ORDER BY id", (namespace,)
-        )
+        rows = self.db.query_tuples(f"{_SELECT} WHERE namespace = ? ORDER BY id", (namespace,))
         return [_from_row(row) for row in rows]
 
     def create(self, namespace: str, container: Container) -> Container:
