@@ -138,10 +138,7 @@ class Call:
         if self.finished:
             return
         self._failure = CallFailed(code, details)
-        if self.task is not None:
-            self.task.cancel()
-        else:
-            self._finish_now(code, details)
+        self._interrupt()
 
     # -- for the handler ---------------------------------------------------------------
 
@@ -180,11 +177,8 @@ class Call:
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         """Always runs, even for a task cancelled before its first step (so `_serve` never ran)."""
-        if not self.finished:
-            if self._failure is not None:
-                self.connection.finish(self, self._failure.code, self._failure.details, ())
-            elif self._deadline_hit:
-                self.connection.finish(self, Code.DEADLINE_EXCEEDED, "Deadline Exceeded", ())
+        if not self.finished and (status := self._interruption()) is not None:
+            self.connection.finish(self, *status, ())
         self._end()
 
     async def _serve(self) -> None:
@@ -196,14 +190,12 @@ class Call:
         except CallFailed as failed:
             status = (failed.code, failed.details)
         except asyncio.CancelledError:
-            if self._failure is not None:
-                status = (self._failure.code, self._failure.details)
-            elif self._deadline_hit:
-                status = (Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
-            elif self.cancelled:
-                return  # the peer is gone: nobody to answer
-            else:
+            interrupted = self._interruption()
+            if interrupted is None:
+                if self.cancelled:
+                    return  # the peer is gone: nobody to answer
                 raise  # not the peer's doing: the server is stopping
+            status = interrupted
         except Exception as exc:
             status = self._status_of_error(exc)
         if not self.finished:
@@ -215,9 +207,7 @@ class Call:
         if handler.request_streaming:
             argument = _RequestIterator(self)
         else:
-            raw = self._messages.popleft()
-            self.queued_bytes -= len(raw)
-            argument = self._deserialize(raw)
+            argument = await self.next_message()  # queued already: remote_end started us
         result = handler.behaviour(argument, context)
         if handler.response_streaming:
             if hasattr(result, "__aiter__"):
@@ -321,14 +311,24 @@ class Call:
         if self.finished:
             return
         self._deadline_hit = True
+        self._interrupt()
+
+    def _interruption(self) -> tuple[Code, str] | None:
+        """The status of a call stopped from outside its handler: bad input, or its deadline."""
+        if self._failure is not None:
+            return self._failure.code, self._failure.details
+        if self._deadline_hit:
+            return Code.DEADLINE_EXCEEDED, "Deadline Exceeded"
+        return None
+
+    def _interrupt(self) -> None:
+        """Cancel the handler; before it started, answer with the interruption at once."""
         if self.task is not None:
             self.task.cancel()
-        else:
-            self._finish_now(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
-
-    def _finish_now(self, code: Code, details: str) -> None:
-        """The status of a call whose handler never started."""
-        self.connection.finish(self, code, details, ())
+            return
+        status = self._interruption()
+        assert status is not None
+        self.connection.finish(self, *status, ())
         self._end()
 
     def _stop_timer(self) -> None:

@@ -44,10 +44,12 @@ def service_handlers(descriptor: ServiceDescriptor, servicer: object) -> dict[st
     for method in descriptor.methods:
         request_class = GetMessageClass(method.input_type)
         response_class = GetMessageClass(method.output_type)
+        path = f"/{descriptor.full_name}/{method.name}"
         behaviour = getattr(servicer, method.name, None)
         if behaviour is None:
-            behaviour = _not_implemented(method.name)
-        handlers[f"/{descriptor.full_name}/{method.name}"] = MethodHandler(
+            handlers[path] = refusing(Code.UNIMPLEMENTED, f"method {method.name} not implemented")
+            continue
+        handlers[path] = MethodHandler(
             request_streaming=method.client_streaming,
             response_streaming=method.server_streaming,
             behaviour=behaviour,
@@ -74,12 +76,3 @@ def refusing(code: Code, text: str) -> MethodHandler:
         await context.abort(code, text)
 
     return MethodHandler(request_streaming=True, response_streaming=False, behaviour=refuse)
-
-
-def _not_implemented(name: str) -> Behaviour:
-    text = f"method {name} not implemented"
-
-    async def unimplemented(request: Any, context: ServicerContext) -> None:
-        await context.abort(Code.UNIMPLEMENTED, text)
-
-    return unimplemented

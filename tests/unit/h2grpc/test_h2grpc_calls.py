@@ -313,3 +313,17 @@ def test_a_call_reset_before_its_handler_runs_leaves_nothing(run: Runner) -> Non
             assert await method(channel, "Unary")(b"after") == b"after"
 
     run(scenario())
+
+
+def test_a_method_the_servicer_lacks_answers_as_grpc_gos_generated_servers(run: Runner) -> None:
+    async def scenario() -> None:
+        from pycontainerd.api.services.version.v1 import version_pb2
+
+        async with serving() as (server, channel):
+            server.add_service(version_pb2.DESCRIPTOR.services_by_name["Version"], object())
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await channel.unary_unary("/containerd.services.version.v1.Version/Version")(b"")
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert caught.value.details() == "method Version not implemented"
+
+    run(scenario())
