@@ -13,12 +13,12 @@ from pycontainerd.h2grpc.context import Metadata
 from pycontainerd.h2grpc.frames import ConnectionError_, ErrorCode, Flag, FrameType, Setting
 from pycontainerd.h2grpc.headers import (
     RESPONSE_HEADERS,
-    HeaderDecoder,
     encode_metadata,
     http_error,
     parse_request,
     trailers,
 )
+from pycontainerd.h2grpc.hpack_decoder import HeaderBlockDecoder
 
 if TYPE_CHECKING:
     from pycontainerd.h2grpc.server import Server
@@ -51,7 +51,7 @@ class Connection(asyncio.Protocol):
         self._buffer = bytearray()
         self._need = len(frames.PREFACE)
         self._preface_seen = False
-        self._decoder = HeaderDecoder(MAX_HEADER_LIST_SIZE)
+        self._decoder = HeaderBlockDecoder(MAX_HEADER_LIST_SIZE)
         self._calls: dict[int, Call] = {}
         self._last_stream_id = 0
         self._continuation: tuple[int, int, list[bytes]] | None = None

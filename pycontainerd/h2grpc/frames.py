@@ -26,7 +26,9 @@ class FrameType(enum.IntEnum):
     CONTINUATION = 9
 
 
-class Flag(enum.IntFlag):
+class Flag:
+    """Frame flags, plain ints: IntFlag arithmetic builds an enum per ``&`` on the hot path."""
+
     END_STREAM = 0x1
     ACK = 0x1
     END_HEADERS = 0x4

@@ -1,6 +1,6 @@
 """gRPC's use of HTTP/2 headers: the request's, and the few header blocks the server sends.
 
-Requests are decoded with ``hpack``. Responses are encoded here as literals that
+Requests are decoded by :mod:`.hpack_decoder`. Responses are encoded here as literals that
 never enter the HPACK dynamic table, so every block is a constant or a short
 concatenation, and the peer's table size setting cannot make one wrong.
 """
@@ -11,10 +11,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-import hpack
-
 from pycontainerd.errdefs import Code
-from pycontainerd.h2grpc.frames import ConnectionError_, ErrorCode
 
 GRPC_CONTENT_TYPE = b"application/grpc"
 #: Headers that are the protocol's, not the application's metadata.
@@ -160,16 +157,3 @@ def http_error(status: int, reason: str) -> bytes:
         + literal(b"grpc-status", str(int(Code.INTERNAL)).encode())
         + literal(b"grpc-message", percent_encode(reason))
     )
-
-
-class HeaderDecoder:
-    """The connection's HPACK decoder: one per connection, fed every header block in order."""
-
-    def __init__(self, max_header_list_size: int) -> None:
-        self._decoder = hpack.Decoder(max_header_list_size=max_header_list_size)
-
-    def decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
-        try:
-            return self._decoder.decode(block, raw=True)  # type: ignore[return-value]
-        except hpack.HPACKError as exc:
-            raise ConnectionError_(ErrorCode.COMPRESSION_ERROR, f"bad header block: {exc}") from exc
