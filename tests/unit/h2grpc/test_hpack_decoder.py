@@ -37,7 +37,9 @@ def test_rfc_7541_request_examples_without_and_with_huffman() -> None:
     )
 
 
-def _random_headers(rng: random.Random) -> list[tuple[bytes, bytes] | hpack.NeverIndexedHeaderTuple]:
+def _random_headers(
+    rng: random.Random,
+) -> list[tuple[bytes, bytes] | hpack.NeverIndexedHeaderTuple]:
     names = [b":path", b"content-type", b"user-agent", b"containerd-namespace", b"x-long"]
     headers: list[tuple[bytes, bytes] | hpack.NeverIndexedHeaderTuple] = [
         (b":method", b"POST"),
