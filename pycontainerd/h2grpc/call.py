@@ -62,6 +62,7 @@ class Call:
         self._reader: asyncio.Future[None] | None = None
         self._failure: CallFailed | None = None
         self._deadline_hit = False
+        self._serving = False  # the handler's task has taken its first step
         self._ended = False
         self._timer: asyncio.TimerHandle | None = None
         if request.timeout is not None:
@@ -130,8 +131,9 @@ class Call:
         self._wake_reader()
         if self.task is not None:
             self.task.cancel()
-        else:
-            self._end()
+            if self._serving:
+                return  # _serve ends the call
+        self._end()
 
     def fail(self, code: Code, details: str) -> None:
         """End the call with this status now (bad input that is not the handler's to see)."""
@@ -173,15 +175,19 @@ class Call:
 
     def _start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._serve())
-        self.task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        """Always runs, even for a task cancelled before its first step (so `_serve` never ran)."""
-        if not self.finished and (status := self._interruption()) is not None:
-            self.connection.finish(self, *status, ())
-        self._end()
 
     async def _serve(self) -> None:
+        """The handler's task. It ends the call itself; a task cancelled before its
+        first step never runs this, so `reset` and `_interrupt` end such a call."""
+        self._serving = True
+        try:
+            await self._answer()
+        finally:
+            if not self.finished and (status := self._interruption()) is not None:
+                self.connection.finish(self, *status, ())
+            self._end()
+
+    async def _answer(self) -> None:
         context = self.context
         try:
             status = await self._run_handler()
@@ -325,7 +331,8 @@ class Call:
         """Cancel the handler; before it started, answer with the interruption at once."""
         if self.task is not None:
             self.task.cancel()
-            return
+            if self._serving:
+                return  # _serve answers with the interruption
         status = self._interruption()
         assert status is not None
         self.connection.finish(self, *status, ())

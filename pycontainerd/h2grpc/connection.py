@@ -65,8 +65,9 @@ class Connection(asyncio.Protocol):
         self._window_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._paused = False
+        #: Frames queued while a read is handled, sent together when it is done.
         self._out: list[bytes] = []
-        self._loop = asyncio.get_running_loop()
+        self._receiving = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -76,6 +77,14 @@ class Connection(asyncio.Protocol):
         self._write(_OUR_SETTINGS)
 
     def data_received(self, data: bytes) -> None:
+        self._receiving = True
+        try:
+            self._receive(data)
+        finally:
+            self._receiving = False
+            self._flush()
+
+    def _receive(self, data: bytes) -> None:
         if self._buffer:
             self._buffer += data
             if len(self._buffer) < self._need:
@@ -415,12 +424,17 @@ class Connection(asyncio.Protocol):
         return out
 
     def _write(self, data: bytes) -> None:
-        """Queue bytes to send; what one turn of the loop queues goes out in one system call."""
+        """Send bytes; what handling one read queues (acks, credits, refusals) goes out at once.
+
+        A handler's answer is written as it is made: each call builds its
+        response (headers, message, trailers) into one write already.
+        """
         if self._closed:
             return
-        if not self._out:
-            self._loop.call_soon(self._flush)
-        self._out.append(data)
+        if self._receiving:
+            self._out.append(data)
+        elif self._transport is not None:
+            self._transport.write(data)
 
     def _flush(self) -> None:
         out, self._out = self._out, []
