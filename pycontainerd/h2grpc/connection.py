@@ -68,6 +68,7 @@ class Connection(asyncio.Protocol):
         #: Frames queued while a read is handled, sent together when it is done.
         self._out: list[bytes] = []
         self._receiving = False
+        self._loop = asyncio.get_running_loop()
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -335,14 +336,17 @@ class Connection(asyncio.Protocol):
             and not call.remote_closed
             and not call.finished
         ):
-            self._write(frames.window_update(call.stream_id, call.unreturned))
+            self._write(frames.window_update(call.stream_id, call.unreturned), later=True)
             call.unreturned = 0
 
     def send_headers(self, call: Call, metadata: Metadata) -> None:
         if call.headers_sent or call.finished:
             return
         block = RESPONSE_HEADERS + b"".join(encode_metadata(metadata))
-        self._write(frames.headers(call.stream_id, block, self._peer_max_frame, end_stream=False))
+        self._write(
+            frames.headers(call.stream_id, block, self._peer_max_frame, end_stream=False),
+            later=True,
+        )
         call.headers_sent = True
 
     async def send_message(
@@ -377,7 +381,9 @@ class Connection(asyncio.Protocol):
             call.send_window -= allowed
         if status is not None:
             out.append(self._status_frames(call, *status))
-        self._write(b"".join(out))
+        # A streamed message waits for the end of the loop's turn: a handler that
+        # ends right after it sends its status in the same write.
+        self._write(b"".join(out), later=status is None)
         if self._paused and not self._closed:
             await self._drained()
 
@@ -423,18 +429,23 @@ class Connection(asyncio.Protocol):
         call.finished = True
         return out
 
-    def _write(self, data: bytes) -> None:
-        """Send bytes; what handling one read queues (acks, credits, refusals) goes out at once.
+    def _write(self, data: bytes, *, later: bool = False) -> None:
+        """Send bytes, together with whatever is queued.
 
-        A handler's answer is written as it is made: each call builds its
-        response (headers, message, trailers) into one write already.
+        What handling one read queues (acks, credits, refusals) goes out when the
+        read is handled. A call's end (a unary answer is headers, message and
+        trailers in one piece) goes out at once; with ``later`` (a streamed
+        message, a credit) the bytes wait for the end of this turn of the loop.
         """
         if self._closed:
             return
+        self._out.append(data)
         if self._receiving:
-            self._out.append(data)
-        elif self._transport is not None:
-            self._transport.write(data)
+            return
+        if not later:
+            self._flush()
+        elif len(self._out) == 1:
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         out, self._out = self._out, []
