@@ -207,7 +207,8 @@ class _HuffmanTree:
                     self.children[node][bit] = following
                 node = following
             self.children[node][code & 1] = -(symbol + 1)
-        self.transitions: list[tuple[int, bytes] | None] = [None] * (len(self.children) << 8)
+        #: Keyed by state << 8 | byte; only those met (a few thousand, not 65536).
+        self.transitions: dict[int, tuple[int, bytes]] = {}
 
     def step(self, state: int, byte: int) -> tuple[int, bytes]:
         node = state
@@ -236,7 +237,7 @@ def _huffman(raw: bytes) -> bytes:
     state = 0
     parts: list[bytes] = []
     for byte in raw:
-        state, out = transitions[state << 8 | byte] or tree.step(state, byte)
+        state, out = transitions.get(state << 8 | byte) or tree.step(state, byte)
         if out:
             parts.append(out)
     if not tree.padding[state]:
