@@ -5,15 +5,23 @@ typed tuples, logging and re-measuring its table: with gRPC clients that open a
 connection per command (``ctr``), decoding the ~8 fields of each request cost
 more than the handler. This decoder keeps the same contract (the dynamic table
 follows every block; a malformed block is a COMPRESSION_ERROR for the whole
-connection) and returns plain ``(name, value)`` byte pairs. Blocks that only
-name table entries (most of a long connection's requests) are remembered until
-the table changes. The static table and the Huffman code come from ``hpack``
-(facts of the RFC, not re-typed here); Huffman strings are decoded a byte at a
-time through transitions remembered as they are met.
+connection) and returns plain ``(name, value)`` byte pairs.
+
+Decoded blocks are remembered across connections. A block's fields depend only
+on the table it is decoded against, and the table only on the blocks before it
+on its connection; so each table state gets an id (:class:`_Memo`), and a block
+met again on a table with the same id decodes to the same fields and changes the
+table the same way. A client that opens a connection per command sends the same
+blocks in the same order each time: after the first, its blocks are lookups.
+
+The static table and the Huffman code come from ``hpack`` (facts of the RFC, not
+re-typed here); Huffman strings are decoded a byte at a time through transitions
+remembered as they are met.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
@@ -31,8 +39,10 @@ ENTRY_OVERHEAD = 32
 DEFAULT_TABLE_SIZE = 4096
 #: Longer integers than this many continuation bytes cannot be a sane length or index.
 _MAX_INTEGER_BYTES = 5
-#: Blocks remembered per connection while the table stays as it is.
-_REMEMBERED_BLOCKS = 64
+#: Decoded blocks remembered (for all connections); the memo starts again when full.
+_REMEMBERED_BLOCKS = 4096
+#: Longer blocks are decoded each time (a large metadata value is not worth keeping).
+_REMEMBERED_BLOCK_SIZE = 512
 
 
 class HeaderBlockDecoder:
@@ -50,25 +60,29 @@ class HeaderBlockDecoder:
         self._table_size = max_table_size
         self._dynamic: deque[Field] = deque()  # newest first: index 62 is _dynamic[0]
         self._used = 0
-        #: Blocks that left the table as it was, decoded since it last changed: the
-        #: same bytes mean the same fields until it changes again.
-        self._remembered: dict[bytes, list[Field]] = {}
-        self._changes = 0
+        #: The id of this table's state (see _Memo); None once it is one no memo knows.
+        self._state: object = _MEMO.initial_state(max_header_list_size, max_table_size)
+        #: What decoding the current block did to the table, to replay on a memo hit.
+        self._changes: list[_Change] | None = None
 
     def decode(self, block: bytes) -> list[Field]:
         """The block's fields, in order. The list may be shared: do not change it."""
-        fields = self._remembered.get(block)
-        if fields is not None:
+        state = self._state
+        remembered = _MEMO.get(state, block)
+        if remembered is not None:
+            fields, changes, self._state = remembered
+            for change in changes:
+                self._replay(change)
             return fields
-        changes = self._changes
+        changes: list[_Change] = []
+        self._changes = changes
         try:
             fields = self._decode(block)
         except IndexError:
             raise _error("a header block ends inside a field") from None
-        if self._changes == changes:
-            if len(self._remembered) >= _REMEMBERED_BLOCKS:
-                self._remembered.clear()
-            self._remembered[block] = fields
+        finally:
+            self._changes = None
+        self._state = _MEMO.put(state, block, fields, changes)
         return fields
 
     def _decode(self, block: bytes) -> list[Field]:
@@ -98,9 +112,7 @@ class HeaderBlockDecoder:
                     raise _error(
                         f"table size {size} is over the {self._allowed_table_size} allowed"
                     )
-                self._table_changed()
-                self._table_size = size
-                self._evict()
+                self._resize(size)
                 continue
             else:  # literal not indexed (0000) or never indexed (0001)
                 field, i = self._literal(block, i, 0x0F)
@@ -131,7 +143,8 @@ class HeaderBlockDecoder:
         return (name, value), i
 
     def _add(self, field: Field) -> None:
-        self._table_changed()
+        if self._changes is not None:
+            self._changes.append(field)
         size = len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
         if size > self._table_size:  # RFC 7541 4.4: an entry too large empties the table
             self._dynamic.clear()
@@ -141,14 +154,59 @@ class HeaderBlockDecoder:
         self._used += size
         self._evict()
 
-    def _table_changed(self) -> None:
-        self._changes += 1
-        self._remembered.clear()
+    def _resize(self, size: int) -> None:
+        if self._changes is not None:
+            self._changes.append(size)
+        self._table_size = size
+        self._evict()
+
+    def _replay(self, change: _Change) -> None:
+        if isinstance(change, int):
+            self._resize(change)
+        else:
+            self._add(change)
 
     def _evict(self) -> None:
         while self._used > self._table_size:
             name, value = self._dynamic.pop()
             self._used -= len(name) + len(value) + ENTRY_OVERHEAD
+
+
+#: A change a block made to its table: an entry added, or a new table size.
+_Change = Field | int
+
+
+class _Memo:
+    """Blocks decoded on some connection, by (table state id, block bytes).
+
+    A state id stands for one table: the table a decoder starts with, or the
+    one a remembered block left behind (a fresh id, unless the block changed
+    nothing). Two connections whose tables share an id hold the same entries.
+    """
+
+    def __init__(self) -> None:
+        self._blocks: dict[tuple[object, bytes], tuple[list[Field], list[_Change], object]] = {}
+        self._next_state = itertools.count()
+
+    def initial_state(self, max_header_list_size: int, max_table_size: int) -> object:
+        return ("start", max_header_list_size, max_table_size)
+
+    def get(self, state: object, block: bytes) -> tuple[list[Field], list[_Change], object] | None:
+        return self._blocks.get((state, block))
+
+    def put(
+        self, state: object, block: bytes, fields: list[Field], changes: list[_Change]
+    ) -> object:
+        """Remember a block just decoded on ``state``; returns the id of the table it left."""
+        after = next(self._next_state) if changes else state
+        if len(block) <= _REMEMBERED_BLOCK_SIZE:
+            if len(self._blocks) >= _REMEMBERED_BLOCKS:
+                self._blocks.clear()
+            self._blocks[(state, block)] = (fields, changes, after)
+        return after
+
+
+_MEMO = _Memo()
 
 
 def _integer(block: bytes, i: int, value: int) -> tuple[int, int]:

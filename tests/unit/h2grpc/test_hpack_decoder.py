@@ -152,3 +152,27 @@ def test_huffman_padding_must_be_short_and_all_ones(encoded: bytes, why: str) ->
     block = b"\x40\x01a" + bytes([0x80 | len(encoded)]) + encoded
     with pytest.raises(ConnectionError_, match="Huffman"):
         HeaderBlockDecoder(LIMIT).decode(block)
+
+
+def test_connections_sending_the_same_blocks_share_their_decoding() -> None:
+    """A second connection with the same history gets the first one's fields, and its own table."""
+    blocks = []
+    encoder = hpack.Encoder()
+    for path in (b"/a.A/One", b"/a.A/Two", b"/a.A/One"):
+        blocks.append(encoder.encode([(b":path", path), (b"x-ns", b"default")]))
+    first, second = HeaderBlockDecoder(LIMIT), HeaderBlockDecoder(LIMIT)
+    decoded = [first.decode(block) for block in blocks]
+    again = [second.decode(block) for block in blocks]
+    assert all(a is b for a, b in zip(decoded, again, strict=True))
+    # Each table followed its own blocks: a reference to the newest entry reads the same.
+    assert first.decode(b"\xbe") == second.decode(b"\xbe") == [(b":path", b"/a.A/Two")]
+
+
+def test_a_connection_that_goes_another_way_decodes_against_its_own_table() -> None:
+    same = hpack.Encoder().encode([(b"x-k", b"one")])
+    first, second = HeaderBlockDecoder(LIMIT), HeaderBlockDecoder(LIMIT)
+    first.decode(same)
+    second.decode(same)
+    first.decode(b"\x40\x03x-k\x03two")  # only the first table gets x-k: two
+    assert first.decode(b"\xbe") == [(b"x-k", b"two")]
+    assert second.decode(b"\xbe") == [(b"x-k", b"one")]
