@@ -70,8 +70,8 @@ class HeaderBlockDecoder:
         state = self._state
         remembered = _MEMO.get(state, block)
         if remembered is not None:
-            fields, changes, self._state = remembered
-            for change in changes:
+            fields, replayed, self._state = remembered
+            for change in replayed:
                 self._replay(change)
             return fields
         changes: list[_Change] = []
