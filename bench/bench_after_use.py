@@ -43,6 +43,7 @@ from bench.common import (
     pycontainerd_daemon,
     rss_kib,
     timed,
+    tmpfs_dir,
 )
 from tests.support.images import busybox_image, large_image, push_image
 from tests.support.registry import TestRegistry
@@ -274,19 +275,6 @@ def _build_images(registry: TestRegistry, work: Path) -> Images:
     return Images(tuple(refs), small, blob, digest)
 
 
-@contextlib.contextmanager
-def _tmpfs() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="bench-roots-"))
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(path)], check=True
-    )
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-R", "-l", str(path)], check=False)
-        path.rmdir()
-
-
 # -- the report --------------------------------------------------------------------------
 
 ROWS: tuple[tuple[str, str, str], ...] = (
@@ -328,7 +316,7 @@ def run() -> None:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-after-")))
         registry = stack.enter_context(TestRegistry())
         images = _build_images(registry, work)
-        roots = stack.enter_context(_tmpfs())
+        roots = stack.enter_context(tmpfs_dir(TMPFS_SIZE))
         figures: dict[str, Figures] = {}
         order = list(DAEMONS)
         for round_number in range(ROUNDS):

@@ -158,3 +158,15 @@ def containerd_daemon(version: int = 1, base: Path | None = None) -> Iterator[Pa
         log.close()
         subprocess.run(["umount", "-R", str(base / "root")], capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def tmpfs_dir(size: str) -> Iterator[Path]:
+    """A fresh tmpfs of ``size`` for daemon roots, unmounted and removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="bench-roots-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(path)], check=False)
+        path.rmdir()
