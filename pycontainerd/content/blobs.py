@@ -11,7 +11,6 @@ import errno
 import io
 import os
 import stat
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,7 +44,6 @@ class BlobRange:
         self, fd: int | None, offset: int, length: int, in_memory: bool, *, path: Path | None = None
     ) -> None:
         self._fd: int | None = None
-        self._closer: weakref.finalize[[int], BlobRange] | None = None
         self._offset = offset
         self._remaining = length
         self._in_memory = in_memory
@@ -55,7 +53,6 @@ class BlobRange:
 
     def _own(self, fd: int) -> None:
         self._fd = fd
-        self._closer = weakref.finalize(self, os.close, fd)
 
     @classmethod
     def empty(cls, offset: int) -> BlobRange:
@@ -111,10 +108,12 @@ class BlobRange:
 
     def close(self) -> None:
         self._deferred = None
-        if self._closer is not None:
-            self._closer()
-            self._closer = None
-        self._fd = None
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:  # a range dropped before its end still lets go of its file
+        self.close()
 
 
 class BlobStore:

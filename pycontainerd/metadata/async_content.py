@@ -28,29 +28,35 @@ async def in_worker(fn: Callable[..., T], *args: Any) -> T:
 
 
 class BlobRead:
-    """A read under way: ``offset`` of its first byte, ``length`` in all, then the chunks."""
+    """A read under way: ``offset`` of its first byte, ``length`` in all, then the chunks.
+
+    Chunks the page cache holds are read on the loop; the rest in a worker, so
+    a stalled file blocks only this read, never the event loop. The reader
+    takes chunks until an empty one and closes the read in any case.
+    """
 
     def __init__(self, offset: int, length: int, blob: BlobRange) -> None:
         self.offset = offset
         self.length = length
         self._blob = blob
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Chunks the page cache holds are read here; the rest in a worker.
+    async def next_chunk(self) -> bytes:
+        """The next chunk; b"" at the end."""
+        chunk = self._blob.cached_chunk()
+        if chunk is None:
+            chunk = await in_worker(self._blob.read_chunk)
+        return chunk
 
-        A stalled file blocks only this read, never the event loop.
-        """
-        blob = self._blob
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Every chunk, then the read is closed."""
         try:
-            while True:
-                chunk = blob.cached_chunk()
-                if chunk is None:
-                    chunk = await in_worker(blob.read_chunk)
-                if not chunk:
-                    return
+            while chunk := await self.next_chunk():
                 yield chunk
         finally:
-            blob.close()
+            self.close()
+
+    def close(self) -> None:
+        self._blob.close()
 
 
 class AsyncContentWriter:

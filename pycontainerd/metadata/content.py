@@ -119,14 +119,20 @@ class NamespacedContentStore:
         As containerd: a negative offset reads from the start, an offset past
         the end is OutOfRange.
         """
-        info = self.info(namespace, digest)
+        parse_digest(digest)
+        rows = self.db.query_tuples(
+            "SELECT size FROM content WHERE namespace = ? AND digest = ?", (namespace, digest)
+        )
+        if not rows:
+            raise errdefs.NotFound(f"content {digest} not found in namespace {namespace!r}")
+        total: int = rows[0][0]
         offset = max(offset, 0)
-        if offset > info.size:
+        if offset > total:
             raise errdefs.OutOfRange(
-                f"read offset {offset} is past the end of {digest} ({info.size} bytes)"
+                f"read offset {offset} is past the end of {digest} ({total} bytes)"
             )
-        if size <= 0 or offset + size > info.size:
-            size = info.size - offset
+        if size <= 0 or offset + size > total:
+            size = total - offset
         if size == 0:
             return offset, 0, BlobRange.empty(offset)
         return offset, size, self.backend.read(digest, offset, size)

@@ -121,7 +121,7 @@ def test_tasks_start_and_attach(pyctr: Pyctr, image: str):
     pyctr.ok("containers", "create", image, "s1", "sh", "-c", "read line; echo got $line; exit 2")
     started = pyctr.run("tasks", "start", "s1", input="hello\n")
     assert (started.returncode, started.stdout) == (2, "got hello\n")
-    pyctr.ok("containers", "create", image, "s2", "sh", "-c", "sleep 1; echo late; exit 6")
+    pyctr.ok("containers", "create", image, "s2", "sh", "-c", "sleep 3; echo late; exit 6")
     pyctr.ok("tasks", "start", "-d", "s2")
     attached = pyctr.run("tasks", "attach", "s2")
     assert (attached.returncode, attached.stdout) == (6, "late\n")
