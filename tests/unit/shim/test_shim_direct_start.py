@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import socket
@@ -67,6 +68,12 @@ def test_the_zygote_forks_the_daemons_shim(
     tmp_path: Path, socket_dir: Path, shim_pids: list[int], monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     _first_start(tmp_path, socket_dir, monkeypatch, shim_pids)
+    # `start` forked the zygote while it held the placement lock: the zygote let go of it.
+    lock = os.open(socket_dir / LOCK_FILE, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if a zygote kept it
+    finally:
+        os.close(lock)
     bundle = make_bundle(tmp_path, "direct")
     env = _env(socket_dir, "direct")
     address = asyncio.run(start_through_zygote(_start_args("direct"), str(bundle), env))
