@@ -137,9 +137,9 @@ def spawn_shim(
     socket_dir = os.path.dirname(listener.getsockname())
     argv = child_flags(flags, listener.getsockname()).to_argv()
     request = zygote.fork_request(argv, bundle, env, may_retire=fork_zygote)
-    pid = zygote.ask_zygote(socket_dir, request, listener.fileno())
+    pid, why_not = zygote.ask_zygote(socket_dir, request, listener.fileno())
     if pid is None and not fork_zygote:
-        raise NoZygote(f"no shim zygote serves {socket_dir}")
+        raise NoZygote(f"the shim zygote of {socket_dir} started no shim: {why_not}")
     if pid is None:
         pid = _fork_zygote(request, listener.fileno(), socket_dir, lock_fd)
     # Never waited for: the shim is not our child (it is reparented to init or a subreaper).
