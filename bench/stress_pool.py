@@ -39,6 +39,8 @@ RUNNING = int(os.environ.get("STRESS_RUNNING", "50"))
 PARALLEL = 8
 RM_RUNS = int(os.environ.get("STRESS_RM_RUNS", "20"))
 SHIM_SOCKET_DIR = "s"
+#: What the daemon logs (pycontainerd.runtime.own_shim) when the zygote started no shim.
+FALLBACK_LOG = "running the start command"
 
 
 def _ctr(address: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -94,11 +96,15 @@ def main(argv: list[str]) -> int:
         for number in range(rounds):
             failures: list[str] = []
             with pycontainerd_daemon() as daemon:
+                started = time.monotonic()
                 _round(daemon, image, failures)
+                took = time.monotonic() - started
+                fallbacks = daemon.log().count(FALLBACK_LOG)
                 if failures:
                     failed_rounds += 1
                     shutil.copy(daemon.log_path, keep / f"daemon-{number}.log")
-            print(f"round {number}: {'ok' if not failures else f'{len(failures)} failed'}")
+            outcome = "ok" if not failures else f"{len(failures)} failed"
+            print(f"round {number}: {outcome} ({took:.0f}s, {fallbacks} start commands run)")
             for failure in failures:
                 print(f"  {failure}", flush=True)
     print(f"{failed_rounds} of {rounds} rounds failed; logs in {keep}")

@@ -201,24 +201,28 @@ def start(
     with pool.placement_lock(socket_dir_of(env)) as lock_fd:
         placement = place(flags, bundle, env, own_shim=bool(shim_cgroup))
         address = UNIX_PREFIX + placement.path
-        write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
         listener = placement.listener
-        if listener is None:
-            shim_pid = _read_shim_pid(placement.path)
-        else:
-            try:
+        try:
+            write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
+            pool.join(placement.path, flags.id)  # first: a bad id fails before a shim exists
+            if listener is None:
+                shim_pid = _read_shim_pid(placement.path)
+            else:
                 env[pool.LINGER_ENV] = str(placement.linger)
                 pid = spawn_shim(flags, listener, bundle, env, fork_zygote, lock_fd)
                 if shim_cgroup:
                     _join_or_kill(shim_cgroup, pid)
                 shim_pid = str(pid)
                 write_file_atomically(placement.path + pool.PID_SUFFIX, shim_pid)
-            except BaseException:
+        except BaseException:
+            if listener is None:
+                pool.leave(placement.path, flags.id)
+            else:
                 pool.forget_shim(placement.path)  # it served nobody: we held the lock throughout
-                raise
-            finally:
+            raise
+        finally:
+            if listener is not None:
                 listener.close()
-        pool.join(placement.path, flags.id)
     if shim_pid:
         write_file_atomically(os.path.join(bundle, PID_FILE), shim_pid)
     return address

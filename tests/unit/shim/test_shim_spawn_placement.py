@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from pycontainerd import errdefs
 from pycontainerd.shim_v2 import pool
 from pycontainerd.shim_v2 import start as shim_start
 from pycontainerd.shim_v2.contract import (
@@ -148,3 +149,12 @@ def test_a_failed_spawn_leaves_nothing_behind(tmp_path: Path, shims: FakeShims) 
     # The placement lock is free again: the next container starts a shim of its own.
     address = start("second")
     assert listening(address.removeprefix(shim_start.UNIX_PREFIX))
+
+
+def test_a_bad_container_id_fails_before_a_shim_is_started(
+    tmp_path: Path, shims: FakeShims
+) -> None:
+    with pytest.raises(errdefs.InvalidArgument, match="cannot name a shim member"):
+        _starter(tmp_path)(".hidden")
+    assert shims.listeners == [], "no shim was started"
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [pool.LOCK_FILE]
