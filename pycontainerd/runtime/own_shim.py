@@ -48,7 +48,9 @@ async def start_through_zygote(
         return await asyncio.to_thread(
             contract.start_through_zygote, start_args, bundle, env, options
         )
-    except contract.NoZygote:
+    except contract.NoZygote as exc:
+        # The slow path (a fresh interpreter, and a new zygote): worth knowing why.
+        log.info("shim start through the zygote: %s; running the start command", exc)
         return None
 
 

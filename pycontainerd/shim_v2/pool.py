@@ -12,9 +12,11 @@ reporting of all its containers with it (the containers keep running).
 Every shim socket has a *members* directory beside it, one entry per container
 placed there: `start` adds the entry before the shim knows of the container,
 the shim removes it at Delete (``delete`` does, after a dead shim). Choosing a
-shim and retiring one both happen under one lock per socket directory, so a
-container is never placed on a shim that is about to exit: a shim retires only
-when it has no containers and no recent entry. An idle pool shim lingers
+shim, starting a new one and retiring one all happen under one lock per socket
+directory (`placement_lock`), so a container is only ever placed on a shim that
+is running and stays: a new shim's socket is bound and its process started (or
+the attempt undone) before any other container can see the socket, and a shim
+retires only when it has no containers and no recent entry. An idle pool shim lingers
 (``PYCONTAINERD_SHIM_POOL_IDLE`` seconds, default `DEFAULT_POOL_IDLE`) so that a
 container started soon after joins a warm shim instead of forking a new one.
 """
@@ -98,13 +100,18 @@ def pool_key(index: int) -> str:
 
 
 @contextlib.contextmanager
-def placement_lock(directory: str) -> Iterator[None]:
-    """Serialise placing containers and retiring shims in one socket directory."""
+def placement_lock(directory: str) -> Iterator[int]:
+    """Serialise placing containers, starting shims and retiring shims in one socket directory.
+
+    Yields the locked descriptor: a process forked while holding the lock must
+    close it (an flock lasts while any descriptor of its open file lives). Not
+    reentrant: a holder that takes it again waits for itself.
+    """
     os.makedirs(directory, mode=0o711, exist_ok=True)
     fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        yield fd
     finally:
         os.close(fd)  # releases the lock
 

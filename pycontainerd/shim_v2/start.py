@@ -11,7 +11,10 @@ outlives containerd and gets no signals meant for containerd's process group.
 
 Which shim serves the container is `pool`'s business: the shim of its group
 (annotation), a pool shim with room, or one of its own. When that shim already
-listens, ``start`` only prints its address. A container whose runtime options
+listens, ``start`` only prints its address. A new shim is started under the
+placement lock, so no other container is placed on it before it runs: when it
+cannot be started (the daemon, finding no zygote, runs this command instead),
+its socket is gone again before anyone else sees it. A container whose runtime options
 name a ``shim_cgroup`` gets a shim of its own, put into that cgroup, as
 containerd's runc shim does (a pool shim would drag other containers' shims in).
 """
@@ -78,27 +81,28 @@ class Placement:
     linger: float
 
 
+def socket_dir_of(env: Mapping[str, str]) -> str:
+    return env.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
+
+
 def place(
     flags: ShimFlags, bundle: str, env: Mapping[str, str], own_shim: bool = False
 ) -> Placement:
-    """Choose the container's shim (see `pool`) and record the container there.
+    """Choose the container's shim (see `pool`), binding its socket if it is a new one.
 
-    `own_shim` asks for a shim of the container's own unless its group has one.
+    Call it under the placement lock of the socket directory, and hold the lock
+    until a new shim runs (see `start`). `own_shim` asks for a shim of the
+    container's own unless its group has one.
     """
-    directory = env.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
+    directory = socket_dir_of(env)
     group = group_of(bundle)
     size = pool.pool_size(env)
-    with pool.placement_lock(directory):
-        if group or size == 1 or own_shim:
-            key = group or flags.id
-            path = pool.shim_socket_path(flags.address, flags.namespace, key, directory)
-            listener = pool.bind_shim_socket(path)
-            linger = 0.0
-        else:
-            path, listener = pool.place_in_pool(flags.address, flags.namespace, directory, size)
-            linger = pool.pool_idle(env)
-        pool.join(path, flags.id)
-    return Placement(path, listener, linger)
+    if group or size == 1 or own_shim:
+        key = group or flags.id
+        path = pool.shim_socket_path(flags.address, flags.namespace, key, directory)
+        return Placement(path, pool.bind_shim_socket(path), 0.0)
+    path, listener = pool.place_in_pool(flags.address, flags.namespace, directory, size)
+    return Placement(path, listener, pool.pool_idle(env))
 
 
 def child_flags(flags: ShimFlags, socket: str) -> ShimFlags:
@@ -119,28 +123,32 @@ def spawn_shim(
     bundle: str,
     env: Mapping[str, str] | None = None,
     fork_zygote: bool = True,
+    lock_fd: int | None = None,
 ) -> int:
     """Start the long-lived shim on `listener`; return its pid.
 
     The zygote of the socket directory forks it when there is one; otherwise this
     process forks and the child becomes the zygote (see `zygote_server`), or, with
-    `fork_zygote` False, NoZygote is raised.
+    `fork_zygote` False, NoZygote is raised. `lock_fd` is the placement lock this
+    process holds, which a forked zygote must not keep.
     """
     from pycontainerd.shim_v2 import zygote
 
     socket_dir = os.path.dirname(listener.getsockname())
     argv = child_flags(flags, listener.getsockname()).to_argv()
     request = zygote.fork_request(argv, bundle, env, may_retire=fork_zygote)
-    pid = zygote.ask_zygote(socket_dir, request, listener.fileno())
+    pid, why_not = zygote.ask_zygote(socket_dir, request, listener.fileno())
     if pid is None and not fork_zygote:
-        raise NoZygote(f"no shim zygote serves {socket_dir}")
+        raise NoZygote(f"the shim zygote of {socket_dir} started no shim: {why_not}")
     if pid is None:
-        pid = _fork_zygote(request, listener.fileno(), socket_dir)
+        pid = _fork_zygote(request, listener.fileno(), socket_dir, lock_fd)
     # Never waited for: the shim is not our child (it is reparented to init or a subreaper).
     return pid
 
 
-def _fork_zygote(request: dict[str, object], listen_fd: int, socket_dir: str) -> int:
+def _fork_zygote(
+    request: dict[str, object], listen_fd: int, socket_dir: str, lock_fd: int | None
+) -> int:
     """Fork the child that becomes the zygote and starts our shim; the shim's pid."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -153,6 +161,8 @@ def _fork_zygote(request: dict[str, object], listen_fd: int, socket_dir: str) ->
         raise errdefs.Unavailable(f"cannot fork the shim: {exc}; retry") from exc
     if child == 0:
         os.close(read_end)
+        if lock_fd is not None:
+            os.close(lock_fd)  # the zygote outlives our hold on the placement lock
         from pycontainerd.shim_v2.zygote_server import become_zygote
 
         become_zygote(request, listen_fd, write_end, socket_dir)
@@ -187,31 +197,44 @@ def start(
         raise errdefs.InvalidArgument("start needs -id")
     env = dict(os.environ if env is None else env)
     shim_cgroup = options.shim_cgroup if options is not None else ""
-    placement = place(flags, bundle, env, own_shim=bool(shim_cgroup))
-    path = placement.path
-    address = UNIX_PREFIX + path
-    # The shim's pid sits next to its socket, for the bundles that join it.
-    shim_pid_file = path + pool.PID_SUFFIX
-    if placement.listener is None:
-        write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
-        with contextlib.suppress(FileNotFoundError), open(shim_pid_file, "rb") as f:
-            write_file_atomically(os.path.join(bundle, PID_FILE), f.read().decode())
-        return address
-    try:
-        write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
-        env[pool.LINGER_ENV] = str(placement.linger)
-        pid = spawn_shim(flags, placement.listener, bundle, env, fork_zygote)
-        if shim_cgroup:
-            _join_or_kill(shim_cgroup, pid)
-        write_file_atomically(shim_pid_file, str(pid))
-        write_file_atomically(os.path.join(bundle, PID_FILE), str(pid))
-    except BaseException:
-        with pool.placement_lock(os.path.dirname(path)):
-            pool.forget_shim(path)
-        raise
-    finally:
-        placement.listener.close()
+    # Held until a new shim runs: no other container sees its socket before that.
+    with pool.placement_lock(socket_dir_of(env)) as lock_fd:
+        placement = place(flags, bundle, env, own_shim=bool(shim_cgroup))
+        address = UNIX_PREFIX + placement.path
+        listener = placement.listener
+        try:
+            write_file_atomically(os.path.join(bundle, ADDRESS_FILE), address)
+            pool.join(placement.path, flags.id)  # first: a bad id fails before a shim exists
+            if listener is None:
+                shim_pid = _read_shim_pid(placement.path)
+            else:
+                env[pool.LINGER_ENV] = str(placement.linger)
+                pid = spawn_shim(flags, listener, bundle, env, fork_zygote, lock_fd)
+                if shim_cgroup:
+                    _join_or_kill(shim_cgroup, pid)
+                shim_pid = str(pid)
+                write_file_atomically(placement.path + pool.PID_SUFFIX, shim_pid)
+        except BaseException:
+            if listener is None:
+                pool.leave(placement.path, flags.id)
+            else:
+                pool.forget_shim(placement.path)  # it served nobody: we held the lock throughout
+            raise
+        finally:
+            if listener is not None:
+                listener.close()
+    if shim_pid:
+        write_file_atomically(os.path.join(bundle, PID_FILE), shim_pid)
     return address
+
+
+def _read_shim_pid(path: str) -> str:
+    """The pid a running shim's starter recorded beside its socket ("" if none)."""
+    try:
+        with open(path + pool.PID_SUFFIX, "rb") as f:
+            return f.read().decode()
+    except FileNotFoundError:
+        return ""
 
 
 def _join_or_kill(cgroup: str, pid: int) -> None:

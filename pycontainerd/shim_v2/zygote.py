@@ -142,15 +142,17 @@ def fork_request(
     }
 
 
-def ask_zygote(socket_dir: str, request: dict[str, Any], listen_fd: int) -> int | None:
-    """Have the zygote of `socket_dir` fork a shim serving on `listen_fd`; its pid, or None.
+def ask_zygote(socket_dir: str, request: dict[str, Any], listen_fd: int) -> tuple[int | None, str]:
+    """Have the zygote of `socket_dir` fork a shim serving on `listen_fd`: (its pid, "").
 
-    None means no zygote could do it (none running, a stale one, a refusal, a
-    timeout): the caller starts the shim another way.
+    (None, why) means no zygote could do it (none running, a stale one, a
+    refusal, a timeout): the caller starts the shim another way.
     """
     reply = _exchange(socket_dir, request, [listen_fd], REQUEST_TIMEOUT)
     pid = reply.get("pid")
-    return pid if isinstance(pid, int) and pid > 0 else None
+    if isinstance(pid, int) and pid > 0:
+        return pid, ""
+    return None, str(reply.get("error") or "no answer")
 
 
 def retire_zygote(socket_dir: str) -> bool:
@@ -162,18 +164,23 @@ def retire_zygote(socket_dir: str) -> bool:
 def _exchange(
     socket_dir: str, request: dict[str, Any], fds: list[int], timeout: float
 ) -> dict[str, Any]:
-    """Send `request` (with `fds`) to a fitting zygote and return its reply ({} on failure)."""
+    """Send `request` (with `fds`) to a fitting zygote and return its reply.
+
+    A failure to get one is a reply too: ``{"error": why}``.
+    """
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as conn:
         conn.settimeout(timeout)
         try:
             conn.connect(zygote_address(socket_dir))
             if not peer_fits(conn):
-                return {}
+                return {"error": "the zygote socket is served by a process of another context"}
             socket.send_fds(conn, [json.dumps(request).encode()], fds)
             reply = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
-        except (OSError, ValueError):
-            return {}
-    return reply if isinstance(reply, dict) else {}
+        except TimeoutError:
+            return {"error": f"no answer within {timeout:.0f}s"}
+        except (OSError, ValueError) as exc:
+            return {"error": f"no zygote to ask ({exc})"}
+    return reply if isinstance(reply, dict) else {"error": "a reply that is not an object"}
 
 
 if __name__ == "__main__":

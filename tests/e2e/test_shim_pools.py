@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from pycontainerd.shim_v2.zygote import retire_zygote
 from tests.support.ctr_env import (
     CtrRunEnv,
     alive,
@@ -189,3 +191,54 @@ def test_a_clean_stop_leaves_only_the_shims_of_running_containers(
     wait_for(lambda: len(_zygotes(env.daemon)) == 1, what="a new zygote")
     assert env.tasks()["stays"][1] == "RUNNING"
     _remove(env, "stays")
+
+
+@pytest.fixture
+def default_pools(busybox_pushed) -> Iterator[CtrRunEnv]:  # type: ignore[no-untyped-def]
+    """A daemon with the default pool size (8 containers a shim), as users run it."""
+    daemon = DaemonProcess()
+    try:
+        with ctr_run_env(daemon.start(), busybox_pushed.ref) as run_env:
+            yield run_env
+    finally:
+        daemon.cleanup()
+
+
+BURST = 24
+PARALLEL = 8
+ROUNDS = 3
+
+
+def _in_parallel(work: Callable[[str], object], items: list[str]) -> list[object]:
+    with ThreadPoolExecutor(PARALLEL) as workers:
+        return list(workers.map(work, items))
+
+
+def test_parallel_starts_never_land_on_a_shim_that_is_not_there(
+    default_pools: CtrRunEnv, busybox_pushed
+) -> None:
+    """Bursts of `ctr run -d`, 8 at a time, each just after the zygote went (idle, upgraded).
+
+    The first new shim of a burst then fails to start through the zygote, and the
+    daemon falls back to the ``start`` command; a container placed beside it in
+    the meantime used to be sent to a socket that was already gone.
+    """
+    env = default_pools
+    for round_number in range(ROUNDS):
+        ids = [f"r{round_number}-{i}" for i in range(BURST)]
+        retire_zygote(str(env.daemon.state / "s"))  # as after its idle time; none is fine
+        started = _in_parallel(
+            lambda cid: env.run("-d", busybox_pushed.ref, cid, "sleep", "1000"), ids
+        )
+        failed = {cid: r.stderr for cid, r in zip(ids, started, strict=True) if r.returncode}
+        assert failed == {}, f"round {round_number}: {failed}"
+        assert set(env.tasks()) == set(ids)
+        assert len(set(map(env.shim_pid_of, ids))) == BURST // 8, "full pools, none extra"
+
+        for cid in ids:
+            env.ctr.ok("tasks", "kill", "-s", "SIGKILL", cid)
+        wait_for(lambda: all(s == "STOPPED" for _p, s in env.tasks().values()), what="exits")
+        _in_parallel(lambda cid: env.ctr.ok("tasks", "rm", cid), ids)
+        _in_parallel(lambda cid: env.ctr.ok("containers", "rm", cid), ids)
+        env.assert_clean(*ids)
+    env.assert_no_shims(timeout=IDLE + 10)

@@ -14,6 +14,7 @@ from pycontainerd.h2grpc import unknown_method_text
 from pycontainerd.metadata.db import Database
 from pycontainerd.metadata.namespaces import Namespace, NamespaceStore
 from pycontainerd.runtime.bundle import BundleStore, remapped_root_gid
+from pycontainerd.shim_v2 import pool
 from pycontainerd.shim_v2 import start as shim_start
 from pycontainerd.shim_v2.flags import ShimFlags
 from pycontainerd.shim_v2.options import RuntimeOptions, decode_serialized_options
@@ -145,12 +146,13 @@ def test_a_shim_cgroup_means_a_shim_of_its_own(tmp_path: Path) -> None:
     bundle.mkdir()
     held: list[socket.socket] = []
     try:
-        placements = [
-            shim_start.place(
-                ShimFlags(namespace="ns", id=cid, address="/a.sock"), str(bundle), env, own
-            )
-            for cid, own in (("p1", False), ("p2", False), ("own", True))
-        ]
+        with pool.placement_lock(str(tmp_path / "s")):
+            placements = [
+                shim_start.place(
+                    ShimFlags(namespace="ns", id=cid, address="/a.sock"), str(bundle), env, own
+                )
+                for cid, own in (("p1", False), ("p2", False), ("own", True))
+            ]
         held = [p.listener for p in placements if p.listener is not None]
         pooled, pooled_again, own = (p.path for p in placements)
         assert pooled == pooled_again

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import logging
 import os
 import socket
 import sys
 from pathlib import Path
 
+import pytest
 import test_shim_zygote as shared
 
 import pycontainerd
@@ -53,10 +56,16 @@ def test_our_shim_is_known_by_its_name() -> None:
     assert not is_own_shim("/usr/bin/containerd-shim-runc-v2")
 
 
-def test_without_a_zygote_the_caller_runs_the_command(tmp_path: Path, socket_dir: Path) -> None:
+def test_without_a_zygote_the_caller_runs_the_command(
+    tmp_path: Path, socket_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     bundle = make_bundle(tmp_path, "c")
-    address = asyncio.run(start_through_zygote(_start_args("c"), str(bundle), _env(socket_dir, "")))
+    with caplog.at_level(logging.INFO, logger="pycontainerd.runtime.own_shim"):
+        address = asyncio.run(
+            start_through_zygote(_start_args("c"), str(bundle), _env(socket_dir, ""))
+        )
     assert address is None
+    assert "started no shim: no zygote to ask" in caplog.text, "the daemon's log says why"
     assert _zygotes_of(socket_dir) == [], "the daemon never forks a zygote itself"
     assert [p.name for p in socket_dir.iterdir()] == [LOCK_FILE], (
         "no socket is left for the command"
@@ -67,6 +76,12 @@ def test_the_zygote_forks_the_daemons_shim(
     tmp_path: Path, socket_dir: Path, shim_pids: list[int], monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     _first_start(tmp_path, socket_dir, monkeypatch, shim_pids)
+    # `start` forked the zygote while it held the placement lock: the zygote let go of it.
+    lock = os.open(socket_dir / LOCK_FILE, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if a zygote kept it
+    finally:
+        os.close(lock)
     bundle = make_bundle(tmp_path, "direct")
     env = _env(socket_dir, "direct")
     address = asyncio.run(start_through_zygote(_start_args("direct"), str(bundle), env))
@@ -85,7 +100,8 @@ def test_a_misfit_daemon_is_refused_without_retiring_the_zygote(
     request = zygote.fork_request(["-id", "x"], str(tmp_path), {}, may_retire=False)
     request["package"] = "/elsewhere/pycontainerd"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        assert zygote.ask_zygote(str(socket_dir), request, listener.fileno()) is None
+        pid, why_not = zygote.ask_zygote(str(socket_dir), request, listener.fileno())
+    assert pid is None and why_not == "refused: another interpreter or package"
     assert alive(zygote_pid) and _zygotes_of(socket_dir) == [zygote_pid]
 
     bundle = make_bundle(tmp_path, "after")
