@@ -98,8 +98,15 @@ class PriorityGate:
                 granted.set_result(None)
 
 
+#: Held while a blob is downloaded: a pull running beside this one waits, then finds it stored.
+Claim = Callable[[str], contextlib.AbstractAsyncContextManager[None]]
+
+
 class RegistryToContent:
-    """Stores descriptors fetched with ``fetcher`` into ``content``, labelled for the GC."""
+    """Stores descriptors fetched with ``fetcher`` into ``content``, labelled for the GC.
+
+    ``claim`` (optional) is held around each blob's download, keyed by its digest.
+    """
 
     def __init__(
         self,
@@ -111,8 +118,10 @@ class RegistryToContent:
         report: Reporter,
         max_concurrent: int = 4,
         concurrent_sends: int = CONCURRENT_SENDS,
+        claim: Claim | None = None,
     ) -> None:
         self._content = content
+        self._claim = claim
         self._fetcher = fetcher
         self._pool = pool
         self._source = source
@@ -160,7 +169,14 @@ class RegistryToContent:
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
+    def _claimed(self, desc: Descriptor) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._claim(desc.digest) if self._claim else contextlib.nullcontext()
+
     async def store_document(self, desc: Descriptor, labels_for: LabelsFor) -> bytes:
+        async with self._claimed(desc):
+            return await self._store_document(desc, labels_for)
+
+    async def _store_document(self, desc: Descriptor, labels_for: LabelsFor) -> bytes:
         existing = await self._content.info_or_none(desc.digest)
         if existing is not None:
             data = await self._content.read_all(desc.digest)
@@ -188,7 +204,7 @@ class RegistryToContent:
     async def store_blob(self, desc: Descriptor) -> None:
         self._report.blob(desc, Status.WAITING)
         priority = next(self._walk_order)
-        async with self._slots:
+        async with self._claimed(desc), self._slots:
             written = await self._store_blob_once(desc, priority, may_restart=True)
         self._report.blob(desc, Status.DONE if written else Status.EXISTS, desc.size)
         self._mark_stored(desc)

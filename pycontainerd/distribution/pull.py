@@ -14,10 +14,10 @@ from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pycontainerd.distribution.fetch import CONCURRENT_SENDS, RegistryToContent
+from pycontainerd.distribution.fetch import CONCURRENT_SENDS, Claim, RegistryToContent
 from pycontainerd.distribution.labels import DistributionSource
 from pycontainerd.distribution.progress import ProgressCallback, Reporter, Status
-from pycontainerd.distribution.stores import Image
+from pycontainerd.distribution.stores import Image, SharedStores
 from pycontainerd.distribution.unpack import DEFAULT_SNAPSHOTTER, unpack_image
 from pycontainerd.distribution.walk import ChildPolicy, ImageWalk
 from pycontainerd.remotes import mediatypes
@@ -119,6 +119,7 @@ async def pull(
             report=report,
             max_concurrent=max_concurrent_downloads,
             concurrent_sends=concurrent_writes,
+            claim=_blob_claim(stores),
         )
         async with stores.lease_if_none():
             jobs: list[Coroutine[Any, Any, object]] = [_fetch(target, policy, root)]
@@ -139,6 +140,14 @@ async def pull(
             record = Image(image_name or name, root, dict(labels or {}))
             image = await stores.images.create_or_update(record)
     return image
+
+
+def _blob_claim(stores: Stores) -> Claim | None:
+    """In the daemon, pulls at once download a blob once (see distribution.coordination)."""
+    if not isinstance(stores, SharedStores):
+        return None
+    locks, namespace = stores.coordination.locks, stores.namespace
+    return lambda digest: locks.hold(f"{namespace}/blob://{digest}")
 
 
 async def _unpack_other_platforms(
