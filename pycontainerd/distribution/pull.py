@@ -5,6 +5,9 @@ layer is applied as soon as it and its parent are in the content store while
 later layers still download (containerd 1.6's ``ctr`` waits for every layer).
 Downloads run in parallel; layers apply in order, each in the daemon's diff
 service, whose decompression and hashing run ahead of extraction in a thread.
+In the daemon (Transfer and CRI pulls) layers are also extracted beside each
+other, and pulls of one image at once share their downloads and unpacks (see
+:mod:`.unpack` and :mod:`.coordination`).
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ the garbage collector never takes a half-unpacked chain.
 awaitable per blob that returns once that blob is in the content store, and
 each layer is applied as soon as it and its parent are ready. A pull does
 exactly that (see :mod:`pycontainerd.distribution.pull`).
+
+In the daemon, on overlayfs, layers need not wait for their parents: each is
+extracted on its own as soon as its blob is there and put on its parent chain
+afterwards (``max_concurrent_unpacks``; see :class:`_LayerUnpacker`).
 """
 
 from __future__ import annotations
