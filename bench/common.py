@@ -80,12 +80,14 @@ def timed(fn: Callable[[], object]) -> float:
 
 @contextmanager
 def pycontainerd_daemon(
-    shim_pool_size: int | None = None, base: Path | None = None
+    shim_pool_size: int | None = None, base: Path | None = None, extra_config: str = ""
 ) -> Iterator[DaemonProcess]:
-    """Our daemon with its defaults (`shim_pool_size` set: that many containers per shim)."""
+    """Our daemon with its defaults (`shim_pool_size` set: that many containers per shim;
+    `extra_config`: TOML added to its config file)."""
     # containerd beside it logs at its default level (info); so does this one.
     daemon = DaemonProcess(
         base=Path(tempfile.mkdtemp(prefix="pcd-", dir=base)) if base else None,
+        extra_config=extra_config,
         log_level="info",
         shim_pool_idle=None,
         shim_pool_size=shim_pool_size,
