@@ -110,7 +110,9 @@ def test_two_pulls_at_once_download_and_unpack_each_layer_once(
         text=True,
     )
     try:
-        with CountingProxy(registry.host, hold_blobs_until_manifests=2) as proxy:
+        with CountingProxy(
+            registry.host, held=lambda path: "/blobs/" in path, release_after_manifests=2
+        ) as proxy:
             ref = pushed.ref.replace(registry.host, proxy.host)
             pull = [str(ctr2.binary), "-a", str(daemon.address), "images", "pull", "--plain-http"]
             pulls = [

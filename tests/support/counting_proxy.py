@@ -1,7 +1,8 @@
-"""A loopback proxy in front of a registry that counts requests and can hold blob GETs.
+"""A loopback proxy in front of a registry that counts requests and can hold GETs.
 
-Holding every blob GET until enough pulls have asked for the manifest makes
-pulls started at once really overlap, however the machine schedules them.
+Holding a blob until some moment orders a pull's steps for a test (a layer
+applied while a later one still downloads); holding every blob until enough
+pulls asked for the manifest makes pulls started at once really overlap.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import collections
 import http.client
 import http.server
 import threading
+from collections.abc import Callable
 
 #: Only if the pulls never all arrive: held blobs are released anyway.
 FALLBACK_RELEASE_SECONDS = 30.0
@@ -20,18 +22,24 @@ _HOP_BY_HOP = {"connection", "transfer-encoding", "keep-alive"}
 class CountingProxy:
     """Forwards to ``upstream``; ``requests[(method, path)]`` counts what came in.
 
-    With ``hold_blobs_until_manifests`` N, blob GETs wait until N manifest
-    requests (HEAD or GET) have come in.
+    GETs whose path ``held`` accepts wait until :meth:`release` (or, with
+    ``release_after_manifests`` N, until N manifest requests came in); by
+    default none is held.
     """
 
-    def __init__(self, upstream: str, hold_blobs_until_manifests: int = 0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        held: Callable[[str], bool] = lambda path: False,
+        release_after_manifests: int = 0,
+    ) -> None:
         self.upstream = upstream
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
-        self._manifests_wanted = hold_blobs_until_manifests
+        self._held = held
+        self._manifests_wanted = release_after_manifests
         self._manifests = 0
         self._released = threading.Event()
-        if not hold_blobs_until_manifests:
-            self._released.set()
         self._lock = threading.Lock()
         proxy = self
 
@@ -51,6 +59,10 @@ class CountingProxy:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
+    def release(self) -> None:
+        """Let the held GETs (and any later one) through."""
+        self._released.set()
+
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self._server.server_address[1]}"
@@ -65,9 +77,9 @@ class CountingProxy:
             self.requests[(method, handler.path)] += 1
             if "/manifests/" in handler.path:
                 self._manifests += 1
-                if self._manifests >= self._manifests_wanted:
-                    self._released.set()
-        if method == "GET" and "/blobs/" in handler.path:
+                if self._manifests_wanted and self._manifests >= self._manifests_wanted:
+                    self.release()
+        if method == "GET" and self._held(handler.path):
             self._released.wait(FALLBACK_RELEASE_SECONDS)
         connection = http.client.HTTPConnection(self.upstream, timeout=60)
         try:
@@ -89,7 +101,7 @@ class CountingProxy:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._released.set()
+        self.release()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(10)
