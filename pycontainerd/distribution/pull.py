@@ -21,6 +21,7 @@ from pycontainerd.distribution.fetch import CONCURRENT_SENDS, Claim, RegistryToC
 from pycontainerd.distribution.labels import DistributionSource
 from pycontainerd.distribution.progress import ProgressCallback, Reporter, Status
 from pycontainerd.distribution.stores import Image, SharedStores
+from pycontainerd.distribution.tasks import run_together
 from pycontainerd.distribution.unpack import DEFAULT_SNAPSHOTTER, unpack_image
 from pycontainerd.distribution.walk import ChildPolicy, ImageWalk
 from pycontainerd.remotes import mediatypes
@@ -180,20 +181,3 @@ async def _fetch(target: RegistryToContent, policy: ChildPolicy, root: Descripto
         await ImageWalk(target, policy).run(root)
     finally:
         target.close()  # an unpack waiting on a blob the walk never stored must not hang
-
-
-async def run_together(jobs: list[Coroutine[Any, Any, object]]) -> None:
-    """Run ``jobs`` concurrently; the first to fail cancels the others and its error is raised.
-
-    Unlike a TaskGroup, the error comes out as itself, not in an ExceptionGroup.
-    """
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

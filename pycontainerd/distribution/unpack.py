@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 from pycontainerd import errdefs
 from pycontainerd.distribution.progress import Reporter
 from pycontainerd.distribution.stores import LayerStager, SharedStores, StagedLayer
+from pycontainerd.distribution.tasks import run_together
 from pycontainerd.distribution.walk import ChildPolicy, document_children
 from pycontainerd.mount import Mount
 from pycontainerd.remotes import mediatypes
@@ -272,19 +273,12 @@ class _LayerUnpacker:
             for step in steps:
                 await self._unpack_in_order(step)
             return
+        # Each layer's task waits for the one below before it commits.
         tasks: list[asyncio.Task[None]] = []
         for step in steps:
             below = tasks[-1] if tasks else None
             tasks.append(asyncio.ensure_future(self._unpack_beside(self._stager, step, below)))
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in tasks:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_together(tasks)
 
     # -- in order ----------------------------------------------------------------------
 
