@@ -162,9 +162,6 @@ class LocalContent:
         )
         try:
             opened = await asyncio.shield(opening)
-        except errdefs.AlreadyExists:
-            await self._hold(expected)
-            raise
         except asyncio.CancelledError:
             # The open goes on in a worker: close what it opens, or the orphaned writer
             # would hold the ref (and an abort of it) until it is collected.
@@ -172,10 +169,10 @@ class LocalContent:
             raise
         return LocalContentWriter(opened, total, expected, self._publish)
 
-    async def _hold(self, digest: str) -> None:
+    async def hold(self, digest: str) -> None:
         """Add stored content the caller is about to use to its lease (if it has one)."""
         lease = _current_lease.get()
-        if lease and digest:
+        if lease:
             resource = Resource(digest, "content")
             await call(self._leases.add_resource, self._namespace, lease, resource)
 
@@ -413,6 +410,9 @@ class LocalStores:
     @property
     def diff(self) -> LocalApplier:
         return self._diff
+
+    async def hold_content(self, digest: str) -> None:
+        await self._content.hold(digest)
 
     @property
     def coordination(self) -> PullCoordination:

@@ -124,6 +124,7 @@ async def pull(
             max_concurrent=max_concurrent_downloads,
             concurrent_sends=concurrent_writes,
             claim=_blob_claim(stores),
+            hold=stores.hold_content if isinstance(stores, SharedStores) else None,
         )
         async with stores.lease_if_none():
             jobs: list[Coroutine[Any, Any, object]] = [_fetch(target, policy, root)]

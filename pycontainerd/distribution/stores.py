@@ -190,6 +190,11 @@ class SharedStores(Stores, Protocol):
     @property
     def coordination(self) -> PullCoordination: ...
 
+    async def hold_content(self, digest: str) -> None:
+        """Add the stored ``digest`` to the lease the caller runs under (another pull
+        may have stored it, under a lease that ends before this one)."""
+        ...
+
     def stager(self, snapshotter: str) -> LayerStager | None:
         """A stager for ``snapshotter``, or None where layers must be applied in order."""
         ...
