@@ -23,10 +23,12 @@ from collections.abc import AsyncIterator
 from pycontainerd.distribution.fetch import PriorityGate
 
 #: Layers extracted at once in the daemon. containerd 2 defaults to 1 (strictly in
-#: order). Here 2: extraction is mostly decompression, hashing and file writes, which
-#: run outside the GIL, so a second layer extracted beside the first one (while the
-#: first waits on its download or its disk) shortens pulls of multi-layer images on
-#: two cores; more than two only adds contention on such machines.
+#: order). Here 2, as measured on this project's 2-core machine (ctr 2 pulls through
+#: Transfer, interleaved, medians of 3-4): a pull of 20,000 small files took 11.6 s
+#: against 12.9 s with 1 (file creation waits on the disk with the GIL released, so a
+#: second layer extracts meanwhile), and unpacking the same image from the content
+#: store 3.5-11 s against 8.7-18 s; a 400 MB pull of large files, bound by its
+#: download, was no slower (4.3 s against 5.2 s). 4 measured no better than 2 there.
 DEFAULT_MAX_CONCURRENT_UNPACKS = 2
 
 
