@@ -10,7 +10,10 @@ one image at once download every layer once and make every snapshot once.
 from __future__ import annotations
 
 import contextlib
+import json
+import queue
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,10 +68,17 @@ def test_parallel_unpack_gives_the_root_filesystem_of_the_unpack_in_order(
 ) -> None:
     with started(1) as sequential_daemon:
         sequential = pulled_rootfs(sequential_daemon.address, edge_image.ref, tmp_path / "seq")
-    with started(4) as parallel_daemon:
+    with started(4) as parallel_daemon, SnapshotEvents(Ctr2(parallel_daemon.address)) as events:
         parallel = pulled_rootfs(parallel_daemon.address, edge_image.ref, tmp_path / "par")
 
     assert parallel == sequential
+    # Every layer but the first was staged without a parent; the one writing through
+    # the symlinked directory was applied on its parent again.
+    chain = chain_ids(list(edge_image.diff_ids))
+    unpacks = [(key, parent) for key, parent in events.prepared if key.startswith("extract-")]
+    staged = [key.rsplit(" ", 1)[1] for key, parent in unpacks if not parent]
+    assert sorted(staged) == sorted(chain)
+    assert [parent for _, parent in unpacks if parent] == [chain[2]]
     assert sequential["owned/sub/deeper/new.txt"][4] == b"below implied directories\n"
     assert sequential["owned/sub"][1:4] == (0o711, 1001, 1002)
     assert sequential["flip/back.txt"][4] == b"a directory again\n"
@@ -87,15 +97,42 @@ def test_parallel_unpack_matches_containerd_2(edge_image: PushedImage, tmp_path:
     assert ours == theirs
 
 
-def _snapshot_events(lines: str) -> tuple[list[str], list[str]]:
-    """(prepared keys, committed names) from `ctr events` output."""
-    prepared, committed = [], []
-    for line in lines.splitlines():
-        if "/snapshot/prepare" in line:
-            prepared.append(line.split('"key":"', 1)[1].split('"', 1)[0])
-        elif "/snapshot/commit" in line:
-            committed.append(line.split('"name":"', 1)[1].split('"', 1)[0])
-    return prepared, committed
+class SnapshotEvents:
+    """`ctr2 events` of a daemon while the block runs: its snapshot prepares and commits."""
+
+    def __init__(self, ctr2: Ctr2) -> None:
+        self._ctr2 = ctr2
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.prepared: list[tuple[str, str]] = []  # (key, parent)
+        self.committed: list[str] = []
+
+    def __enter__(self) -> SnapshotEvents:
+        command = [str(self._ctr2.binary), "-a", str(self._ctr2.address), "events"]
+        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        # Subscribed once an event made now comes through.
+        self._ctr2.ok("namespaces", "create", "events-probe")
+        while "/namespaces/create" not in self._lines.get(timeout=20):
+            pass
+        return self
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self._lines.put(line)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._proc.terminate()
+        self._proc.wait(10)
+        while not self._lines.empty():
+            line = self._lines.get()
+            if "{" not in line:
+                continue
+            event = json.loads(line[line.index("{") :])
+            if "/snapshot/prepare" in line:
+                self.prepared.append((event["key"], event.get("parent", "")))
+            elif "/snapshot/commit" in line:
+                self.committed.append(event["name"])
 
 
 def test_two_pulls_at_once_download_and_unpack_each_layer_once(
@@ -103,35 +140,25 @@ def test_two_pulls_at_once_download_and_unpack_each_layer_once(
 ) -> None:
     pushed = push_multilayer(registry, repo="test/pulls-at-once")
     ctr2 = Ctr2(daemon.address)
-    events = subprocess.Popen(
-        [str(ctr2.binary), "-a", str(daemon.address), "events"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    held = CountingProxy(
+        registry.host, held=lambda path: "/blobs/" in path, release_after_manifests=2
     )
-    try:
-        with CountingProxy(
-            registry.host, held=lambda path: "/blobs/" in path, release_after_manifests=2
-        ) as proxy:
-            ref = pushed.ref.replace(registry.host, proxy.host)
-            pull = [str(ctr2.binary), "-a", str(daemon.address), "images", "pull", "--plain-http"]
-            pulls = [
-                subprocess.Popen([*pull, ref], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                for _ in range(2)
-            ]
-            results = [p.communicate(timeout=120) + (p.returncode,) for p in pulls]
-    finally:
-        events.terminate()
-        output, _ = events.communicate(timeout=10)
+    with SnapshotEvents(ctr2) as events, held as proxy:
+        ref = pushed.ref.replace(registry.host, proxy.host)
+        pull = [str(ctr2.binary), "-a", str(daemon.address), "images", "pull", "--plain-http"]
+        pulls = [
+            subprocess.Popen([*pull, ref], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        results = [p.communicate(timeout=120) + (p.returncode,) for p in pulls]
 
     for _, stderr, code in results:
         assert code == 0, stderr.decode(errors="replace")
     for digest in pushed.layer_digests:
         assert proxy.blob_gets(digest) == 1, proxy.requests
     chain = chain_ids(list(pushed.diff_ids))
-    prepared, committed = _snapshot_events(output)
-    assert sorted(committed) == sorted(chain)
-    assert sorted(key.rsplit(" ", 1)[1] for key in prepared) == sorted(chain)
+    assert sorted(events.committed) == sorted(chain)
+    assert sorted(key.rsplit(" ", 1)[1] for key, _ in events.prepared) == sorted(chain)
     assert ctr.ok("leases", "ls").strip().splitlines()[1:] == []
     assert ctr2.ok("run", "--rm", ref, "pulled-at-once", "cat", "/data/keep.txt").strip() == (
         "kept and changed"
