@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from google.protobuf.message import Message
 
-from pycontainerd import mount
+from pycontainerd import errdefs, mount
 from pycontainerd.content.store import LocalContentStore
 from pycontainerd.diff.walking import WalkingDiffer
 from pycontainerd.distribution.coordination import coordination_for
@@ -27,7 +27,13 @@ from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.snapshots.native import NativeSnapshotter
 from pycontainerd.snapshots.overlay import OverlaySnapshotter
 from tests.support import layers as L
-from tests.support.images import Image, build_image, busybox_entries, overlay_edge_image
+from tests.support.images import (
+    Image,
+    assemble_image,
+    build_image,
+    busybox_entries,
+    overlay_edge_image,
+)
 from tests.support.trees import describe_rootfs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking mounts snapshots")
@@ -176,6 +182,23 @@ def test_a_layer_that_does_not_stage_is_applied_in_order(daemon: Daemon) -> None
     assert [parent for _, parent in prepares(daemon, "bad-link") if parent] == [chain[1]]
     backend = daemon.metadata.snapshots.get("overlayfs")
     assert [info.name for info in backend.list("bad-link")] == sorted(chain[:2])
+
+
+def test_a_failing_base_layer_leaves_no_staged_snapshot(daemon: Daemon) -> None:
+    good = overlay_edge_image()
+    wrong = ("sha256:" + "0" * 64, *good.diff_ids[1:])  # the config lies about the base
+    image = assemble_image(list(good.layers), wrong)
+    daemon.set_unpacks(4)
+    stores = daemon.stores("failing")
+
+    async def run() -> str:
+        await store_image(stores, image)
+        return await unpack(stores, image)
+
+    with pytest.raises(errdefs.InvalidArgument, match="diff ID"):
+        asyncio.run(run())
+
+    assert daemon.metadata.snapshots.get("overlayfs").list("failing") == []
 
 
 def test_unpacks_at_once_make_each_chain_once(daemon: Daemon) -> None:
