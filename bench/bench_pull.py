@@ -8,7 +8,10 @@ one, and dirty pages of the previous run are flushed first. Figures are MB/s of
 uncompressed layer bytes over the pull's wall time (resolve, fetch, unpack),
 best of two rounds.
 
-Run alone with ``python -m bench pull``.
+Run alone with ``python -m bench pull``. To measure less: ``BENCH_ROUNDS`` (default 2),
+``BENCH_PULL_ONLY`` (keep the contenders whose name contains it, e.g. ``ctr2``) and
+``BENCH_PULL_IMAGES`` (comma-separated: ``large-gzip``, ``large-zstd``, ``small-files-gzip``);
+``BENCH_PULL_UNPACKS`` sets our daemon's ``max_concurrent_unpacks``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ SMALL_FILES = 50_000
 SMALL_SIZE = 100 * MB
 SMALL_LAYERS = 4
 PULL_TIMEOUT = 300
-ROUNDS = 2
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+ONLY = os.environ.get("BENCH_PULL_ONLY", "")
+UNPACKS = os.environ.get("BENCH_PULL_UNPACKS", "")
+IMAGES = [name for name in os.environ.get("BENCH_PULL_IMAGES", "").split(",") if name]
 REFERENCE = "ctr images pull -> containerd"
 REFERENCE2 = "ctr2 images pull -> containerd 2"
 OURS_TRANSFER = "ctr2 images pull -> pycontainerd (Transfer)"
@@ -70,6 +76,8 @@ def _build(registry: TestRegistry, workdir: Path) -> list[BenchImage]:
     ]
     built = []
     for name, compression, size, files, layers in variants:
+        if IMAGES and f"{name}-{compression}" not in IMAGES:
+            continue
         directory = workdir / f"{name}-{compression}"
         directory.mkdir()
         image = large_image(
@@ -182,7 +190,7 @@ def _contenders(
     if containerd2 is not None:
         contenders[REFERENCE2] = _pull_with("ctr2", containerd2)
     contenders["tar -x of the layers (floor)"] = lambda b: _tar_extract(b.image, workdir)
-    return contenders
+    return {what: measure for what, measure in contenders.items() if ONLY in what}
 
 
 def _rows(bench_image: BenchImage, seconds: dict[str, float]) -> list[Row]:
@@ -204,6 +212,14 @@ def _rows(bench_image: BenchImage, seconds: dict[str, float]) -> list[Row]:
     return rows
 
 
+def _unpacks_config() -> str:
+    if not UNPACKS:
+        return ""
+    return (
+        f'[plugins."io.containerd.transfer.v1.local"]\n  max_concurrent_unpacks = {int(UNPACKS)}\n'
+    )
+
+
 @contextmanager
 def _workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="bench-pull-"))
@@ -217,7 +233,7 @@ def run() -> None:
     with _workdir() as workdir, TestRegistry() as registry:
         images = _build(registry, workdir)
         with (
-            pycontainerd_daemon() as daemon,
+            pycontainerd_daemon(extra_config=_unpacks_config()) as daemon,
             containerd_daemon() as containerd,
             containerd_daemon(2) as containerd2,
         ):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.daemon import DaemonProcess
+from tests.support.real_containerd import containerd_daemon  # noqa: F401 - the benchmarks' import
 
 
 @dataclass
@@ -80,12 +80,14 @@ def timed(fn: Callable[[], object]) -> float:
 
 @contextmanager
 def pycontainerd_daemon(
-    shim_pool_size: int | None = None, base: Path | None = None
+    shim_pool_size: int | None = None, base: Path | None = None, extra_config: str = ""
 ) -> Iterator[DaemonProcess]:
-    """Our daemon with its defaults (`shim_pool_size` set: that many containers per shim)."""
+    """Our daemon with its defaults (`shim_pool_size` set: that many containers per shim;
+    `extra_config`: TOML added to its config file)."""
     # containerd beside it logs at its default level (info); so does this one.
     daemon = DaemonProcess(
         base=Path(tempfile.mkdtemp(prefix="pcd-", dir=base)) if base else None,
+        extra_config=extra_config,
         log_level="info",
         shim_pool_idle=None,
         shim_pool_size=shim_pool_size,
@@ -94,70 +96,6 @@ def pycontainerd_daemon(
         yield daemon.start()
     finally:
         daemon.cleanup()
-
-
-#: containerd 2.x and its Go shim, built from the Go module proxy by scripts/go-tools.sh.
-GO_TOOLS_BIN = (
-    Path(os.environ.get("PYCONTAINERD_GO_TOOLS", "/var/cache/pycontainerd-test/go")) / "bin"
-)
-CONTAINERD2 = "containerd2"
-CONTAINERD2_SHIM = "containerd2-shim-runc-v2"
-
-
-def _containerd2(base: Path) -> tuple[str, dict[str, str]] | None:
-    """containerd 2.x's daemon, with a PATH on which its shim has the name it looks for."""
-    binary = shutil.which(CONTAINERD2) or shutil.which(str(GO_TOOLS_BIN / CONTAINERD2))
-    shim = shutil.which(CONTAINERD2_SHIM) or shutil.which(str(GO_TOOLS_BIN / CONTAINERD2_SHIM))
-    if binary is None or shim is None:
-        return None
-    shim_dir = base / "bin"
-    shim_dir.mkdir()
-    (shim_dir / "containerd-shim-runc-v2").symlink_to(shim)
-    return binary, {**os.environ, "PATH": f"{shim_dir}:{os.environ.get('PATH', '')}"}
-
-
-@contextmanager
-def containerd_daemon(version: int = 1, base: Path | None = None) -> Iterator[Path | None]:
-    """A real containerd on a private root and socket (None if it is not installed).
-
-    ``version`` 1 is Debian's containerd 1.6; 2 is containerd 2.x with its Go shim.
-    """
-    base = Path(tempfile.mkdtemp(prefix=f"ctd{version}-", dir=base))
-    if version == 1:
-        found = shutil.which("containerd")
-        started = (found, dict(os.environ)) if found else None
-    else:
-        started = _containerd2(base)
-    if started is None:
-        shutil.rmtree(base, ignore_errors=True)
-        yield None
-        return
-    binary, env = started
-    address = base / "containerd.sock"
-    config = base / "config.toml"
-    config.write_text(
-        f'version = 2\nroot = "{base}/root"\nstate = "{base}/state"\n'
-        f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-        f'[grpc]\n  address = "{address}"\n[ttrpc]\n  address = "{address}.ttrpc"\n'
-    )
-    log = open(base / "containerd.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [binary, "-c", str(config)], stdout=log, stderr=log, start_new_session=True, env=env
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not address.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield address
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        subprocess.run(["umount", "-R", str(base / "root")], capture_output=True, check=False)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @contextmanager

@@ -45,10 +45,16 @@ _DEVICE_TYPES = (EntryType.CHAR_DEVICE, EntryType.BLOCK_DEVICE)
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """``diff_id``: ``sha256:<hex>`` of the whole uncompressed tar; ``size``: its length."""
+    """``diff_id``: ``sha256:<hex>`` of the whole uncompressed tar; ``size``: its length.
+
+    ``implied_dirs``: directories the apply had to create for entries below them
+    that the layer itself never lists (and that no later entry replaced), as paths
+    relative to the target. Their mode and owner came from ``parents``.
+    """
 
     diff_id: str
     size: int
+    implied_dirs: frozenset[tuple[str, ...]] = frozenset()
 
 
 def apply_layer(
@@ -81,7 +87,7 @@ def apply_layer(
             applier.apply(header, reader)
         applier.set_directory_times()
         reader.drain()  # the digest covers the whole stream, end padding included
-    return ApplyResult(diff_id=digesting.digest, size=digesting.size)
+    return ApplyResult(digesting.digest, digesting.size, frozenset(applier.implied_dirs))
 
 
 class _LayerApplier:
@@ -94,7 +100,9 @@ class _LayerApplier:
         allow_devices: bool,
         parents: Sequence[Path],
     ) -> None:
-        self._lower_dirs = LowerDirs(parents)
+        #: Directories made for entries below them; an entry of their own takes them out.
+        self.implied_dirs: set[tuple[str, ...]] = set()
+        self._lower_dirs = LowerDirs(parents, made=self.implied_dirs.add)
         try:
             self._root = ScopedRoot(target, make_dir=self._lower_dirs)
         except FileNotFoundError:
@@ -132,6 +140,8 @@ class _LayerApplier:
         kind = classify(base)
         if kind is WhiteoutKind.META:
             return
+        if kind is WhiteoutKind.NONE:
+            self.implied_dirs.discard(parts)  # the layer says what this entry is
         dir_fd = self._root.dir_fd(parent, create=True)
         if kind is WhiteoutKind.OPAQUE:
             self._opaque(parent, dir_fd)

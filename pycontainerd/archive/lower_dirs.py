@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pycontainerd import errdefs
@@ -20,13 +20,21 @@ from pycontainerd.archive.scoped_root import ScopedRoot, make_plain_dir
 
 
 class LowerDirs:
-    """A ``make_dir`` for ScopedRoot copying mode and owner from ``lowers`` (nearest first)."""
+    """A ``make_dir`` for ScopedRoot copying mode and owner from ``lowers`` (nearest first).
 
-    def __init__(self, lowers: Sequence[Path]) -> None:
+    ``made`` (optional) hears the path of every directory it creates.
+    """
+
+    def __init__(
+        self, lowers: Sequence[Path], made: Callable[[tuple[str, ...]], None] | None = None
+    ) -> None:
         self._lowers = list(lowers)
         self._roots: list[ScopedRoot] | None = None
+        self._made = made
 
     def __call__(self, parent_fd: int, name: str, path: tuple[str, ...]) -> None:
+        if self._made is not None:
+            self._made(path)
         found = self.lookup(path)
         if found is None:
             make_plain_dir(parent_fd, name, path)

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pycontainerd import errdefs
-from pycontainerd.archive import Compression, compression_for_media_type, media_type_for
+from pycontainerd.archive import (
+    ApplyResult,
+    Compression,
+    compression_for_media_type,
+    media_type_for,
+)
+from pycontainerd.archive.isolated import extract_isolated
 from pycontainerd.diff.apply import apply_to_mounts
 from pycontainerd.diff.compare import CompareOptions, compare_mounts
 from pycontainerd.metadata.content import NamespacedContentStore
@@ -49,6 +55,17 @@ class WalkingDiffer:
                 blob, mounts, compression=compression, temp_root=self.temp_root
             )
         return Descriptor(UNCOMPRESSED_LAYER_MEDIA_TYPE, result.diff_id, result.size)
+
+    @in_worker
+    def extract_isolated(self, namespace: str, desc: Descriptor, target: Path) -> ApplyResult:
+        """Extract the layer ``desc`` alone into the empty ``target``, in overlay form.
+
+        See :mod:`pycontainerd.archive.isolated`; errors as :meth:`apply`.
+        """
+        compression = compression_for_media_type(desc.media_type)
+        self.content.info(namespace, desc.digest)
+        with self.content.backend.open_blob(desc.digest) as blob:
+            return extract_isolated(target, blob, compression=compression)
 
     @in_worker
     def compare(

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -98,8 +98,18 @@ class PriorityGate:
                 granted.set_result(None)
 
 
+#: Held while a blob is downloaded: a pull running beside this one waits, then finds it stored.
+Claim = Callable[[str], contextlib.AbstractAsyncContextManager[None]]
+#: Takes a blob found stored into the pull's lease.
+Hold = Callable[[str], Awaitable[None]]
+
+
 class RegistryToContent:
-    """Stores descriptors fetched with ``fetcher`` into ``content``, labelled for the GC."""
+    """Stores descriptors fetched with ``fetcher`` into ``content``, labelled for the GC.
+
+    ``claim`` (optional) is held around each blob's download, keyed by its digest;
+    ``hold`` (optional) is called for each blob that was stored already.
+    """
 
     def __init__(
         self,
@@ -111,8 +121,12 @@ class RegistryToContent:
         report: Reporter,
         max_concurrent: int = 4,
         concurrent_sends: int = CONCURRENT_SENDS,
+        claim: Claim | None = None,
+        hold: Hold | None = None,
     ) -> None:
         self._content = content
+        self._claim = claim
+        self._hold = hold
         self._fetcher = fetcher
         self._pool = pool
         self._source = source
@@ -160,9 +174,21 @@ class RegistryToContent:
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
+    async def _held(self, desc: Descriptor) -> None:
+        if self._hold is not None:
+            await self._hold(desc.digest)
+
+    def _claimed(self, desc: Descriptor) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._claim(desc.digest) if self._claim else contextlib.nullcontext()
+
     async def store_document(self, desc: Descriptor, labels_for: LabelsFor) -> bytes:
+        async with self._claimed(desc):
+            return await self._store_document(desc, labels_for)
+
+    async def _store_document(self, desc: Descriptor, labels_for: LabelsFor) -> bytes:
         existing = await self._content.info_or_none(desc.digest)
         if existing is not None:
+            await self._held(desc)
             data = await self._content.read_all(desc.digest)
             await self._add_labels(desc, labels_for(data), existing.labels)
             self._report.blob(desc, Status.EXISTS, desc.size)
@@ -188,7 +214,7 @@ class RegistryToContent:
     async def store_blob(self, desc: Descriptor) -> None:
         self._report.blob(desc, Status.WAITING)
         priority = next(self._walk_order)
-        async with self._slots:
+        async with self._claimed(desc), self._slots:
             written = await self._store_blob_once(desc, priority, may_restart=True)
         self._report.blob(desc, Status.DONE if written else Status.EXISTS, desc.size)
         self._mark_stored(desc)
@@ -197,6 +223,7 @@ class RegistryToContent:
         """True when the bytes were written here, False when the store already had them."""
         writer = await self._open_writer(desc)
         if writer is None:
+            await self._held(desc)
             await self._add_labels(desc, {})
             return False
         resumed_at = writer.offset

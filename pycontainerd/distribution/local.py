@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from google.protobuf.message import Message
 
@@ -26,19 +27,23 @@ from pycontainerd import errdefs
 from pycontainerd.api.events import content_pb2 as content_events
 from pycontainerd.api.events import image_pb2 as image_events
 from pycontainerd.api.events import snapshot_pb2 as snapshot_events
+from pycontainerd.archive.isolated import settle_implied_dirs
 from pycontainerd.content.models import ContentInfo as StoredContentInfo
 from pycontainerd.diff.differs import Differ, first_implemented
+from pycontainerd.diff.mounts import writable_overlay
+from pycontainerd.diff.walking import WalkingDiffer
 from pycontainerd.digest import Digest
+from pycontainerd.distribution.coordination import PullCoordination, coordination_for
 from pycontainerd.distribution.frames import WriteFrame, WriteSource, write_source
-from pycontainerd.distribution.stores import ContentInfo, Image
+from pycontainerd.distribution.stores import ContentInfo, Image, StagedLayer
 from pycontainerd.distribution.unpack import DEFAULT_SNAPSHOTTER
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.metadata import images as image_records
 from pycontainerd.metadata.async_content import AsyncContentStore, AsyncContentWriter
-from pycontainerd.metadata.leases import LABEL_GC_EXPIRE
+from pycontainerd.metadata.leases import LABEL_GC_EXPIRE, LeaseStore, Resource
 from pycontainerd.metadata.placement import call
 from pycontainerd.metadata.scheduler import GCScheduler
-from pycontainerd.metadata.snapshots import NamespacedSnapshotter
+from pycontainerd.metadata.snapshots import NamespacedSnapshotter, lease_resource_type
 from pycontainerd.metadata.store import MetadataStore
 from pycontainerd.mount import Mount
 from pycontainerd.remotes.manifest import Descriptor
@@ -118,8 +123,11 @@ def _close_opened(opening: asyncio.Future[AsyncContentWriter]) -> None:
 class LocalContent:
     """One namespace of the daemon's content store."""
 
-    def __init__(self, store: AsyncContentStore, namespace: str, publish: _Publisher) -> None:
+    def __init__(
+        self, store: AsyncContentStore, namespace: str, publish: _Publisher, leases: LeaseStore
+    ) -> None:
         self._store = store
+        self._leases = leases
         self._namespace = namespace
         self._publish = publish
 
@@ -160,6 +168,13 @@ class LocalContent:
             opening.add_done_callback(_close_opened)
             raise
         return LocalContentWriter(opened, total, expected, self._publish)
+
+    async def hold(self, digest: str) -> None:
+        """Add stored content the caller is about to use to its lease (if it has one)."""
+        lease = _current_lease.get()
+        if lease:
+            resource = Resource(digest, "content")
+            await call(self._leases.add_resource, self._namespace, lease, resource)
 
     async def write(
         self,
@@ -252,11 +267,23 @@ class LocalSnapshotter:
         self._gc = gc
 
     async def exists(self, key: str) -> bool:
+        """Whether ``key`` exists; inside a lease, the lease now holds it too.
+
+        Unpack asks before it uses a snapshot another pull may have made: the
+        snapshot must stay as long as this pull's lease, not only the other's.
+        """
         try:
             await call(self._snapshotter.stat, self._namespace, key)
         except errdefs.NotFound:
             return False
+        lease = _current_lease.get()
+        if lease:
+            resource = Resource(key, lease_resource_type(self.name))
+            await call(self._snapshotter.leases.add_resource, self._namespace, lease, resource)
         return True
+
+    async def rebase(self, key: str, parent: str) -> list[Mount]:
+        return list(await call(self._snapshotter.rebase, self._namespace, key, parent))
 
     async def prepare(
         self, key: str, parent: str = "", labels: Mapping[str, str] | None = None
@@ -312,6 +339,39 @@ class LocalApplier:
         )
 
 
+class LocalStager:
+    """Stages layers in an overlay snapshotter of the daemon (a LayerStager)."""
+
+    def __init__(self, snapshots: LocalSnapshotter, differ: WalkingDiffer, namespace: str) -> None:
+        self._snapshots = snapshots
+        self._differ = differ
+        self._namespace = namespace
+
+    async def stage(self, layer: Descriptor, key: str, labels: Mapping[str, str]) -> StagedLayer:
+        mounts = await self._snapshots.prepare(key, "", labels)
+        try:
+            if len(mounts) != 1 or mounts[0].type != "bind":
+                raise errdefs.FailedPrecondition(
+                    f"snapshot {key!r} without a parent is not one directory: cannot stage"
+                )
+            target = Path(mounts[0].source)
+            result = await call(self._differ.extract_isolated, self._namespace, layer, target)
+        except BaseException:
+            with contextlib.suppress(errdefs.ContainerdError):
+                await self._snapshots.remove(key)
+            raise
+        return StagedLayer(key, result.diff_id, result.implied_dirs)
+
+    async def settle(self, staged: StagedLayer, parent: str) -> bool:
+        mounts = await self._snapshots.rebase(staged.key, parent)
+        overlay = writable_overlay(mounts)
+        if overlay is None:
+            return False
+        lowers = [Path(lower) for lower in overlay.lowers]
+        upper = Path(overlay.upper)
+        return await asyncio.to_thread(settle_implied_dirs, upper, lowers, staged.implied_dirs)
+
+
 class LocalStores:
     """The daemon's stores in ``namespace``, as the distribution machinery uses them."""
 
@@ -328,8 +388,11 @@ class LocalStores:
         self._namespace = namespace
         self._publish = _Publisher(namespace, exchange)
         self._gc = gc
-        self._content = LocalContent(AsyncContentStore(metadata.content), namespace, self._publish)
+        self._content = LocalContent(
+            AsyncContentStore(metadata.content), namespace, self._publish, metadata.leases
+        )
         self._images = LocalImages(metadata.images, namespace, self._publish)
+        self._differs = list(differs)
         self._diff = LocalApplier(differs, namespace)
 
     @property
@@ -347,6 +410,26 @@ class LocalStores:
     @property
     def diff(self) -> LocalApplier:
         return self._diff
+
+    async def hold_content(self, digest: str) -> None:
+        await self._content.hold(digest)
+
+    @property
+    def coordination(self) -> PullCoordination:
+        return coordination_for(self._metadata)
+
+    def stager(self, snapshotter: str) -> LocalStager | None:
+        """Staging needs a snapshotter that rebases, the walking differ, and a limit above 1."""
+        if self.coordination.max_concurrent_unpacks < 2:
+            return None
+        try:
+            backend = self._metadata.snapshots.get(snapshotter)
+        except errdefs.InvalidArgument:
+            return None  # not loaded: the ordinary unpack says so
+        differ = next((d for d in self._differs if isinstance(d, WalkingDiffer)), None)
+        if not backend.supports_rebase or differ is None:
+            return None
+        return LocalStager(self.snapshots(snapshotter), differ, self._namespace)
 
     def snapshots(self, snapshotter: str = DEFAULT_SNAPSHOTTER) -> LocalSnapshotter:
         backend = self._metadata.snapshots.get(snapshotter)

@@ -5,6 +5,9 @@ layer is applied as soon as it and its parent are in the content store while
 later layers still download (containerd 1.6's ``ctr`` waits for every layer).
 Downloads run in parallel; layers apply in order, each in the daemon's diff
 service, whose decompression and hashing run ahead of extraction in a thread.
+In the daemon (Transfer and CRI pulls) layers are also extracted beside each
+other, and pulls of one image at once share their downloads and unpacks (see
+:mod:`.unpack` and :mod:`.coordination`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pycontainerd.distribution.fetch import CONCURRENT_SENDS, RegistryToContent
+from pycontainerd.distribution.fetch import CONCURRENT_SENDS, Claim, RegistryToContent
 from pycontainerd.distribution.labels import DistributionSource
 from pycontainerd.distribution.progress import ProgressCallback, Reporter, Status
-from pycontainerd.distribution.stores import Image
+from pycontainerd.distribution.stores import Image, SharedStores
+from pycontainerd.distribution.tasks import run_together
 from pycontainerd.distribution.unpack import DEFAULT_SNAPSHOTTER, unpack_image
 from pycontainerd.distribution.walk import ChildPolicy, ImageWalk
 from pycontainerd.remotes import mediatypes
@@ -119,6 +123,8 @@ async def pull(
             report=report,
             max_concurrent=max_concurrent_downloads,
             concurrent_sends=concurrent_writes,
+            claim=_blob_claim(stores),
+            hold=stores.hold_content if isinstance(stores, SharedStores) else None,
         )
         async with stores.lease_if_none():
             jobs: list[Coroutine[Any, Any, object]] = [_fetch(target, policy, root)]
@@ -139,6 +145,14 @@ async def pull(
             record = Image(image_name or name, root, dict(labels or {}))
             image = await stores.images.create_or_update(record)
     return image
+
+
+def _blob_claim(stores: Stores) -> Claim | None:
+    """In the daemon, pulls at once download a blob once (see distribution.coordination)."""
+    if not isinstance(stores, SharedStores):
+        return None
+    locks, namespace = stores.coordination.locks, stores.namespace
+    return lambda digest: locks.hold(f"{namespace}/blob://{digest}")
 
 
 async def _unpack_other_platforms(
@@ -168,20 +182,3 @@ async def _fetch(target: RegistryToContent, policy: ChildPolicy, root: Descripto
         await ImageWalk(target, policy).run(root)
     finally:
         target.close()  # an unpack waiting on a blob the walk never stored must not hang
-
-
-async def run_together(jobs: list[Coroutine[Any, Any, object]]) -> None:
-    """Run ``jobs`` concurrently; the first to fail cancels the others and its error is raised.
-
-    Unlike a TaskGroup, the error comes out as itself, not in an ExceptionGroup.
-    """
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -13,11 +13,14 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pycontainerd.distribution.frames import WriteFrame, WriteSource
 from pycontainerd.mount import Mount
 from pycontainerd.remotes.manifest import Descriptor
+
+if TYPE_CHECKING:
+    from pycontainerd.distribution.coordination import PullCoordination
 
 
 @dataclass(frozen=True)
@@ -145,4 +148,53 @@ class Stores(Protocol):
     def lease_if_none(self) -> AbstractAsyncContextManager[str]:
         """Reuse the lease the caller is in, or hold a new one for the block, so the
         GC takes nothing half-done."""
+        ...
+
+
+@dataclass(frozen=True)
+class StagedLayer:
+    """A layer extracted on its own into the parentless active snapshot ``key``."""
+
+    key: str
+    diff_id: str
+    implied_dirs: frozenset[tuple[str, ...]]
+
+
+class LayerStager(Protocol):
+    """Extracts layers before their parents exist, then puts them on their parents.
+
+    Only where a snapshot's layer is independent of its parents (overlayfs); see
+    :mod:`pycontainerd.archive.isolated`.
+    """
+
+    async def stage(self, layer: Descriptor, key: str, labels: Mapping[str, str]) -> StagedLayer:
+        """Prepare ``key`` without a parent and extract ``layer`` into it, in overlay form."""
+        ...
+
+    async def settle(self, staged: StagedLayer, parent: str) -> bool:
+        """Put ``staged`` on the committed ``parent`` and fix what isolation could not know.
+
+        False when the layer must be applied the ordinary way instead (the caller
+        removes ``staged.key``).
+        """
+        ...
+
+
+@runtime_checkable
+class SharedStores(Stores, Protocol):
+    """The daemon's own stores: pulls in it share work (see :mod:`.coordination`)."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def coordination(self) -> PullCoordination: ...
+
+    async def hold_content(self, digest: str) -> None:
+        """Add the stored ``digest`` to the lease the caller runs under (another pull
+        may have stored it, under a lease that ends before this one)."""
+        ...
+
+    def stager(self, snapshotter: str) -> LayerStager | None:
+        """A stager for ``snapshotter``, or None where layers must be applied in order."""
         ...

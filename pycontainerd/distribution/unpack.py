@@ -19,20 +19,29 @@ the garbage collector never takes a half-unpacked chain.
 awaitable per blob that returns once that blob is in the content store, and
 each layer is applied as soon as it and its parent are ready. A pull does
 exactly that (see :mod:`pycontainerd.distribution.pull`).
+
+In the daemon, on overlayfs, layers need not wait for their parents: each is
+extracted on its own as soon as its blob is there and put on its parent chain
+afterwards (``max_concurrent_unpacks``; see :class:`_LayerUnpacker`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pycontainerd import errdefs
 from pycontainerd.distribution.progress import Reporter
+from pycontainerd.distribution.stores import LayerStager, SharedStores, StagedLayer
+from pycontainerd.distribution.tasks import run_together
 from pycontainerd.distribution.walk import ChildPolicy, document_children
 from pycontainerd.mount import Mount
 from pycontainerd.remotes import mediatypes
@@ -40,7 +49,10 @@ from pycontainerd.remotes.manifest import Descriptor, parse_config, parse_manife
 from pycontainerd.remotes.platforms import ALL, PlatformMatcher, default_matcher
 
 if TYPE_CHECKING:
+    from pycontainerd.distribution.coordination import PullCoordination
     from pycontainerd.distribution.stores import Image, Stores
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SNAPSHOTTER = "overlayfs"
 SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
@@ -156,11 +168,14 @@ async def unpack_layers(
                 f"{len(layers)} layers: the image is malformed"
             )
         chain = chain_ids(diff_ids)
+        parents = ["", *chain[:-1]]
+        steps = [
+            _Step(index, *step)
+            for index, step in enumerate(zip(layers, diff_ids, chain, parents, strict=True))
+        ]
         unpacker = _LayerUnpacker(stores, snapshotter, ready, progress or Reporter(None))
-        parent = ""
-        for layer, diff_id, chain_id in zip(layers, diff_ids, chain, strict=True):
-            await unpacker.unpack(layer, diff_id, chain_id, parent)
-            parent = chain_id
+        await unpacker.unpack_all(steps)
+        parent = chain[-1] if chain else ""
         if parent:
             await stores.content.update_labels(
                 image_config.digest, {gc_snapshot_label(snapshotter): parent}
@@ -213,8 +228,29 @@ async def image_layers(
 # -- one layer -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One layer of the chain: the snapshot ``chain_id`` is ``layer`` applied on ``parent``."""
+
+    index: int
+    layer: Descriptor
+    diff_id: str
+    chain_id: str
+    parent: str
+
+
 class _LayerUnpacker:
-    """Applies one layer at a time onto its parent chain, as containerd's unpacker does."""
+    """Makes the chain's snapshots, as containerd's unpacker does.
+
+    By default one layer at a time, each applied onto its parent chain. In the
+    daemon, on a snapshotter that can rebase (overlayfs) and with
+    ``max_concurrent_unpacks`` above 1, every layer but the first is extracted
+    on its own as soon as its blob is there, beside the others, and put on its
+    parent chain once that is committed (see :mod:`pycontainerd.archive.isolated`);
+    a layer whose extraction cannot be settled there is applied the ordinary way.
+    In the daemon, each chain is made under the key ``sn://<snapshotter>/<chain id>``,
+    so pulls running at once make it once (see :mod:`.coordination`).
+    """
 
     def __init__(
         self, stores: Stores, snapshotter: str, ready: BlobReady | None, report: Reporter
@@ -224,15 +260,123 @@ class _LayerUnpacker:
         self._diff = stores.diff
         self._ready = ready
         self._report = report
+        self._coordination: PullCoordination | None = None
+        self._stager: LayerStager | None = None
+        self._key_prefix = ""
+        if isinstance(stores, SharedStores):
+            self._coordination = stores.coordination
+            self._stager = stores.stager(snapshotter)
+            self._key_prefix = f"{stores.namespace}/sn://{snapshotter}/"
 
-    async def unpack(self, layer: Descriptor, diff_id: str, chain_id: str, parent: str) -> None:
-        if await self._exists(chain_id):
+    async def unpack_all(self, steps: Sequence[_Step]) -> None:
+        if self._stager is None:
+            for step in steps:
+                await self._unpack_in_order(step)
             return
+        # Each layer's task waits for the one below before it commits.
+        tasks: list[asyncio.Task[None]] = []
+        for step in steps:
+            below = tasks[-1] if tasks else None
+            tasks.append(asyncio.ensure_future(self._unpack_beside(self._stager, step, below)))
+        await run_together(tasks)
+
+    # -- in order ----------------------------------------------------------------------
+
+    async def _unpack_in_order(self, step: _Step) -> None:
+        async with self._claim(step.chain_id):
+            if await self._exists(step.chain_id):
+                return
+            await self._apply(step)
+
+    async def _apply(self, step: _Step) -> None:
+        """Apply the layer on its parent chain's mounts (the parent exists)."""
         if self._ready is not None:
-            await self._ready(layer)
-        self._report(unpack_key(layer), layer.digest, UnpackStatus.UNPACKING)  # type: ignore[arg-type]
-        await self._apply_and_commit(layer, diff_id, chain_id, parent)
-        self._report(unpack_key(layer), layer.digest, UnpackStatus.UNPACKED)  # type: ignore[arg-type]
+            await self._ready(step.layer)
+        self._unpacking(step)
+        async with self._extraction(step.index):
+            await self._apply_and_commit(step.layer, step.diff_id, step.chain_id, step.parent)
+        self._unpacked(step)
+
+    # -- beside each other -----------------------------------------------------------------
+
+    async def _unpack_beside(
+        self, stager: LayerStager, step: _Step, below: asyncio.Task[None] | None
+    ) -> None:
+        """Stage the layer now, settle it once the task making its parent is done."""
+        async with self._claim(step.chain_id):
+            if await self._exists(step.chain_id):
+                return
+            staged = await self._stage(stager, step) if below is not None else None
+            try:
+                if below is not None:
+                    await asyncio.wait([below])
+                    below.result()  # the parent failed: so does this layer
+            except BaseException:
+                if staged is not None:
+                    await self._remove_quietly(staged.key)
+                raise
+            if staged is not None and await self._settle(stager, step, staged):
+                self._unpacked(step)
+                return
+            await self._apply(step)
+
+    async def _stage(self, stager: LayerStager, step: _Step) -> StagedLayer | None:
+        """The layer extracted alone, or None when that failed (the ordinary apply will
+        fail the same way, or succeed)."""
+        if self._ready is not None:
+            await self._ready(step.layer)
+        self._unpacking(step)
+        key = f"{UNPACK_KEY_PREFIX}-{_unique_part()} {step.chain_id}"
+        labels = _snapshot_labels(step.layer, step.chain_id)
+        try:
+            async with self._extraction(step.index):
+                staged = await stager.stage(step.layer, key, labels)
+        except errdefs.ContainerdError as exc:
+            log.info("layer %s: extraction on its own failed (%s)", step.layer.digest, exc)
+            return None
+        if staged.diff_id != step.diff_id:
+            await self._remove_quietly(staged.key)
+            return None
+        return staged
+
+    async def _settle(self, stager: LayerStager, step: _Step, staged: StagedLayer) -> bool:
+        """Commit the staged layer on its parent; False when it must be applied instead."""
+        labels = _snapshot_labels(step.layer, step.chain_id)
+        try:
+            try:
+                settled = await stager.settle(staged, step.parent)
+            except errdefs.ContainerdError as exc:
+                log.warning("layer %s: cannot settle its extraction: %s", step.layer.digest, exc)
+                settled = False
+            if settled and await self._commit(step.chain_id, staged.key, labels):
+                await self._content.update_labels(
+                    step.layer.digest, {UNCOMPRESSED_LABEL: staged.diff_id}
+                )
+                return True
+        except BaseException:
+            await self._remove_quietly(staged.key)
+            raise
+        await self._remove_quietly(staged.key)
+        # Not committed by us: settled means another unpack committed the chain.
+        return settled
+
+    # -- shared ------------------------------------------------------------------------
+
+    def _claim(self, chain_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        if self._coordination is None:
+            return contextlib.nullcontext()
+        return self._coordination.locks.hold(self._key_prefix + chain_id)
+
+    def _extraction(self, index: int) -> contextlib.AbstractAsyncContextManager[None]:
+        if self._coordination is None or self._stager is None:
+            return contextlib.nullcontext()
+        return self._coordination.extraction(index)
+
+    def _unpacking(self, step: _Step) -> None:
+        self._report(unpack_key(step.layer), step.layer.digest, UnpackStatus.UNPACKING)  # type: ignore[arg-type]
+
+    def _unpacked(self, step: _Step) -> None:
+        self._report(unpack_key(step.layer), step.layer.digest, UnpackStatus.UNPACKED)  # type: ignore[arg-type]
 
     async def _apply_and_commit(
         self, layer: Descriptor, diff_id: str, chain_id: str, parent: str

@@ -280,6 +280,36 @@ class NamespacedSnapshotter:
             # Last, so that a failure rolls the rows back; see the module notes.
             self.backend.commit(backend_name, active["backend_key"], _inherited(checked))
 
+    @property
+    def supports_rebase(self) -> bool:
+        """Whether :meth:`rebase` works on this snapshotter (overlayfs: yes)."""
+        return self.backend.supports_rebase
+
+    @in_worker
+    def rebase(self, namespace: str, key: str, parent: str) -> list[Mount]:
+        """Put active `key`, prepared without a parent, on top of committed `parent`.
+
+        Nothing is copied: `key`'s own files become its layer on `parent` (see the
+        backend's rebase). Returns the new mounts.
+        """
+        with self._gc_lock.shared(), self.db.tx():
+            row = self._get(namespace, key)
+            if row["kind"] != Kind.ACTIVE or row["parent"]:
+                raise errdefs.FailedPrecondition(
+                    f"snapshot {key!r} cannot be rebased: only an active snapshot without "
+                    "a parent can be"
+                )
+            parent_backend = self._parent_backend_key(namespace, parent)
+            if not parent_backend:
+                raise errdefs.InvalidArgument(f"rebasing {key!r} needs a parent")
+            self.db.conn.execute(
+                "UPDATE snapshots SET parent = ?, updated_at = ? "
+                "WHERE namespace = ? AND snapshotter = ? AND key = ?",
+                (parent, now_ns(), namespace, self.name, key),
+            )
+            # Last, so that a failure rolls the row back.
+            return self.backend.rebase(row["backend_key"], parent_backend)
+
     # --- reading and changing -----------------------------------------------
 
     @in_worker

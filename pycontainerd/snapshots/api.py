@@ -79,6 +79,13 @@ class Snapshotter(Protocol):
         """Remove a snapshot that has no children."""
         ...
 
+    #: Whether `rebase` is supported.
+    supports_rebase: bool
+
+    def rebase(self, key: str, parent: str) -> list[Mount]:
+        """Put active `key`, made without a parent, on committed `parent`, files untouched."""
+        ...
+
     def stat(self, key: str) -> SnapshotInfo: ...
 
     def update(self, info: SnapshotInfo, fieldpaths: Sequence[str] = ()) -> SnapshotInfo:

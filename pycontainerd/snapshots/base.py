@@ -73,6 +73,13 @@ class DirectorySnapshotter:
         """The directory whose disk usage is the snapshot's usage."""
         raise NotImplementedError
 
+    #: Whether `rebase` works: the snapshot's own layer must not depend on its parent.
+    supports_rebase = False
+
+    def _rebased(self, directory: str, parent: str, labels: dict[str, str]) -> None:
+        """Adjust `directory` (a snapshot that now has the parent directory `parent`)."""
+        raise NotImplementedError
+
     # --- paths and bookkeeping ------------------------------------------------
 
     def snapshot_dir(self, snapshot_id: int) -> str:
@@ -178,6 +185,27 @@ class DirectorySnapshotter:
                 raise errdefs.Aborted(
                     f"snapshot {key!r} was replaced while being committed; retry the commit"
                 )
+
+    def rebase(self, key: str, parent: str) -> list[Mount]:
+        """Put active `key`, prepared without a parent, on top of committed `parent`.
+
+        Its files stay where they are (nothing is copied): what was written into it
+        alone becomes its layer over `parent`, as if it had been prepared there.
+        NotImplemented_ on snapshotters whose layers are full copies.
+        """
+        if not self.supports_rebase:
+            raise errdefs.NotImplemented_(
+                f"the {type(self).__name__} cannot rebase snapshots: its layers are not "
+                "independent of their parents"
+            )
+        with self._store.transaction(writable=True) as tx:
+            snapshot = tx.rebase(key, parent)
+            labels = tx.info(key)[1].labels
+            # Inside the transaction: a failure leaves the snapshot without its parent.
+            self._rebased(
+                self.snapshot_dir(snapshot.id), self.snapshot_dir(snapshot.parent_ids[0]), labels
+            )
+        return self._mounts(snapshot)
 
     def remove(self, key: str) -> None:
         snapshot_id = self._store.freeing(lambda: self._forget(key))

@@ -104,6 +104,12 @@ class OverlaySnapshotter(DirectorySnapshotter):
         fs = os.path.join(directory, "fs")
         os.mkdir(fs)
         os.chmod(fs, 0o755)
+        self._own_root(fs, parent, labels)
+        if kind == Kind.ACTIVE:
+            os.mkdir(os.path.join(directory, "work"), 0o711)
+
+    @staticmethod
+    def _own_root(fs: str, parent: str | None, labels: dict[str, str]) -> None:
         owner = remapped_root(labels)
         if owner is None and parent is not None:
             # The root directory of the merged view takes its owner from the upper layer.
@@ -111,8 +117,13 @@ class OverlaySnapshotter(DirectorySnapshotter):
             owner = st.st_uid, st.st_gid
         if owner is not None:
             os.lchown(fs, *owner)
-        if kind == Kind.ACTIVE:
-            os.mkdir(os.path.join(directory, "work"), 0o711)
+
+    #: A snapshot's ``fs`` is its layer alone, whatever lies below it.
+    supports_rebase = True
+
+    def _rebased(self, directory: str, parent: str, labels: dict[str, str]) -> None:
+        """The root directory's owner, as a prepare on ``parent`` would have set it."""
+        self._own_root(os.path.join(directory, "fs"), parent, labels)
 
     def _mounts(self, snapshot: Snapshot) -> list[Mount]:
         parents = snapshot.parent_ids

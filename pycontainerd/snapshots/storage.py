@@ -223,6 +223,24 @@ class Transaction:
         self._set_labels(sid, labels or {})
         return sid
 
+    def rebase(self, key: str, parent: str) -> Snapshot:
+        """Put active `key`, made without a parent, on top of committed `parent`."""
+        self._require_writable()
+        sid, kind, parent_id = self._row(key)
+        if kind != Kind.ACTIVE or parent_id is not None:
+            raise errdefs.FailedPrecondition(
+                f"snapshot {key!r} cannot be rebased: only an active snapshot without a "
+                "parent can be"
+            )
+        new_parent = self.check_parent(parent)
+        if new_parent is None:
+            raise errdefs.InvalidArgument(f"rebasing {key!r} needs a parent")
+        self._conn.execute(
+            "UPDATE snapshots SET parent_id = ?, updated_ns = ? WHERE id = ?",
+            (new_parent, time.time_ns(), sid),
+        )
+        return Snapshot(id=sid, kind=kind, parent_ids=self.parent_ids(sid))
+
     def remove(self, key: str) -> tuple[int, Kind]:
         """Delete the record of a snapshot without children."""
         self._require_writable()

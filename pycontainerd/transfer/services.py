@@ -10,6 +10,11 @@ from google.protobuf import any_pb2, empty_pb2
 from pycontainerd import errdefs, plugin
 from pycontainerd.api.services.streaming.v1 import streaming_pb2
 from pycontainerd.api.services.transfer.v1 import transfer_pb2
+from pycontainerd.config import number_setting
+from pycontainerd.distribution.coordination import (
+    DEFAULT_MAX_CONCURRENT_UNPACKS,
+    coordination_for,
+)
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.h2grpc import Server, ServicerContext
 from pycontainerd.metadata.scheduler import GCScheduler
@@ -87,10 +92,16 @@ def init_stream_manager(ic: plugin.InitContext) -> StreamManager:
     TRANSFER_PLUGIN,
     "local",
     requires=(plugin.METADATA, plugin.DIFF, plugin.EVENT, plugin.GC, STREAMING_PLUGIN),
-    config={"differs": ["walking"]},
+    config={"differs": ["walking"], "max_concurrent_unpacks": DEFAULT_MAX_CONCURRENT_UNPACKS},
 )
 def init_transferrer(ic: plugin.InitContext) -> Transferrer:
+    """``max_concurrent_unpacks`` (containerd 2's key): layers extracted at once, for every
+    pull in the daemon (CRI's too); 1 unpacks strictly in order (see distribution.unpack)."""
     metadata: MetadataStore = ic.get(plugin.METADATA)
+    unpacks = number_setting(
+        f"{TRANSFER_PLUGIN}.local", ic.config, "max_concurrent_unpacks", minimum=1, maximum=64
+    )
+    coordination_for(metadata).max_concurrent_unpacks = int(unpacks)
     differs = [ic.get(plugin.DIFF, name) for name in ic.config["differs"]]
     exchange: Exchange = ic.get(plugin.EVENT)
     gc: GCScheduler = ic.get(plugin.GC)

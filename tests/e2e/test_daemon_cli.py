@@ -9,6 +9,7 @@ import tomllib
 
 import pytest
 
+from pycontainerd.distribution.coordination import DEFAULT_MAX_CONCURRENT_UNPACKS
 from tests.support.daemon import Ctr, DaemonProcess
 
 pytestmark = pytest.mark.e2e
@@ -23,6 +24,8 @@ def test_config_default_is_valid_toml_in_containerds_shape():
     assert config["state"] == "/run/pycontainerd"
     assert config["grpc"]["address"] == "/run/pycontainerd/pycontainerd.sock"
     assert "io.containerd.gc.v1.scheduler" in config["plugins"]
+    transfer = config["plugins"]["io.containerd.transfer.v1.local"]
+    assert transfer["max_concurrent_unpacks"] == DEFAULT_MAX_CONCURRENT_UNPACKS
 
 
 def test_second_daemon_on_the_same_root_refuses(daemon):

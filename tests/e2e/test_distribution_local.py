@@ -122,6 +122,24 @@ def test_in_process_pull_again_reuses_everything(local: Daemon, multilayer: Push
     assert "/images/update" in local.exchange.topics
 
 
+def test_a_pull_finding_blobs_stored_holds_them_in_its_lease(
+    local: Daemon, multilayer: PushedImage
+):
+    asyncio.run(pull.pull(local.stores, multilayer.ref, plain_http=True))
+    leases = local.metadata.leases
+    lease = leases.create(NS, "second-pull", {})
+
+    async def pull_again() -> None:
+        async with local.stores.lease(lease.id):
+            await pull.pull(local.stores, multilayer.ref, plain_http=True)
+
+    asyncio.run(pull_again())
+
+    held = {r.id for r in leases.list_resources(NS, lease.id) if r.type == "content"}
+    wanted = {multilayer.manifest_digest, multilayer.config_digest, *multilayer.layer_digests}
+    assert wanted <= held
+
+
 def test_in_process_push_export_and_import(
     local: Daemon, registry: TestRegistry, tmp_path: Path
 ) -> None:

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
-import http.server
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -28,6 +25,7 @@ from pycontainerd.client import Client, ProgressEvent, Status
 from pycontainerd.client.transfer import PriorityGate
 from pycontainerd.client.unpack import UnpackStatus, chain_ids
 from tests.support import layers as L
+from tests.support.counting_proxy import CountingProxy
 from tests.support.daemon import Ctr, DaemonProcess
 from tests.support.images import PushedImage, build_image, busybox_entries, push_image
 from tests.support.registry import TestRegistry
@@ -35,73 +33,6 @@ from tests.support.registry import TestRegistry
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-#: Only if the pull never overlaps: the held blob is released anyway, and the test fails.
-FALLBACK_RELEASE_SECONDS = 30.0
-_FORWARDED_HEADERS = ("Accept", "Range", "Authorization")
-_HOP_BY_HOP = {"connection", "transfer-encoding", "keep-alive"}
-
-
-class HoldingProxy:
-    """Forwards registry requests, holding GETs of one blob until ``release`` is called."""
-
-    def __init__(self, upstream: str, held_digest: str) -> None:
-        self.upstream = upstream
-        self.held_path_suffix = f"/blobs/{held_digest}"
-        self.released = threading.Event()
-        self.held_requests = 0
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                proxy.forward(self, "GET")
-
-            def do_HEAD(self) -> None:  # noqa: N802
-                proxy.forward(self, "HEAD")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
-
-    def release(self) -> None:
-        self.released.set()
-
-    def forward(self, handler: http.server.BaseHTTPRequestHandler, method: str) -> None:
-        if method == "GET" and handler.path.endswith(self.held_path_suffix):
-            self.held_requests += 1
-            self.released.wait(FALLBACK_RELEASE_SECONDS)
-        connection = http.client.HTTPConnection(self.upstream, timeout=60)
-        try:
-            headers = {k: v for k in _FORWARDED_HEADERS if (v := handler.headers.get(k))}
-            connection.request(method, handler.path, headers=headers)
-            response = connection.getresponse()
-            handler.send_response(response.status)
-            for key, value in response.getheaders():
-                if key.lower() not in _HOP_BY_HOP:
-                    handler.send_header(key, value)
-            handler.end_headers()
-            while chunk := response.read(1 << 16):
-                handler.wfile.write(chunk)
-        finally:
-            connection.close()
-
-    def __enter__(self) -> HoldingProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
 
 
 def three_layer_image(registry: TestRegistry) -> PushedImage:
@@ -122,7 +53,7 @@ def registry() -> Iterator[TestRegistry]:
 
 
 async def pull_through_proxy(
-    daemon: DaemonProcess, proxy: HoldingProxy, pushed: PushedImage
+    daemon: DaemonProcess, proxy: CountingProxy, pushed: PushedImage
 ) -> tuple[dict[str, datetime], dict[str, float], list[str]]:
     """Pull with unpack; returns commit times by snapshot name, done times by layer, statuses."""
     committed: dict[str, datetime] = {}
@@ -168,10 +99,11 @@ def test_base_layer_is_committed_before_the_last_layer_arrives(
     last_layer = pushed.layer_digests[-1]
     chain = chain_ids(pushed.diff_ids)
 
-    with HoldingProxy(registry.host, last_layer) as proxy:
+    held = f"/blobs/{last_layer}"
+    with CountingProxy(registry.host, held=lambda path: path.endswith(held)) as proxy:
         committed, downloaded, statuses = asyncio.run(pull_through_proxy(daemon, proxy, pushed))
 
-    assert proxy.held_requests >= 1, "the last layer never went through the proxy"
+    assert proxy.blob_gets(last_layer) >= 1, "the last layer never went through the proxy"
     assert set(chain) <= set(committed), f"snapshots committed: {sorted(committed)}"
     base_committed_at = committed[chain[0]].timestamp()
     assert base_committed_at < downloaded[last_layer], (

@@ -320,6 +320,63 @@ MULTILAYER_EXPECTED: dict[str, tuple[str, str] | None] = {
 }
 
 
+def overlay_edge_changes() -> list[list[L.TarEntry]]:
+    """Four layers over busybox with every case a layer extracted on its own must get right.
+
+    Whiteouts of files and of a directory from lower layers, an opaque directory, a
+    directory replaced by a file and back, a layer writing through a symlinked
+    directory of a lower one, hard links, directories a layer implies whose mode and
+    owner are below it, and a directory implied before the layer lists it.
+    """
+    first = [
+        L.directory("data"),
+        L.file("data/keep.txt", "keep\n"),
+        L.file("data/remove-me.txt", "gone soon\n"),
+        L.directory("data/remove-dir"),
+        L.file("data/remove-dir/inner.txt", "inner\n"),
+        L.directory("opaque"),
+        L.file("opaque/old.txt", "old\n"),
+        L.directory("opaque/old-dir"),
+        L.file("opaque/old-dir/x.txt", "x\n"),
+        L.directory("flip"),
+        L.file("flip/child.txt", "child\n"),
+        L.directory("real", mode=0o750, uid=1000, gid=1000),
+        L.file("real/orig.txt", "orig\n"),
+        L.symlink("linked", "real"),
+        L.directory("owned", mode=0o700, uid=1000, gid=1000),
+        L.directory("owned/sub", mode=0o711, uid=1001, gid=1002),
+        L.file("owned/sub/f.txt", "f\n"),
+        L.directory("links"),
+        L.file("links/target.txt", "target\n"),
+        L.hardlink("links/hard.txt", "links/target.txt"),
+    ]
+    second = [
+        L.whiteout("data/remove-me.txt"),
+        L.whiteout("data/remove-dir"),
+        L.opaque("opaque"),
+        L.file("opaque/new.txt", "new\n"),
+        L.file("flip", "now a file\n"),
+        L.file("owned/sub/deeper/new.txt", "below implied directories\n"),
+        L.directory("links2"),
+        L.file("links2/a.txt", "a\n"),
+        L.hardlink("links2/b.txt", "links2/a.txt"),
+        L.file("data/keep.txt", "kept and changed\n"),
+    ]
+    third = [L.file("linked/through.txt", "through the symlinked directory\n")]
+    fourth = [
+        L.directory("flip"),
+        L.file("flip/back.txt", "a directory again\n"),
+        L.whiteout("opaque/new.txt"),
+        L.file("late/x.txt", "x\n"),
+        L.directory("late", mode=0o700, uid=7, gid=7),
+    ]
+    return [first, second, third, fourth]
+
+
+def overlay_edge_image(compression: str = "gzip") -> Image:
+    return build_image([busybox_entries(), *overlay_edge_changes()], compression=compression)
+
+
 def multilayer_image(
     media: str = "oci", compression: str = "gzip", platform: Platform | None = None
 ) -> Image:
