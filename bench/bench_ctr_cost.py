@@ -55,10 +55,7 @@ def _kinds(ref: str) -> list[tuple[str, Callable[[int], list[str]]]]:
     return [
         ("containers create", lambda i: ["containers", "create", ref, f"c-{i}"]),
         ("containers rm", lambda i: ["containers", "rm", f"c-{i}"]),
-        (
-            "run -d (create and start a task)",
-            lambda i: ["run", "-d", ref, f"r-{i}", "sleep", "600"],
-        ),
+        ("run -d", lambda i: ["run", "-d", ref, f"r-{i}", "sleep", "600"]),
         ("tasks kill -s KILL", lambda i: ["tasks", "kill", "-s", "SIGKILL", f"r-{i}"]),
         ("images ls", lambda i: ["images", "ls"]),
         ("version", lambda i: ["version"]),
