@@ -39,8 +39,8 @@ ENTRY_OVERHEAD = 32
 DEFAULT_TABLE_SIZE = 4096
 #: Longer integers than this many continuation bytes cannot be a sane length or index.
 _MAX_INTEGER_BYTES = 5
-#: Decoded blocks remembered (for all connections); the memo starts again when full.
-_REMEMBERED_BLOCKS = 4096
+#: Decoded blocks remembered for all connections (under ~1 MiB); the memo starts again when full.
+_REMEMBERED_BLOCKS = 1024
 #: Longer blocks are decoded each time (a large metadata value is not worth keeping).
 _REMEMBERED_BLOCK_SIZE = 512
 
