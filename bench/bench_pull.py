@@ -10,7 +10,8 @@ best of two rounds.
 
 Run alone with ``python -m bench pull``. To measure less: ``BENCH_ROUNDS`` (default 2),
 ``BENCH_PULL_ONLY`` (keep the contenders whose name contains it, e.g. ``ctr2``) and
-``BENCH_PULL_IMAGES`` (comma-separated: ``large-gzip``, ``large-zstd``, ``small-files-gzip``);
+``BENCH_PULL_IMAGES`` (comma-separated: ``busybox``, ``large-gzip``, ``large-zstd``,
+``small-files-gzip``);
 ``BENCH_PULL_UNPACKS`` sets our daemon's ``max_concurrent_unpacks``.
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from bench.common import Row, containerd_daemon, print_table, pycontainerd_daemon, timed
 from pycontainerd.archive.compression import decompress_stream
-from tests.support.images import Image, large_image, push_image
+from tests.support.images import Image, busybox_image, large_image, push_image
 from tests.support.registry import TestRegistry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +76,11 @@ def _build(registry: TestRegistry, workdir: Path) -> list[BenchImage]:
         ("small-files", "gzip", SMALL_SIZE, SMALL_FILES, SMALL_LAYERS),
     ]
     built = []
+    if not IMAGES or "busybox" in IMAGES:  # the small image: what a pull costs beyond the bytes
+        small = busybox_image("oci", "gzip")
+        pushed = push_image(registry, small, "bench/busybox")
+        title = "pull + unpack: the small busybox image (1 layer, gzip)"
+        built.append(BenchImage(title, pushed.ref, small, _uncompressed_size(small)))
     for name, compression, size, files, layers in variants:
         if IMAGES and f"{name}-{compression}" not in IMAGES:
             continue
