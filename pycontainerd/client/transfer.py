@@ -4,9 +4,9 @@ from pycontainerd.distribution.fetch import (
     CONCURRENT_SENDS,
     LOCKED_RETRY_DELAYS,
     WRITE_CHUNK_SIZE,
-    PriorityGate,
     RegistryToContent,
 )
+from pycontainerd.distribution.gate import PriorityGate
 
 __all__ = [
     "CONCURRENT_SENDS",

@@ -20,7 +20,7 @@ import contextlib
 import weakref
 from collections.abc import AsyncIterator
 
-from pycontainerd.distribution.fetch import PriorityGate
+from pycontainerd.distribution.gate import PriorityGate
 
 #: Layers extracted at once in the daemon. containerd 2 defaults to 1 (strictly in
 #: order). Here 2, as measured on this project's 2-core machine (ctr 2 pulls through

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 
 from pycontainerd import errdefs
 from pycontainerd.distribution.frames import WRITE_CHUNK_SIZE, FrameBuffer, WriteFrame
+from pycontainerd.distribution.gate import PriorityGate
 from pycontainerd.distribution.labels import DistributionSource
 from pycontainerd.distribution.progress import Reporter, Status, ref_key
 from pycontainerd.distribution.stores import ContentStore, ContentWriter
@@ -46,56 +46,6 @@ LOCKED_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 #: keep full) two writers hash and write side by side on two cores.
 CONCURRENT_SENDS = 1
 IN_PROCESS_SENDS = 2
-
-
-class PriorityGate:
-    """At most ``capacity`` holders at once; a freed place goes to the lowest ``priority``.
-
-    A freed place is handed out on the next turn of the event loop, not at once,
-    so a holder that releases and asks again straight away (the next chunk of
-    the same blob) competes with the waiters instead of always going last.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._free = capacity
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._arrival = itertools.count()  # FIFO among equal priorities
-        self._wake_pending = False
-
-    @contextlib.asynccontextmanager
-    async def hold(self, priority: int) -> AsyncIterator[None]:
-        await self._acquire(priority)
-        try:
-            yield
-        finally:
-            self._release()
-
-    async def _acquire(self, priority: int) -> None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return
-        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (priority, next(self._arrival), granted))
-        try:
-            await granted
-        except asyncio.CancelledError:
-            if granted.done() and not granted.cancelled():
-                self._release()  # handed a place just as we were cancelled: pass it on
-            raise
-
-    def _release(self) -> None:
-        self._free += 1
-        if self._waiters and not self._wake_pending:
-            self._wake_pending = True
-            asyncio.get_running_loop().call_soon(self._wake)
-
-    def _wake(self) -> None:
-        self._wake_pending = False
-        while self._free > 0 and self._waiters:
-            _, _, granted = heapq.heappop(self._waiters)
-            if not granted.done():  # cancelled waiters are skipped
-                self._free -= 1
-                granted.set_result(None)
 
 
 #: Held while a blob is downloaded: a pull running beside this one waits, then finds it stored.
