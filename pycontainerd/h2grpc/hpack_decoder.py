@@ -12,7 +12,8 @@ on the table it is decoded against, and the table only on the blocks before it
 on its connection; so each table state gets an id (:class:`_Memo`), and a block
 met again on a table with the same id decodes to the same fields and changes the
 table the same way. A client that opens a connection per command sends the same
-blocks in the same order each time: after the first, its blocks are lookups.
+blocks in the same order each time: after the first, its blocks are lookups up
+to the first header that differs (a fresh lease id, say).
 
 The static table and the Huffman code come from ``hpack`` (facts of the RFC, not
 re-typed here); Huffman strings are decoded a byte at a time through transitions
@@ -60,7 +61,7 @@ class HeaderBlockDecoder:
         self._table_size = max_table_size
         self._dynamic: deque[Field] = deque()  # newest first: index 62 is _dynamic[0]
         self._used = 0
-        #: The id of this table's state (see _Memo); None once it is one no memo knows.
+        #: The id of this table's state (see _Memo).
         self._state: object = _MEMO.initial_state(max_header_list_size, max_table_size)
         #: What decoding the current block did to the table, to replay on a memo hit.
         self._changes: list[_Change] | None = None

@@ -63,14 +63,18 @@ class NamespacedContentStore:
     # -- committed content -------------------------------------------------
 
     def info(self, namespace: str, digest: str) -> ContentInfo:
+        return _info(self._record(namespace, digest, _INFO_COLUMNS))
+
+    def _record(self, namespace: str, digest: str, columns: str) -> tuple[Any, ...]:
+        """``columns`` of the content record of ``digest``; NotFound without one."""
         parse_digest(digest)
         rows = self.db.query_tuples(
-            f"SELECT {_INFO_COLUMNS} FROM content WHERE namespace = ? AND digest = ?",
+            f"SELECT {columns} FROM content WHERE namespace = ? AND digest = ?",
             (namespace, digest),
         )
         if not rows:
             raise errdefs.NotFound(f"content {digest} not found in namespace {namespace!r}")
-        return _info(rows[0])
+        return rows[0]
 
     def exists(self, namespace: str, digest: str) -> bool:
         return bool(
@@ -119,13 +123,7 @@ class NamespacedContentStore:
         As containerd: a negative offset reads from the start, an offset past
         the end is OutOfRange.
         """
-        parse_digest(digest)
-        rows = self.db.query_tuples(
-            "SELECT size FROM content WHERE namespace = ? AND digest = ?", (namespace, digest)
-        )
-        if not rows:
-            raise errdefs.NotFound(f"content {digest} not found in namespace {namespace!r}")
-        total: int = rows[0][0]
+        total: int = self._record(namespace, digest, "size")[0]  # no labels to decode
         offset = max(offset, 0)
         if offset > total:
             raise errdefs.OutOfRange(
