@@ -36,6 +36,7 @@ from pathlib import Path
 from bench.common import (
     Row,
     containerd_daemon,
+    containerd_pid,
     cpu_seconds,
     pids_of,
     print_table,
@@ -127,7 +128,7 @@ def _containerd(version: int) -> Callable[[Path], AbstractContextManager[Contend
             if address is None:
                 yield None
                 return
-            pid = pids_of(f"containerd.* -c {address.parent}/config.toml")[0]
+            pid = containerd_pid(address)
             shims = (f"containerd2?-shim-runc-v2 -namespace {NAMESPACE} .*-address {address}( |$)",)
             yield Contender(CONTAINERD1 if version == 1 else CONTAINERD2, address, pid, shims)
 

@@ -22,9 +22,9 @@ import grpc
 from bench.common import (
     Row,
     containerd_daemon,
+    containerd_pid,
     cpu_seconds,
     median_of,
-    pids_of,
     print_table,
     pycontainerd_daemon,
 )
@@ -79,7 +79,7 @@ def run() -> None:
         if address2 is not None:
             daemons["containerd 2.x"] = (
                 address2,
-                pids_of(f"containerd.* -c {address2.parent}/config.toml")[0],
+                containerd_pid(address2),
             )
         for address, _ in daemons.values():
             _make_containers(address)

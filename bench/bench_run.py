@@ -25,6 +25,7 @@ from pathlib import Path
 from bench.common import (
     Row,
     containerd_daemon,
+    containerd_pid,
     pids_of,
     print_table,
     pss_kib,
@@ -183,7 +184,7 @@ def run() -> None:
         each = latencies["each"] | {"shim_mib": _shim_each_memory(one_each)}
         theirs = None
         if theirs_address is not None:
-            pid = pids_of(f"containerd -c {theirs_address.parent}/config.toml")[0]
+            pid = containerd_pid(theirs_address)
             go_shims = (
                 f"containerd-shim-runc-v2 -namespace bench .*-address {theirs_address}( |$)",
             )

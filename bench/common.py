@@ -108,3 +108,8 @@ def tmpfs_dir(size: str) -> Iterator[Path]:
     finally:
         subprocess.run(["umount", "-R", "-l", str(path)], check=False)
         path.rmdir()
+
+
+def containerd_pid(address: Path) -> int:
+    """The pid of the containerd that `containerd_daemon` started at ``address``."""
+    return pids_of(f"containerd.* -c {address.parent}/config.toml")[0]
