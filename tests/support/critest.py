@@ -32,6 +32,7 @@ from tests.support.cri import CNI_BIN_DIR, cni_conflist
 from tests.support.daemon import DaemonProcess, end_helpers_of, unmount_below
 from tests.support.images import GROUP, PASSWD, build_image, busybox_binary, push_image
 from tests.support.netns import NetNamespace
+from tests.support.procs import stop_process
 from tests.support.registry import TestRegistry
 
 GO_BIN = Path(os.environ.get("PYCONTAINERD_GO_TOOLS", "/var/cache/pycontainerd-test/go")) / "bin"
@@ -285,12 +286,7 @@ class CritestRun:
                 time.sleep(0.1)
             yield address, proc.pid
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_process(proc, 30)
             end_helpers_of(base)
 
     def against_pycontainerd(self) -> CritestResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from pathlib import Path
 
 
@@ -67,3 +68,13 @@ def ancestors(pid: int) -> list[int]:
         pid = parent_of(pid)
         chain.append(pid)
     return chain
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
+    """TERM, ``grace`` seconds to exit, then KILL; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

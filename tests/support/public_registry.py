@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.netns import NetNamespace
+from tests.support.procs import stop_process
 from tests.support.registry import TestRegistry, config_yaml, find_registry_binary
 
 START_TIMEOUT = 20.0
@@ -125,12 +126,7 @@ class PublicRegistryNames:
     def close(self) -> None:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, 10)
         if self._netns is not None:
             self._netns.close()
             self._netns = None

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.procs import stop_process
+
 #: containerd 2.x and its Go shim, built from the Go module proxy by scripts/go-tools.sh.
 GO_TOOLS_BIN = (
     Path(os.environ.get("PYCONTAINERD_GO_TOOLS", "/var/cache/pycontainerd-test/go")) / "bin"
@@ -66,11 +68,7 @@ def containerd_daemon(version: int = 1, base: Path | None = None) -> Iterator[Pa
             time.sleep(0.05)
         yield address
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 15)
         log.close()
         subprocess.run(["umount", "-R", str(base / "root")], capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)

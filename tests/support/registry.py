@@ -29,6 +29,7 @@ import requests
 
 from pycontainerd.remotes.auth import CredentialsFunc
 from pycontainerd.remotes.resolver import Resolver
+from tests.support.procs import stop_process
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
@@ -208,12 +209,7 @@ class TestRegistry:
         """Stop the process (TERM, then KILL) and remove the temp dir; safe to repeat."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, STOP_TIMEOUT)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None

@@ -1,4 +1,4 @@
-"""Describe a mounted root filesystem, to compare two unpacks of one image."""
+"""Describe a directory tree (a mounted root filesystem, an upper directory) to compare two."""
 
 from __future__ import annotations
 
@@ -8,16 +8,13 @@ from pathlib import Path
 
 from pycontainerd.archive.tar_writer import layer_xattrs
 
-#: (file type, permission bits, uid, gid, content or link target or device, xattrs, hard-link group)
-Entry = tuple[int, int, int, int, object, dict[str, bytes], str | None]
 
+def describe_tree(root: Path, *, with_mtime: bool = False) -> dict[str, tuple]:
+    """Everything an apply must reproduce, per relative path (root excluded).
 
-def describe_rootfs(root: Path) -> dict[str, Entry]:
-    """Every path below ``root`` as the merged view shows it (times left out).
-
-    Names of one inode share a hard-link group: the first of those names.
+    Names of one inode within the tree share a label: the first of those names.
     """
-    found: dict[str, tuple] = {}
+    result: dict[str, tuple] = {}
     inodes: dict[tuple[int, int], list[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -25,16 +22,24 @@ def describe_rootfs(root: Path) -> dict[str, Entry]:
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, root)
             st = os.lstat(path)
-            kind = stat.S_IFMT(st.st_mode)
-            payload: object = None
-            if stat.S_ISREG(kind):
-                payload = Path(path).read_bytes()
-                inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
-            elif stat.S_ISLNK(kind):
+            fmt = stat.S_IFMT(st.st_mode)
+            if stat.S_ISREG(fmt):
+                payload: object = Path(path).read_bytes()
+            elif stat.S_ISLNK(fmt):
                 payload = os.readlink(path)
-            elif stat.S_ISCHR(kind) or stat.S_ISBLK(kind):
+            elif stat.S_ISCHR(fmt) or stat.S_ISBLK(fmt):
                 payload = (os.major(st.st_rdev), os.minor(st.st_rdev))
-            found[rel] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, payload)
-            found[rel] += (layer_xattrs(path),)
-    groups = {name: names[0] for names in inodes.values() if len(names) > 1 for name in names}
-    return {rel: (*entry, groups.get(rel)) for rel, entry in found.items()}  # type: ignore[misc]
+            else:
+                payload = None
+            if not stat.S_ISDIR(fmt):
+                inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
+            # Linux has no lchmod: a symlink's mode is always 0777.
+            entry = (fmt, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, payload)
+            entry += (layer_xattrs(path),)
+            if with_mtime and not stat.S_ISDIR(fmt):
+                entry += (st.st_mtime_ns // 1_000_000_000,)
+            result[rel] = entry
+    for names in inodes.values():
+        for name in names:
+            result[name] += (names[0] if len(names) > 1 else None,)
+    return result

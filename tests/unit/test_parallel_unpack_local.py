@@ -34,7 +34,7 @@ from tests.support.images import (
     busybox_entries,
     overlay_edge_image,
 )
-from tests.support.trees import describe_rootfs
+from tests.support.trees import describe_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking mounts snapshots")
 
@@ -107,7 +107,7 @@ def rootfs(daemon: Daemon, namespace: str, chain_id: str, snapshotter: str = "ov
     mounts = backend.view(namespace, key, chain_id)
     try:
         with mount.temp_mount(mounts, parent=str(daemon.root)) as root:
-            return describe_rootfs(Path(root))
+            return describe_tree(Path(root))
     finally:
         backend.remove(namespace, key)
 

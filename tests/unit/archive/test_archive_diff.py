@@ -11,10 +11,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from archive_testlib import describe_tree, sha256
+from archive_testlib import sha256
 
 from pycontainerd import errdefs
 from pycontainerd.archive import apply_layer, write_diff, write_diff_from_overlay_upper
+from tests.support.trees import describe_tree
 
 CAPABILITY = bytes([1, 0, 0, 2, 0, 0x20, 0, 0]) + bytes(12)
 CP = shutil.which("cp")

@@ -13,12 +13,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from archive_testlib import LayerBuilder, describe_tree
+from archive_testlib import LayerBuilder
 
 from pycontainerd import errdefs
 from pycontainerd.archive import apply_layer
 from pycontainerd.archive.isolated import extract_isolated, settle_implied_dirs
 from pycontainerd.archive.whiteouts import OVERLAY_OPAQUE_XATTR
+from tests.support.trees import describe_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="whiteouts and owners need root")
 
