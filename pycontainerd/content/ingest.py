@@ -138,7 +138,22 @@ class IngestDir:
         raise NotFound(f"ingest {self.path.name} not found")
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Take the directory out of sight in one rename, then delete it.
+
+        A reader racing the removal (a Status or List of the same ref) then
+        sees the whole ingest or none of it, never a half-deleted directory
+        that looks corrupt. A crash between the two steps leaves a staging
+        name, which the stale-ingest sweep removes.
+        """
+        if is_temporary(self.path.name):
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        doomed = self.path.with_name(temp_name())
+        try:
+            os.rename(self.path, doomed)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def _read_expected(self) -> Digest | None:
         try:

@@ -153,9 +153,17 @@ func TestCommitOfExistingContentTwice(t *testing.T) {
 }
 
 // commitExistingContentTwice commits content the store has, twice under one
-// ref: each time AlreadyExists, and the next writer starts afresh at 0.
+// ref: each time AlreadyExists, and the next writer starts afresh at 0. The
+// content is held by a lease, as a client must hold content it has not yet
+// referenced: without one, garbage collection may take it between the commits
+// (as containerd's would), and the second commit would rightly succeed.
 func commitExistingContentTwice(t *testing.T, client *containerd.Client, ctx context.Context) {
 	t.Helper()
+	ctx, done, err := client.WithLease(ctx)
+	if err != nil {
+		t.Fatalf("lease: %v", err)
+	}
+	defer done(ctx)
 	store := client.ContentStore()
 	data := make([]byte, 256)
 	rand.Read(data)

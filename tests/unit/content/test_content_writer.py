@@ -9,6 +9,7 @@ from datetime import UTC, timedelta
 import pytest
 
 from pycontainerd.content import IngestWriter, LocalContentStore
+from pycontainerd.content import ingest as ingest_module
 from pycontainerd.content.ingest import ingest_dir_name
 from pycontainerd.digest import digest_of_bytes
 from pycontainerd.errdefs import (
@@ -181,6 +182,32 @@ def test_status_list_and_abort(store: LocalContentStore) -> None:
     with pytest.raises(NotFound):
         store.abort("a")
     assert [s.ref for s in store.list_statuses()] == ["b", "weird/ref with spaces:and:colons"]
+
+
+def test_status_during_an_abort_is_whole_or_not_found(
+    store: LocalContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Status racing an abort never sees a half-deleted ingest as corrupt."""
+    with store.writer("racing") as writer:
+        writer.write(DATA)
+    seen: list[str] = []
+    real_rmtree = ingest_module.shutil.rmtree
+
+    def rmtree_with_a_reader_in_between(path: str, **kwargs: object) -> None:
+        for name in sorted(os.listdir(path)):  # delete file by file, as rmtree does
+            os.unlink(os.path.join(path, name))
+            try:
+                store.status("racing")
+            except NotFound:
+                seen.append("not found")
+            else:
+                seen.append("whole")
+        real_rmtree(path, **kwargs)
+
+    monkeypatch.setattr(ingest_module.shutil, "rmtree", rmtree_with_a_reader_in_between)
+    store.abort("racing")
+    assert seen and set(seen) == {"not found"}, seen
+    assert os.listdir(store.root / "ingest") == []
 
 
 def _age(path: os.PathLike[str], seconds: float) -> None:
