@@ -177,10 +177,24 @@ def _exchange(
             socket.send_fds(conn, [json.dumps(request).encode()], fds)
             reply = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
         except TimeoutError:
-            return {"error": f"no answer within {timeout:.0f}s"}
+            reply = _last_word(conn) or {"error": f"no answer within {timeout:.0f}s"}
         except (OSError, ValueError) as exc:
             return {"error": f"no zygote to ask ({exc})"}
     return reply if isinstance(reply, dict) else {"error": "a reply that is not an object"}
+
+
+def _last_word(conn: socket.socket) -> Any:
+    """After a wait ran out: close our receiving side, then take a reply already sent.
+
+    Once our side is shut, the zygote's send of a reply fails, so a shim it
+    forks too late for us is one it knows nobody will use (it ends it). A
+    reply sent just before is still queued here: taking it keeps that shim.
+    """
+    try:
+        conn.shutdown(socket.SHUT_RD)
+        return json.loads(conn.recv(MAX_MESSAGE, socket.MSG_DONTWAIT) or b"null")
+    except (OSError, ValueError):
+        return None
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import select
+import signal
 import socket
 import sys
 from typing import Any, NoReturn
@@ -384,7 +385,11 @@ class Zygote:
             except OSError as exc:
                 self._reply(conn, {"error": str(exc)})
                 return
-            self._reply(conn, {"pid": shim})
+            if not self._reply(conn, {"pid": shim}):
+                # The caller gave up waiting and starts a shim another way on the
+                # same socket: this one must not serve beside it.
+                with contextlib.suppress(OSError):
+                    os.kill(shim, signal.SIGKILL)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -414,9 +419,13 @@ class Zygote:
         return reason == _CODE_CHANGED or request.get("may_retire", True) is not False
 
     @staticmethod
-    def _reply(conn: socket.socket, reply: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError):
+    def _reply(conn: socket.socket, reply: dict[str, Any]) -> bool:
+        """Send `reply`; whether the caller was still there to get it."""
+        try:
             conn.send(json.dumps(reply).encode())
+        except OSError:
+            return False
+        return True
 
 
 def _zygote_argv(socket_dir: str) -> list[str]:

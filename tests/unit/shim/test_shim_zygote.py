@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from pycontainerd.api.runtime.v2.task import shim_pb2
+from pycontainerd.shim_v2 import zygote
+from pycontainerd.shim_v2.flags import ShimFlags
 from pycontainerd.shim_v2.pool import LOCK_FILE, POOL_SIZE_ENV
 from pycontainerd.shim_v2.zygote import LOCK_NAME, SOCKET_NAME
 from pycontainerd.shim_v2.zygote_server import _still_current, process_context
@@ -170,6 +173,60 @@ def test_start_works_when_the_zygote_name_is_taken(
         assert _zygotes_of(socket_dir) == []  # the would-be zygote only forked this shim
     finally:
         squatter.close()
+
+
+def _ask_for_shim(socket_dir: Path, bundle: Path, container_id: str, timeout: float) -> dict:  # type: ignore[type-arg]
+    """A fork request like `start`'s, sent from this process with a wait of `timeout`."""
+    address = socket_dir / f"{container_id}.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(address))
+        listener.listen()
+        flags = ShimFlags(namespace="ns", id=container_id, address="/test/c.sock",
+                          publish_binary="/bin/true", socket=str(address))  # fmt: skip
+        env = {**os.environ, "PYCONTAINERD_SHIM_SOCKET_DIR": str(socket_dir), POOL_SIZE_ENV: "1"}
+        env.pop("TTRPC_ADDRESS", None)
+        request = zygote.fork_request(flags.to_argv(), str(bundle), env, may_retire=False)
+        return zygote._exchange(str(socket_dir), request, [listener.fileno()], timeout)
+
+
+def _shims_named(container_id: str) -> list[int]:
+    def shim_id(args: list[str]) -> str | None:
+        if args[1:3] != ["-m", "pycontainerd.shim_v2.main"]:
+            return None
+        return dict(zip(args[3::2], args[4::2], strict=False)).get("-id")
+
+    return [pid for pid in all_pids() if shim_id(command_line(pid)) == container_id]
+
+
+def test_a_shim_forked_after_its_caller_gave_up_does_not_stay(
+    tmp_path: Path, socket_dir: Path, shim_pids: list[int]
+) -> None:
+    """`start` falls back to a shim of its own when the zygote is slow: the late one must go.
+
+    Otherwise two shims would serve one socket, the late one unknown to anybody.
+    """
+    bundle = make_bundle(tmp_path, "first")
+    start(bundle, socket_dir, "first", marker="m")
+    shim_pids.append(int((bundle / "shim.pid").read_text()))
+    [zygote_pid] = _zygotes_of(socket_dir)
+
+    answered = _ask_for_shim(socket_dir, bundle, "in-time", timeout=10)
+    assert isinstance(answered.get("pid"), int), answered  # this process is a caller it serves
+    shim_pids.append(answered["pid"])
+    assert _shims_named("in-time") == [answered["pid"]]
+
+    late = _ask_for_shim(socket_dir, bundle, "too-late", timeout=1e-6)
+    assert "no answer" in late.get("error", ""), late
+    # The zygote answers one caller at a time: once the next is answered, it
+    # has dealt with the late request.
+    after = _ask_for_shim(socket_dir, bundle, "after", timeout=10)
+    assert isinstance(after.get("pid"), int), after
+    shim_pids.append(after["pid"])
+    try:
+        _wait_until(lambda: _shims_named("too-late") == [], "the late shim to be ended", 5)
+    finally:
+        shim_pids.extend(_shims_named("too-late"))
+    assert _zygotes_of(socket_dir) == [zygote_pid], "the zygote went on serving"
 
 
 def test_staleness_checks(tmp_path: Path) -> None:
