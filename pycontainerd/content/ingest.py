@@ -110,6 +110,10 @@ class IngestDir:
             started_at = datetime.fromisoformat((self.path / STARTED_FILE).read_text())
             total = int((self.path / TOTAL_FILE).read_text())
             expected = self._read_expected()
+        except FileNotFoundError as exc:
+            if not self.exists():  # committed or aborted while we read it
+                raise NotFound(f"ingest {self.path.name} not found") from None
+            raise self._corrupt(f"its metadata is unreadable ({exc})", ref) from None
         except (OSError, ValueError, InvalidArgument) as exc:
             raise self._corrupt(f"its metadata is unreadable ({exc})", ref) from None
         try:

@@ -210,6 +210,24 @@ def test_status_during_an_abort_is_whole_or_not_found(
     assert os.listdir(store.root / "ingest") == []
 
 
+def test_status_of_an_ingest_removed_while_it_is_read_is_not_found(
+    store: LocalContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest goes (a commit, an abort) after its ref was read: NotFound, not corrupt."""
+    with store.writer("going") as writer:
+        writer.write(DATA)
+    real_read_ref = ingest_module.IngestDir.read_ref
+
+    def read_ref_then_lose_it(self: ingest_module.IngestDir) -> str:
+        ref = real_read_ref(self)
+        self.remove()
+        return ref
+
+    monkeypatch.setattr(ingest_module.IngestDir, "read_ref", read_ref_then_lose_it)
+    with pytest.raises(NotFound, match="no ingest for ref 'going'"):
+        store.status("going")
+
+
 def _age(path: os.PathLike[str], seconds: float) -> None:
     stamp = os.stat(path).st_mtime - seconds
     os.utime(path, (stamp, stamp))
