@@ -1,16 +1,22 @@
 """Keeping the C heap of a long-lived process small (glibc's malloc; elsewhere a no-op).
 
 Three habits of glibc's allocator make a daemon that moved a few large images
-stay large long after:
+stay large long after, or move them slowly:
 
 - one malloc arena per thread that ever allocated (up to 8 per core), each
   keeping its own free memory: :func:`tune_allocator` caps them at two;
-- a *dynamic* mmap threshold: once a large buffer (a 1 MiB read, a layer
-  chunk) is freed, later ones of that size come from the heap instead of
-  mmap, and what they leave behind fragments it: a fixed threshold keeps large
-  buffers in mmap, given back to the kernel the moment they are freed;
+- a *dynamic* mmap threshold, which rises to 32 MiB as large buffers are
+  freed, and then pins freed memory between long-lived objects. It is fixed
+  instead, at 2 MiB: the buffers a pull makes by the thousand (1 MiB reads,
+  frames and decompressed chunks, and the HTTP client's copies of them) come
+  from the heap and are reused there. Were they mmap'ed, each would fault
+  its pages in afresh (a 400 MB pull faulted 2.3 GB and doubled its kernel
+  time); larger, rare buffers are mmap'ed and given back the moment they
+  are freed. The trim threshold is fixed too, at 8 MiB, so that the top of
+  a heap is not given back and taken again at every large free;
 - free memory inside the heap is returned only at its top: :class:`HeapTrimmer`
-  calls ``malloc_trim`` when a large amount of it has piled up.
+  calls ``malloc_trim`` when a large amount of it has piled up, so the daemon
+  returns to its size a few seconds after the work is done.
 
 Call :func:`tune_allocator` first thing, before threads are started; this module
 is cheap to import.
@@ -27,8 +33,8 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 ARENAS = 2
-MMAP_THRESHOLD = 256 * 1024  # allocations this large or larger are mmap'ed
-TRIM_THRESHOLD = 4 * 1024 * 1024  # free heap top this large is given back at once
+MMAP_THRESHOLD = 2 * 1024 * 1024  # allocations this large or larger are mmap'ed
+TRIM_THRESHOLD = 8 * 1024 * 1024  # free heap top this large is given back at once
 TRIM_EVERY = 10.0  # seconds between looks at the heap
 TRIM_WHEN_FREE = 8 * 1024 * 1024  # free bytes inside the heap worth a malloc_trim
 

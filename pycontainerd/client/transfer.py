@@ -2,14 +2,16 @@
 
 from pycontainerd.distribution.fetch import (
     CONCURRENT_SENDS,
+    DOWNLOAD_FRAME_SIZE,
     LOCKED_RETRY_DELAYS,
-    WRITE_CHUNK_SIZE,
     RegistryToContent,
 )
+from pycontainerd.distribution.frames import WRITE_CHUNK_SIZE
 from pycontainerd.distribution.gate import PriorityGate
 
 __all__ = [
     "CONCURRENT_SENDS",
+    "DOWNLOAD_FRAME_SIZE",
     "LOCKED_RETRY_DELAYS",
     "PriorityGate",
     "RegistryToContent",

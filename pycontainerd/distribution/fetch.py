@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pycontainerd import errdefs
-from pycontainerd.distribution.frames import WRITE_CHUNK_SIZE, FrameBuffer, WriteFrame
+from pycontainerd.distribution.frames import FrameBuffer, WriteFrame
 from pycontainerd.distribution.gate import PriorityGate
 from pycontainerd.distribution.labels import DistributionSource
 from pycontainerd.distribution.progress import Reporter, Status, ref_key
@@ -46,6 +46,11 @@ LOCKED_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 #: keep full) two writers hash and write side by side on two cores.
 CONCURRENT_SENDS = 1
 IN_PROCESS_SENDS = 2
+#: Bytes a download reads into one frame. Buffers of this size, and the copies
+#: the HTTP client makes of them, stay below the daemon's mmap threshold (see
+#: pycontainerd.heap), so they are reused in the heap: as larger, mmap'ed
+#: buffers, every frame would fault its pages in afresh.
+DOWNLOAD_FRAME_SIZE = 1 << 20
 
 
 #: Held while a blob is downloaded: a pull running beside this one waits, then finds it stored.
@@ -229,8 +234,8 @@ class RegistryToContent:
     async def _download(self, desc: Descriptor, offset: int) -> AsyncIterator[WriteFrame]:
         """The registry's bytes of ``desc`` from ``offset`` as WRITE frames, reading ahead one."""
         reader = await self._blocking(self._fetcher.fetch, desc, offset)
-        # No larger than what is left: a fresh 4 MiB buffer costs a small blob ~3 ms.
-        buffer = FrameBuffer(max(1, min(WRITE_CHUNK_SIZE, desc.size - offset)))
+        # No larger than what is left: a fresh 1 MiB buffer costs a small blob ~1 ms.
+        buffer = FrameBuffer(max(1, min(DOWNLOAD_FRAME_SIZE, desc.size - offset)))
         pending = asyncio.ensure_future(self._blocking(_read_frame, reader, buffer, offset))
         try:
             while frame := await pending:

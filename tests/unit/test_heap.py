@@ -69,23 +69,49 @@ def test_the_trimmer_trims_when_much_is_free():
     assert after < before - 100_000
 
 
-def test_large_buffers_stay_out_of_the_heap_after_a_larger_one_was_freed():
-    # glibc raises its mmap threshold to the size of a freed mmap'ed buffer; then
-    # later large buffers come from the heap, and small objects allocated between
-    # them pin what they leave behind. With the threshold fixed they stay mmap'ed.
-    code = textwrap.dedent(
+def _in_a_tuned_interpreter(body: str) -> list[int]:
+    code = "from pycontainerd import heap\nassert heap.tune_allocator()\n" + textwrap.dedent(body)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return [int(value) for value in out.stdout.split()]
+
+
+def test_a_pulls_buffers_are_reused_in_the_heap_not_faulted_in_again():
+    # 1 MiB reads, frames and decompressed chunks, made and freed by the
+    # thousand in a pull: from mmap, each would fault in its whole size again
+    # (768 pages a round here); from the heap, the last round's pages are reused.
+    [faults] = _in_a_tuned_interpreter(
         """
-        from pycontainerd import heap
-        assert heap.tune_allocator()
-        first = bytearray(1 << 20)
-        del first
-        kept, buffers = [], []
-        for _ in range(100):
-            buffers.append(bytearray(512 * 1024))
-            kept.append(bytearray(1000))
-        del buffers
-        print(heap.free_heap_bytes())
+        import resource
+        def faults():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        keep = bytearray(1000)
+        def one_round():
+            read = bytearray(1 << 20)
+            copy = bytes(read)
+            frame = bytearray(1 << 20)
+            del read, copy, frame
+        for _ in range(3):  # the heap grows to the working set once
+            one_round()
+        before = faults()
+        for _ in range(200):
+            one_round()
+        print(faults() - before)
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert int(out.stdout) < 8 * (1 << 20)  # untuned: about 50 MB
+    assert faults < 200 * 768 // 20, faults
+
+
+def test_buffers_above_the_threshold_go_back_when_freed():
+    [free, rss_grew] = _in_a_tuned_interpreter(
+        """
+        def rss_anon_kib():
+            for line in open("/proc/self/status"):
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+        before = rss_anon_kib()
+        huge = bytearray(heap.MMAP_THRESHOLD * 4)
+        del huge
+        print(heap.free_heap_bytes(), rss_anon_kib() - before)
+        """
+    )
+    assert free < 1 << 20 and rss_grew < 4096, (free, rss_grew)
