@@ -52,12 +52,13 @@ def ensure_dir(path: Path) -> None:
         fsync_dir(directory.parent)
 
 
-def write_file_synced(path: Path, data: bytes) -> None:
-    """Write a new file and fsync it (no rename: for files in a private temp dir)."""
+def write_new_file(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write a new file, fsynced when ``durable`` (no rename: for files in a private temp dir)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, WRITABLE_MODE)
     try:
         write_all(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -72,10 +73,7 @@ def atomic_write(path: Path, data: bytes | str, *, durable: bool = True) -> None
     payload = data.encode() if isinstance(data, str) else data
     temp = path.with_name(temp_name())
     try:
-        if durable:
-            write_file_synced(temp, payload)
-        else:
-            temp.write_bytes(payload)
+        write_new_file(temp, payload, durable=durable)
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)

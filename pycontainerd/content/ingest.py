@@ -6,9 +6,15 @@ The directory holds ``ref`` (the client's name for the write), ``startedat``,
 ref so that any client string maps to a fixed-length, path-safe name.
 
 A new directory is populated under a temporary name and renamed into place, so
-after a crash an ingest either exists with all its metadata or not at all.
-Metadata updates replace single files atomically. The offset is the size of
-``data`` and the update time its mtime, so neither needs a write per chunk.
+a reader (or a daemon restarted after its own crash) sees an ingest with all
+its metadata or none. That is atomic, not durable: nothing of an ingest is
+synced before its commit, as in containerd, because its data is not either (a
+Write is acknowledged from the page cache). After a crash of the machine, an
+ingest may be missing or unreadable; an unreadable one reports itself as
+corrupt, and the next writer of its ref, or garbage collection, starts it over.
+Commit syncs what it keeps. Metadata updates replace single files atomically.
+The offset is the size of ``data`` and the update time its mtime, so neither
+needs a write per chunk.
 """
 
 from __future__ import annotations
@@ -25,10 +31,9 @@ from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotFound
 from pycontainerd.fsutil import (
     TEMP_PREFIX,
     atomic_write,
-    fsync_dir,
     temp_name,
     utc_from_ns,
-    write_file_synced,
+    write_new_file,
 )
 
 REF_FILE = "ref"
@@ -69,13 +74,12 @@ class IngestDir:
         staging = self.path.with_name(temp_name())
         staging.mkdir(mode=0o755)
         try:
-            write_file_synced(staging / REF_FILE, ref.encode("utf-8"))
-            write_file_synced(staging / STARTED_FILE, started_at.isoformat().encode())
-            write_file_synced(staging / TOTAL_FILE, str(total).encode())
+            files = [(REF_FILE, ref.encode("utf-8")), (STARTED_FILE, started_at.isoformat().encode()),
+                     (TOTAL_FILE, str(total).encode()), (DATA_FILE, b"")]  # fmt: skip
             if expected is not None:
-                write_file_synced(staging / EXPECTED_FILE, expected.encode())
-            write_file_synced(staging / DATA_FILE, b"")
-            fsync_dir(staging)
+                files.append((EXPECTED_FILE, expected.encode()))
+            for name, content in files:
+                write_new_file(staging / name, content, durable=False)
             try:
                 os.rename(staging, self.path)
             except OSError:
@@ -85,23 +89,25 @@ class IngestDir:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        fsync_dir(self.path.parent)
         return True
 
     def record_expectations(self, total: int | None, expected: Digest | None) -> None:
-        """Durably store a total and/or expected digest announced after the start."""
+        """Store a total and/or expected digest announced after the start."""
         if total is not None:
-            atomic_write(self.path / TOTAL_FILE, str(total).encode())
+            atomic_write(self.path / TOTAL_FILE, str(total).encode(), durable=False)
         if expected is not None:
-            atomic_write(self.path / EXPECTED_FILE, expected.encode())
+            atomic_write(self.path / EXPECTED_FILE, expected.encode(), durable=False)
 
     def read_ref(self) -> str:
         try:
-            return (self.path / REF_FILE).read_bytes().decode("utf-8")
+            ref = (self.path / REF_FILE).read_bytes().decode("utf-8", "replace")
         except FileNotFoundError:
             if self.exists():
                 raise self._corrupt("its ref file is missing") from None
             raise NotFound(f"ingest {self.path.name} not found") from None
+        if not ref:  # a ref is never empty: the file was not synced before a crash
+            raise self._corrupt("its ref file is empty")
+        return ref
 
     def read_status(self) -> IngestStatus:
         """Read the status from disk; NotFound if gone, FailedPrecondition if corrupt."""

@@ -16,7 +16,7 @@ import pytest
 import pycontainerd
 from pycontainerd.content import LocalContentStore
 from pycontainerd.digest import digest_of_bytes
-from pycontainerd.errdefs import AlreadyExists, Unavailable
+from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, Unavailable
 
 CHUNK = 64 * 1024
 DATA = b"".join(i.to_bytes(4, "big") * (CHUNK // 4) for i in range(256))  # 16 MiB
@@ -141,3 +141,24 @@ def test_corrupt_ingest_is_restarted_by_a_new_writer(store: LocalContentStore) -
         assert writer.offset == 0
         writer.write(b"fresh")
     assert store.status("damaged").offset == 5
+
+
+def test_an_ingest_a_machine_crash_left_empty_is_started_over(store: LocalContentStore) -> None:
+    """Ingest metadata is written unsynced (as containerd's): after a power loss its
+    files may be empty. Such an ingest says it is corrupt, and its next writer starts
+    it over."""
+    with store.writer("unsynced", total=10) as writer:
+        writer.write(b"abc")
+    ingest = store.root / "ingest" / os.listdir(store.root / "ingest")[0]
+    (ingest / "ref").write_bytes(b"")
+    assert store.list_statuses() == []
+    with pytest.raises(FailedPrecondition, match="ref file is empty"):
+        store.status("unsynced")
+    for entry in ingest.iterdir():
+        entry.write_bytes(b"")
+    with pytest.raises(FailedPrecondition, match="corrupt"):
+        store.status("unsynced")
+    with store.writer("unsynced") as writer:
+        assert writer.offset == 0
+        writer.write(b"fresh")
+    assert store.status("unsynced").offset == 5
