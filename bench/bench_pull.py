@@ -4,7 +4,9 @@ ctr 2 pulls through the daemon's Transfer service, against pycontainerd and agai
 containerd 2 (both ``ctr2`` and ``containerd2`` built from the module proxy).
 
 Every pull is cold: the image is removed and garbage collected before the next
-one, and dirty pages of the previous run are flushed first. Figures are MB/s of
+one, dirty pages of the previous run are flushed first, and no daemon is still
+busy with what the removal left (pycontainerd deletes snapshot trees in the
+background, after the removal has answered). Figures are MB/s of
 uncompressed layer bytes over the pull's wall time (resolve, fetch, unpack),
 best of two rounds.
 
@@ -27,7 +29,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import Row, containerd_daemon, print_table, pycontainerd_daemon, timed
+from bench.common import (
+    Row,
+    containerd_daemon,
+    containerd_pid,
+    print_table,
+    pycontainerd_daemon,
+    timed,
+    wait_until_idle,
+)
 from pycontainerd.archive.compression import decompress_stream
 from tests.support.images import Image, busybox_image, large_image, push_image
 from tests.support.registry import TestRegistry
@@ -137,9 +147,13 @@ def _pyctr(address: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "ctr.main", "-a", str(address), *args]
 
 
-def _cold_pull(address: Path, pull_cmd: list[str], ref: str) -> float:
-    """Seconds for one pull on an empty store; the image is removed and collected after."""
+def _cold_pull(address: Path, pull_cmd: list[str], ref: str, settle: Callable[[], None]) -> float:
+    """Seconds for one pull on an empty store; the image is removed and collected after.
+
+    ``settle`` waits until no daemon is busy with what an earlier removal left.
+    """
     os.sync()
+    settle()
     try:
         return timed(lambda: _run(pull_cmd))
     finally:
@@ -161,41 +175,48 @@ def _layer_files(image: Image, workdir: Path) -> list[Path]:
     return paths
 
 
-def _tar_extract(image: Image, workdir: Path) -> float:
+def _tar_extract(image: Image, workdir: Path, settle: Callable[[], None]) -> float:
     """Seconds for GNU tar to decompress and extract every layer in turn (no whiteouts)."""
     layers = _layer_files(image, workdir)
     target = Path(tempfile.mkdtemp(prefix="tar-x-", dir=workdir))
     os.sync()
+    settle()
     try:
         return timed(lambda: [_run(["tar", "-xf", str(p), "-C", str(target)]) for p in layers])
     finally:
         shutil.rmtree(target, ignore_errors=True)
 
 
-def _pull_with(tool: str, address: Path) -> Callable[[BenchImage], float]:
+def _pull_with(
+    tool: str, address: Path, settle: Callable[[], None]
+) -> Callable[[BenchImage], float]:
     """A cold pull-and-unpack of an image with ``tool`` (pyctr, ctr or ctr2) at ``address``."""
     command = {"pyctr": _pyctr, "ctr": _ctr, "ctr2": _ctr2}[tool]
 
     def measure(bench_image: BenchImage) -> float:
         pull = command(address, "images", "pull", "--plain-http", bench_image.ref)
-        return _cold_pull(address, pull, bench_image.ref)
+        return _cold_pull(address, pull, bench_image.ref, settle)
 
     return measure
 
 
 def _contenders(
-    ours: Path, containerd: Path | None, containerd2: Path | None, workdir: Path
+    ours: Path,
+    containerd: Path | None,
+    containerd2: Path | None,
+    workdir: Path,
+    settle: Callable[[], None],
 ) -> dict[str, Callable[[BenchImage], float]]:
     contenders = {
-        "pyctr images pull -> pycontainerd": _pull_with("pyctr", ours),
-        "ctr images pull -> pycontainerd": _pull_with("ctr", ours),
-        OURS_TRANSFER: _pull_with("ctr2", ours),
+        "pyctr images pull -> pycontainerd": _pull_with("pyctr", ours, settle),
+        "ctr images pull -> pycontainerd": _pull_with("ctr", ours, settle),
+        OURS_TRANSFER: _pull_with("ctr2", ours, settle),
     }
     if containerd is not None:
-        contenders[REFERENCE] = _pull_with("ctr", containerd)
+        contenders[REFERENCE] = _pull_with("ctr", containerd, settle)
     if containerd2 is not None:
-        contenders[REFERENCE2] = _pull_with("ctr2", containerd2)
-    contenders["tar -x of the layers (floor)"] = lambda b: _tar_extract(b.image, workdir)
+        contenders[REFERENCE2] = _pull_with("ctr2", containerd2, settle)
+    contenders["tar -x of the layers (floor)"] = lambda b: _tar_extract(b.image, workdir, settle)
     return {what: measure for what, measure in contenders.items() if ONLY in what}
 
 
@@ -243,7 +264,12 @@ def run() -> None:
             containerd_daemon() as containerd,
             containerd_daemon(2) as containerd2,
         ):
-            contenders = _contenders(daemon.address, containerd, containerd2, workdir)
+            pids = [daemon.proc.pid] + [
+                containerd_pid(address) for address in (containerd, containerd2) if address
+            ]
+            contenders = _contenders(
+                daemon.address, containerd, containerd2, workdir, lambda: wait_until_idle(pids)
+            )
             for bench_image in images:
                 # Best of ROUNDS, the contenders taking turns so that none is
                 # always the one running while the machine is busy elsewhere.

@@ -63,6 +63,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_until_idle(pids: list[int], *, quiet: float = 0.3, timeout: float = 60.0) -> None:
+    """Until the processes used (almost) no CPU for ``quiet`` seconds.
+
+    A daemon may still be deleting what a removal gave back (ours deletes
+    snapshot trees in the background): a timed run started then would pay
+    for it, whichever daemon it measures.
+    """
+    deadline = time.monotonic() + timeout
+
+    def total() -> float:
+        return sum(cpu_seconds(pid) for pid in pids)
+
+    last, since = total(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = total()
+        if now - last > 0.02:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+
+
 def pids_of(pattern: str) -> list[int]:
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
