@@ -10,10 +10,12 @@ one image at once download every layer once and make every snapshot once.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import queue
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,9 @@ from tests.support.images import PushedImage, overlay_edge_image, push_image, pu
 from tests.support.real_containerd import containerd_daemon
 from tests.support.registry import TestRegistry
 from tests.support.trees import describe_tree
+
+#: How long `ctr2 events` may take to subscribe.
+SUBSCRIBE_TIMEOUT = 20.0
 
 pytestmark = pytest.mark.e2e
 
@@ -110,11 +115,19 @@ class SnapshotEvents:
         command = [str(self._ctr2.binary), "-a", str(self._ctr2.address), "events"]
         self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         threading.Thread(target=self._read, daemon=True).start()
-        # Subscribed once an event made now comes through.
-        self._ctr2.ok("namespaces", "create", "events-probe")
-        while "/namespaces/create" not in self._lines.get(timeout=20):
-            pass
-        return self
+        # Subscribed once an event made now comes through. An event published
+        # before `ctr2 events` has subscribed is not for it: probe again.
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+        for attempt in itertools.count():
+            self._ctr2.ok("namespaces", "create", f"events-probe-{attempt}")
+            try:
+                while "/namespaces/create" not in self._lines.get(timeout=0.5):
+                    pass
+            except queue.Empty:
+                assert time.monotonic() < deadline, "`ctr2 events` never subscribed"
+                continue
+            return self
+        raise AssertionError("unreachable")
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
