@@ -287,6 +287,12 @@ def fork_shim(request: dict[str, Any], listen_fd: int, close_in_child: list[int]
     return int(answer)
 
 
+def _end_unwanted(shim: int) -> None:
+    """End a shim just forked for a caller that is no longer there to be told of it."""
+    with contextlib.suppress(OSError):
+        os.kill(shim, signal.SIGKILL)
+
+
 class Zygote:
     """Serves fork requests on its socket until it retires."""
 
@@ -388,8 +394,7 @@ class Zygote:
             if not self._reply(conn, {"pid": shim}):
                 # The caller gave up waiting and starts a shim another way on the
                 # same socket: this one must not serve beside it.
-                with contextlib.suppress(OSError):
-                    os.kill(shim, signal.SIGKILL)
+                _end_unwanted(shim)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -475,7 +480,11 @@ def become_zygote(
         prepared = _prepare(socket_dir)
         zygote = Zygote(socket_dir, *prepared) if prepared is not None else None
         shim = fork_shim(request, listen_fd, [report_fd, *(zygote.owned_fds() if zygote else [])])
-        os.write(report_fd, f"pid {shim}\n".encode())
+        try:
+            os.write(report_fd, f"pid {shim}\n".encode())
+        except OSError:
+            _end_unwanted(shim)  # `start` gave up waiting and failed the task
+            raise
         os.close(report_fd)
         os.close(listen_fd)
         if zygote is not None:

@@ -229,6 +229,50 @@ def test_a_shim_forked_after_its_caller_gave_up_does_not_stay(
     assert _zygotes_of(socket_dir) == [zygote_pid], "the zygote went on serving"
 
 
+_UNREPORTED_START = """
+import os, socket, sys
+from pycontainerd.shim_v2 import zygote
+from pycontainerd.shim_v2.flags import ShimFlags
+from pycontainerd.shim_v2.zygote_server import become_zygote
+
+socket_dir, bundle = sys.argv[1], sys.argv[2]
+address = os.path.join(socket_dir, "unreported.sock")
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(address)
+listener.listen()
+flags = ShimFlags(namespace="ns", id="unreported", address="/test/c.sock",
+                  publish_binary="/bin/true", socket=address)
+request = zygote.fork_request(flags.to_argv(), bundle)
+read_end, write_end = os.pipe()
+os.close(read_end)  # `start` stopped waiting for the report
+child = os.fork()
+if child == 0:
+    become_zygote(request, listener.fileno(), write_end, socket_dir)
+os.close(write_end)
+_, status = os.waitpid(child, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_shim_whose_start_stopped_waiting_does_not_stay(
+    tmp_path: Path, socket_dir: Path, shim_pids: list[int]
+) -> None:
+    """The zygote `start` forks reports the first shim's pid on a pipe; when `start`
+    has given up by then (and failed the task), the shim must not stay behind."""
+    bundle = make_bundle(tmp_path, "unreported")
+    env = {**os.environ, "PYCONTAINERD_SHIM_SOCKET_DIR": str(socket_dir), POOL_SIZE_ENV: "1"}
+    env.pop("TTRPC_ADDRESS", None)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _UNREPORTED_START, str(socket_dir), str(bundle)],
+            capture_output=True, text=True, timeout=30, env=env,
+        )  # fmt: skip
+        assert result.stdout.strip() == "1", result.stderr  # the would-be zygote gave up too
+        _wait_until(lambda: _shims_named("unreported") == [], "the unreported shim to end", 5)
+    finally:
+        shim_pids.extend(_shims_named("unreported"))
+
+
 def test_staleness_checks(tmp_path: Path) -> None:
     module = tmp_path / "module.py"
     module.write_text("x = 1\n")
