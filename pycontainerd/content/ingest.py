@@ -74,8 +74,12 @@ class IngestDir:
         staging = self.path.with_name(temp_name())
         staging.mkdir(mode=0o755)
         try:
-            files = [(REF_FILE, ref.encode("utf-8")), (STARTED_FILE, started_at.isoformat().encode()),
-                     (TOTAL_FILE, str(total).encode()), (DATA_FILE, b"")]  # fmt: skip
+            files = [
+                (REF_FILE, ref.encode("utf-8")),
+                (STARTED_FILE, started_at.isoformat().encode()),
+                (TOTAL_FILE, str(total).encode()),
+                (DATA_FILE, b""),
+            ]
             if expected is not None:
                 files.append((EXPECTED_FILE, expected.encode()))
             for name, content in files:
@@ -104,7 +108,7 @@ class IngestDir:
         except FileNotFoundError:
             if self.exists():
                 raise self._corrupt("its ref file is missing") from None
-            raise NotFound(f"ingest {self.path.name} not found") from None
+            raise self._not_found() from None
         if not ref:  # a ref is never empty: the file was not synced before a crash
             raise self._corrupt("its ref file is empty")
         return ref
@@ -118,7 +122,7 @@ class IngestDir:
             expected = self._read_expected()
         except FileNotFoundError as exc:
             if not self.exists():  # committed or aborted while we read it
-                raise NotFound(f"ingest {self.path.name} not found") from None
+                raise self._not_found() from None
             raise self._corrupt(f"its metadata is unreadable ({exc})", ref) from None
         except (OSError, ValueError, InvalidArgument) as exc:
             raise self._corrupt(f"its metadata is unreadable ({exc})", ref) from None
@@ -145,7 +149,7 @@ class IngestDir:
                 return utc_from_ns(candidate.stat().st_mtime_ns)
             except FileNotFoundError:
                 continue
-        raise NotFound(f"ingest {self.path.name} not found")
+        raise self._not_found()
 
     def remove(self) -> None:
         """Take the directory out of sight in one rename, then delete it.
@@ -155,9 +159,6 @@ class IngestDir:
         that looks corrupt. A crash between the two steps leaves a staging
         name, which the stale-ingest sweep removes.
         """
-        if is_temporary(self.path.name):
-            shutil.rmtree(self.path, ignore_errors=True)
-            return
         doomed = self.path.with_name(temp_name())
         try:
             os.rename(self.path, doomed)
@@ -171,6 +172,9 @@ class IngestDir:
         except FileNotFoundError:
             return None
         return Digest(text)
+
+    def _not_found(self) -> NotFound:
+        return NotFound(f"ingest {self.path.name} not found")
 
     def _corrupt(self, why: str, ref: str | None = None) -> FailedPrecondition:
         name = f"ref {ref!r}" if ref is not None else f"directory {self.path.name}"
